@@ -1,0 +1,43 @@
+"""autotransfer: automatic, explainable transfer learning on folders of labelled images.
+
+The public API is listed in ``__all__``. Names are imported lazily so that ``import autotransfer``
+(and the CLI's ``--help``) never pays for TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+#: public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "profile_dataset": "autotransfer.data.profile",
+    "DatasetProfile": "autotransfer.data.models",
+    "FileProblem": "autotransfer.data.models",
+    "AutoTransferError": "autotransfer.errors",
+    "DatasetError": "autotransfer.errors",
+    "UnusableDatasetError": "autotransfer.errors",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'autotransfer' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from autotransfer.data.models import DatasetProfile, FileProblem
+    from autotransfer.data.profile import profile_dataset
+    from autotransfer.errors import AutoTransferError, DatasetError, UnusableDatasetError

@@ -1,0 +1,91 @@
+"""The ``autotransfer`` command line.
+
+One module per command under ``autotransfer.cli``; heavy imports (TensorFlow, Keras) happen inside
+the commands, so ``autotransfer --help`` answers at once. Exit codes: 0 success, 2 the input needs
+fixing (a clear message says what and how), 70 internal failure, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from autotransfer import __version__
+
+#: command name -> module under ``autotransfer.cli`` that defines ``command``.
+COMMANDS: dict[str, str] = {
+    "profile": "profile",
+}
+
+EXIT_OK = 0
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 70
+EXIT_INTERRUPTED = 130
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported from their own modules when first needed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        return importlib.import_module(f"autotransfer.cli.{module}").command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="autotransfer")
+def cli() -> None:
+    """Automatic, explainable transfer learning for folders of labelled images.
+
+    \b
+    Exit codes: 0 success; 2 the input needs fixing (the message says how);
+    70 internal failure (set AUTOTRANSFER_DEBUG=1 for the traceback); 130 interrupted.
+    """
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and map errors to clean messages and exit codes."""
+    from autotransfer.errors import AutoTransferError
+
+    debug = os.environ.get("AUTOTRANSFER_DEBUG", "") not in ("", "0")
+    try:
+        cli.main(args=argv, prog_name="autotransfer", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Interrupted.", err=True)
+        return EXIT_INTERRUPTED
+    except click.ClickException as exc:  # usage errors: click's own message
+        exc.show()
+        return EXIT_USER_ERROR
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except AutoTransferError as exc:
+        if debug:
+            raise
+        click.secho(f"Error: {exc}", fg="red", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the one place that catches everything
+        if debug:
+            raise
+        click.secho(
+            f"Internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in autotransfer, not in your data. Rerun with AUTOTRANSFER_DEBUG=1 "
+            "to see the traceback and include it in a bug report.",
+            fg="red",
+            err=True,
+        )
+        return EXIT_INTERNAL_ERROR
+    return EXIT_OK
+
+
+def run() -> None:  # pragma: no cover - console-script shim
+    sys.exit(main())

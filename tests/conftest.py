@@ -1,0 +1,57 @@
+"""Shared fixtures: seeding, a Keras cache pointing at ../shared/weights, shared datasets."""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("AUTOTRANSFER_SHARED", REPO_ROOT.parent / "shared"))
+SHARED_DATASETS = SHARED / "datasets"
+SHARED_WEIGHTS = SHARED / "weights"
+
+# Keras reads KERAS_HOME when it is first imported, so the cache folder is prepared before any
+# test imports it: a temporary folder whose models/ links to ../shared/weights/*. Users keep
+# Keras' normal download into ~/.keras; this only pre-fills the cache.
+_KERAS_HOME = Path(tempfile.mkdtemp(prefix="autotransfer-keras-home-"))
+(_KERAS_HOME / "models").mkdir()
+if SHARED_WEIGHTS.is_dir():
+    for _file in SHARED_WEIGHTS.iterdir():
+        if _file.is_file():
+            (_KERAS_HOME / "models" / _file.name).symlink_to(_file.resolve())
+os.environ["KERAS_HOME"] = str(_KERAS_HOME)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything() -> None:
+    random.seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def keras_home() -> Path:
+    """The ``KERAS_HOME`` folder of this test session (its ``models/`` links to shared weights)."""
+    return _KERAS_HOME
+
+
+@pytest.fixture(scope="session")
+def shared_weights() -> Path:
+    """``../shared/weights``; skips the test when it is absent."""
+    if not SHARED_WEIGHTS.is_dir():
+        pytest.skip(f"needs ImageNet weights in {SHARED_WEIGHTS} (absent in a fresh clone)")
+    return SHARED_WEIGHTS
+
+
+def shared_dataset(name: str) -> Path:
+    """Path of a dataset under ``../shared/datasets``; skips the test when it is absent."""
+    path = SHARED_DATASETS / name
+    if not path.is_dir():
+        pytest.skip(f"needs the shared dataset {path} (absent in a fresh clone)")
+    return path
