@@ -1,0 +1,1 @@
+"""The dataset layer: discover a dataset's layout, read its images, profile it, feed training."""

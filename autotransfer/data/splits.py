@@ -1,0 +1,100 @@
+"""Train / validation / test splits of a profiled dataset, in a stable, recorded form.
+
+Pure Python (scikit-learn for the stratified split): no TensorFlow import.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from autotransfer._io import atomic_write_text
+from autotransfer.data.models import DatasetProfile, ImageRecord
+from autotransfer.errors import DatasetError
+
+
+class DataSplits(BaseModel):
+    """Which image goes where, and the class order every model output follows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    root: str
+    class_names: list[str] = Field(description="Sorted; index i is the model's output i.")
+    train: list[ImageRecord]
+    val: list[ImageRecord]
+    test: list[ImageRecord]
+    val_source: str = Field(description="'folder' or 'stratified(fraction=…, seed=…)'.")
+
+    def label_index(self, record: ImageRecord) -> int:
+        return self.class_names.index(record.label)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the split manifest (JSON) atomically."""
+        return atomic_write_text(path, self.model_dump_json(indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> DataSplits:
+        return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def make_splits(
+    profile: DatasetProfile,
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    exclude_leaks: bool = True,
+) -> DataSplits:
+    """Split a profiled dataset for training.
+
+    Existing ``val``/``test`` splits are used as they are. Without a validation split, a stratified
+    seeded ``val_fraction`` of the training images becomes one. With ``exclude_leaks``, training
+    images whose exact bytes also appear in a validation or test split are left out of training.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise DatasetError(
+            f"The 'val_fraction' parameter must be in (0, 1). Got {val_fraction!r} instead."
+        )
+    by_split: dict[str | None, list[ImageRecord]] = {}
+    for record in profile.records:
+        by_split.setdefault(record.split, []).append(record)
+    train = by_split.get("train", by_split.get(None, []))
+    val = by_split.get("val", [])
+    test = by_split.get("test", [])
+    source = "folder"
+    if not val:
+        train, val = _stratified_split(train, val_fraction, seed)
+        source = f"stratified(fraction={val_fraction}, seed={seed})"
+    if exclude_leaks:
+        held_out = {r.sha for r in val} | {r.sha for r in test}
+        train = [r for r in train if r.sha not in held_out]
+    return DataSplits(
+        root=profile.root,
+        class_names=list(profile.classes),
+        train=train,
+        val=val,
+        test=test,
+        val_source=source,
+    )
+
+
+def _stratified_split(
+    records: list[ImageRecord], fraction: float, seed: int
+) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    from sklearn.model_selection import train_test_split
+
+    labels = [r.label for r in records]
+    counts = {label: labels.count(label) for label in set(labels)}
+    if min(counts.values(), default=0) < 2:
+        short = ", ".join(sorted(c for c, n in counts.items() if n < 2))
+        raise DatasetError(
+            f"Cannot hold out a stratified validation split: class(es) {short} have fewer than 2 "
+            "images. Add images or provide a val/ folder."
+        )
+    n_val = max(len(counts), round(len(records) * fraction))
+    ordered = sorted(records, key=lambda r: r.path)
+    train, val = train_test_split(
+        ordered, test_size=n_val, random_state=seed, stratify=[r.label for r in ordered]
+    )
+    return sorted(train, key=lambda r: r.path), sorted(val, key=lambda r: r.path)

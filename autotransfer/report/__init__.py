@@ -1,0 +1,1 @@
+"""Human-readable renderings (rich tables) of autotransfer's typed results."""
