@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from autotransfer.data.formats import SUPPORTED_FORMATS, sniff_format
 from autotransfer.errors import ImageDecodeError
@@ -51,7 +51,15 @@ def open_image(
         try:
             img = Image.open(io.BytesIO(data) if data is not None else source, formats=[fmt])
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-            raise ImageDecodeError(f"{label}: refused as a decompression bomb ({exc}).") from exc
+            raise ImageDecodeError(
+                f"{label}: refused as a probable decompression bomb: its pixel count exceeds the "
+                f"limit ({exc}). Downscale the image."
+            ) from exc
+        except UnidentifiedImageError as exc:
+            raise ImageDecodeError(
+                f"{label}: starts like a {fmt} file but its header is invalid. "
+                "Re-export or remove the file."
+            ) from exc
         except Exception as exc:  # Pillow raises many kinds for bad headers
             raise ImageDecodeError(
                 f"{label}: the {fmt} header cannot be read ({exc}). Re-export or remove the file."
@@ -60,8 +68,8 @@ def open_image(
     if width <= 0 or height <= 0 or width * height > max_pixels:
         img.close()
         raise ImageDecodeError(
-            f"{label}: {width}×{height} pixels exceeds the limit of {max_pixels:,} "
-            "(a probable decompression bomb). Downscale the image or raise max_pixels."
+            f"{label}: refused as a probable decompression bomb: {width}×{height} pixels "
+            f"exceeds the limit of {max_pixels:,}. Downscale the image or raise max_pixels."
         )
     return img
 

@@ -88,12 +88,16 @@ def inspect_file(candidate: Candidate, check: Check, max_pixels: int) -> Inspect
         problems.append(problem(rel, "extension_mismatch",
                                 f"Named like {announced or 'a non-image'} but is {fmt}."))
     sha = hashlib.blake2b(data, digest_size=16).hexdigest()
+    complete = has_trailer(fmt, data)
     try:
         img = open_image(data, max_pixels=max_pixels, name=rel)
     except ImageDecodeError as exc:
-        code = "too_large" if "pixels exceeds" in str(exc) or "bomb" in str(exc) else "undecodable"
-        return fail(code, str(exc).removeprefix(f"{rel}: "))
-    complete = has_trailer(fmt, data)
+        text = str(exc)
+        if "decompression bomb" in text:
+            code = "too_large"
+        else:
+            code = "truncated" if "truncat" in text.lower() else "undecodable"
+        return fail(code, text.removeprefix(f"{rel}: "))
     with img:
         width, height = img.size
         if exif_orientation(img) in (5, 6, 7, 8):

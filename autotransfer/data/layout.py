@@ -242,7 +242,7 @@ def _from_manifest(csv_path: Path) -> Layout:
             if col is None
         )
         raise ManifestError(
-            f"Manifest '{csv_path}' has no {missing}. Its header is {header}. Name the columns "
+            f"Manifest '{csv_path}' lacks {missing}. Its header is {header}. Name the columns "
             f"e.g. 'path' (or {', '.join(PATH_COLUMNS[1:5])}) and 'label' (or "
             f"{', '.join(LABEL_COLUMNS[1:4])}); an optional 'split' column gives train/val/test."
         )

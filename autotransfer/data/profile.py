@@ -6,9 +6,10 @@ import os
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
+import sys
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from functools import partial
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 
 import numpy as np
 
@@ -79,8 +80,7 @@ def _inspect_all(
         iterator: Iterable[Inspection] = map(task, candidates)
         pool = None
     else:
-        # 'spawn' is safe whatever threads the parent runs (TensorFlow's, for example).
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        pool = _make_pool(workers)
         chunk = max(1, min(64, total // (workers * 8)))
         iterator = pool.map(task, candidates, chunksize=chunk)
     try:
@@ -92,6 +92,15 @@ def _inspect_all(
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return results
+
+
+def _make_pool(workers: int) -> Executor:
+    """Forked processes where forking is safe (fast, and the caller's script is not re-run, as
+    'spawn' would); threads once TensorFlow's thread pools exist in this process (Pillow and
+    hashlib release the GIL while they work, so threads still use several cores)."""
+    if "fork" in get_all_start_methods() and "tensorflow" not in sys.modules:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"))
+    return ThreadPoolExecutor(max_workers=workers)
 
 
 def _stats(values: list[float]) -> Stats | None:
@@ -112,7 +121,7 @@ def _assemble(
     problems: list[FileProblem] = list(layout.problems)
     for inspection in inspections:
         problems.extend(inspection.problems)
-    problems.sort(key=lambda p: ({"error": 0, "warning": 1, "info": 2}[p.severity], p.path))
+    problems.sort(key=lambda p: ({"error": 0, "warning": 1, "info": 2}[p.severity], p.path, p.code))
 
     classes = sorted({c.label for c in layout.candidates})
     split_order = [s for s in ("train", "val", "test") if s in layout.split_folders]

@@ -29,7 +29,8 @@ def render_profile(profile: DatasetProfile, console: Console, max_problems: int 
         f"checked by {profile.check} in {profile.elapsed_s:.2f}s with {profile.workers} worker(s)"
     )
 
-    counts = Table(title="Images per class", title_justify="left")
+    console.print("[bold]Images per class")
+    counts = Table()
     counts.add_column("class")
     for split in profile.splits:
         counts.add_column(split.name, justify="right")
@@ -43,7 +44,8 @@ def render_profile(profile: DatasetProfile, console: Console, max_problems: int 
         f"[{style}]{profile.imbalance_ratio:.2f}[/]"
     )
 
-    sizes = Table(title="Images", title_justify="left")
+    console.print("[bold]Image sizes")
+    sizes = Table()
     for col in ("", "min", "median", "mean", "max"):
         sizes.add_column(col, justify="right" if col else "left")
     sizes.add_row("width (px)", *_fmt_stats(profile.width))
@@ -77,7 +79,7 @@ def _render_duplicates(profile: DatasetProfile, console: Console) -> None:
         f"[{'bold red' if leaks else 'green'}]{len(leaks)} across splits (leakage)[/] · "
         f"[{'bold red' if conflicts else 'green'}]{len(conflicts)} across classes (label conflicts)[/]"
     )
-    table = Table(show_header=True, title_justify="left")
+    table = Table(show_header=True)
     table.add_column("kind")
     table.add_column("files")
     for group in profile.duplicates[:10]:

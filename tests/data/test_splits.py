@@ -1,0 +1,60 @@
+"""Training splits: stratified and seeded when there is no validation split, leaks excluded."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from autotransfer.data.profile import profile_dataset
+from autotransfer.data.splits import DataSplits, make_splits
+from autotransfer.errors import DatasetError
+from tests.data.builders import image_bytes, make_class_folders
+
+
+@pytest.fixture(scope="module")
+def unsplit_profile(tmp_path_factory):
+    root = make_class_folders(tmp_path_factory.mktemp("ds"), {"a": 30, "b": 10, "c": 20}, size=8)
+    return profile_dataset(root, workers=1)
+
+
+def test_stratified_split_keeps_class_proportions(unsplit_profile):
+    splits = make_splits(unsplit_profile, val_fraction=0.2, seed=0)
+    assert splits.val_source == "stratified(fraction=0.2, seed=0)"
+    assert Counter(r.label for r in splits.val) == {"a": 6, "b": 2, "c": 4}
+    assert len(splits.train) == 48
+    assert not {r.path for r in splits.train} & {r.path for r in splits.val}
+
+
+def test_split_is_deterministic_per_seed(unsplit_profile):
+    first = make_splits(unsplit_profile, seed=3)
+    again = make_splits(unsplit_profile, seed=3)
+    other = make_splits(unsplit_profile, seed=4)
+    assert [r.path for r in first.val] == [r.path for r in again.val]
+    assert [r.path for r in first.val] != [r.path for r in other.val]
+
+
+def test_class_order_is_stable_and_saved(unsplit_profile, tmp_path):
+    splits = make_splits(unsplit_profile)
+    assert splits.class_names == ["a", "b", "c"]
+    assert splits.label_index(splits.val[0]) == splits.class_names.index(splits.val[0].label)
+    path = splits.save(tmp_path / "splits.json")
+    assert DataSplits.load(path) == splits
+
+
+def test_existing_validation_split_is_used_and_leaks_are_left_out_of_training(tmp_path):
+    make_class_folders(tmp_path / "train", {"a": 3, "b": 3})
+    make_class_folders(tmp_path / "val", {"a": 2, "b": 2}, seed=50)
+    same = image_bytes("PNG", 32, seed=999)
+    (tmp_path / "train" / "a" / "dup.png").write_bytes(same)
+    (tmp_path / "val" / "a" / "dup.png").write_bytes(same)
+    splits = make_splits(profile_dataset(tmp_path, workers=1))
+    assert splits.val_source == "folder" and len(splits.val) == 5
+    assert "train/a/dup.png" not in {r.path for r in splits.train}
+    kept = make_splits(profile_dataset(tmp_path, workers=1), exclude_leaks=False)
+    assert "train/a/dup.png" in {r.path for r in kept.train}
+
+
+def test_bad_fraction_is_a_clear_error(unsplit_profile):
+    with pytest.raises(DatasetError, match="'val_fraction' parameter must be in \\(0, 1\\). Got 1.5"):
+        make_splits(unsplit_profile, val_fraction=1.5)
