@@ -1,0 +1,1 @@
+"""Measurements of how well pretrained backbones fit a dataset (domain shift, transferability)."""
