@@ -9,8 +9,9 @@ prior ``w ~ N(0, α⁻¹ I)`` and noise ``ε ~ N(0, β⁻¹ I)``; the evidence
     A = α I + β FᵀF,   m = β A⁻¹ Fᵀ y,
 
 is maximised over (α, β) by MacKay's fixed point  γ = Σ βσᵢ/(α + βσᵢ),  α = γ/‖m‖²,
-β = (N − γ)/‖F m − y‖².  Everything is computed in the basis of F's thin SVD, so one
-decomposition serves all classes and the iteration is vectorised over them. The score is the
+β = (N − γ)/‖F m − y‖².  Everything is computed in the basis of F's singular vectors (from one
+eigendecomposition of the smaller Gram matrix), so one decomposition serves all classes and the
+iteration is vectorised over them. The score is the
 evidence per sample, averaged over classes (higher is better).
 """
 
@@ -43,9 +44,8 @@ def logme(
     n, d = f.shape
     classes = np.unique(y_int)
     y = (y_int[:, None] == classes[None, :]).astype(np.float64)  # N × K one-hot
-    u, s, _ = np.linalg.svd(f, full_matrices=False)  # r = min(N, D) singular values
-    sigma = s**2  # eigenvalues of FᵀF (the other D − r are 0)
-    z = u.T @ y  # r × K: targets in the singular basis
+    sigma, z = _spectrum(f, y)
+    s = np.sqrt(sigma)
     y_norm2 = (y**2).sum(axis=0)
     outside = np.maximum(y_norm2 - (z**2).sum(axis=0), 0.0)  # part of y no feature can explain
 
@@ -70,6 +70,22 @@ def logme(
     evidence = _evidence(alpha, beta, s, z, outside, n, d)
     per_class = evidence / n
     return LogMEResult(float(per_class.mean()), per_class, alpha, beta, iterations)
+
+
+def _spectrum(f: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues σ of FᵀF (the squared singular values of F) and the targets in F's left
+    singular basis, from the eigendecomposition of the smaller Gram matrix (several times faster
+    than an SVD). Directions with σ ≈ 0 are kept when N ≤ D (they hold part of y) and dropped
+    when N > D (they are outside F's column space and y's part there is counted separately).
+    """
+    n, d = f.shape
+    if n <= d:
+        sigma, u = np.linalg.eigh(f @ f.T)
+        return np.clip(sigma, 0.0, None), u.T @ y
+    sigma, v = np.linalg.eigh(f.T @ f)
+    keep = sigma > max(float(sigma.max()), _EPS) * 1e-12
+    sigma, v = sigma[keep], v[:, keep]
+    return sigma, (v.T @ (f.T @ y)) / np.sqrt(sigma)[:, None]
 
 
 def _evidence(alpha, beta, s, z, outside, n, d) -> np.ndarray:  # type: ignore[no-untyped-def]

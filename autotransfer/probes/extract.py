@@ -1,0 +1,126 @@
+"""One forward pass per backbone: pooled features, ImageNet probabilities and BN input statistics.
+
+A multi-output Keras model returns, for each image, the pooled features, the ImageNet class
+probabilities (when the backbone's classifier weights are available) and, for every BatchNorm
+layer, the per-channel mean and mean square of its input — small vectors, so the activations
+themselves are never kept. Everything a probe needs, including each BN layer's stored statistics
+and layer group, goes into one dict of arrays, so a cached extraction needs no model at all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from autotransfer.backbones.build import build_backbone, layer_group_ranges
+from autotransfer.backbones.spec import BackboneSpec
+from autotransfer.backbones.weights import WeightStatus, resolve_weights, weight_status
+from autotransfer.data.models import ImageRecord
+from autotransfer.data.pipeline import make_dataset
+from autotransfer.probes.bn_shift import BNLayerStats
+
+
+@dataclass(frozen=True)
+class ExtractionPlan:
+    """What will be extracted for one backbone, decided before any model is built."""
+
+    spec: BackboneSpec
+    input_size: int
+    weights: str | None
+    with_top: bool
+    top_note: str
+    weights_file: Path | None
+
+
+def plan_extraction(spec: BackboneSpec, input_size: int | None = None,
+                    weights: str | None = "imagenet") -> ExtractionPlan:
+    """Choose the input size and whether the ImageNet classifier can be used (no TensorFlow)."""
+    size = input_size or spec.default_input_size
+    with_top, note = False, "the backbone is probed without pretrained weights"
+    if weights is not None:
+        with_top, note = _top_available(spec, size)
+    weights_file = resolve_weights(spec, weights, include_top=with_top) if weights else None
+    return ExtractionPlan(spec, size, weights, with_top, note, weights_file)
+
+
+def _top_available(spec: BackboneSpec, size: int) -> tuple[bool, str]:
+    if size != spec.default_input_size:
+        return False, (f"its ImageNet classifier needs the default input size "
+                       f"{spec.default_input_size}; the probe used {size}")
+    top, no_top = weight_status(spec, include_top=True), weight_status(spec)
+    local = (WeightStatus.CACHED, WeightStatus.OFFLINE_PACKAGE)
+    if top in local or (top is WeightStatus.NEEDS_DOWNLOAD and no_top not in local):
+        return True, ""
+    return False, "its ImageNet classifier's weights are not on this machine"
+
+
+def decode_sample(records: list[ImageRecord], root: str | os.PathLike[str], size: int,
+                  batch_size: int = 64) -> np.ndarray:
+    """Decode ``records`` at ``size`` (parallel tf.data map) into one uint8 array N × H × W × 3."""
+    labels = sorted({r.label for r in records})
+    ds = make_dataset(records, root, labels, size, batch_size=batch_size, cache=False)
+    return np.concatenate([images.numpy() for images, _ in ds], axis=0)
+
+
+def _probe_model(plan: ExtractionPlan) -> tuple[keras.Model, list[keras.layers.Layer], dict]:
+    spec = plan.spec
+    base = build_backbone(spec, plan.input_size, weights=plan.weights, include_top=plan.with_top)
+    if plan.with_top:
+        pools = [l for l in base.layers if isinstance(l, keras.layers.GlobalAveragePooling2D)]
+        pooled = pools[-1].output  # the last pooling feeds the classifier (earlier ones: SE)
+        if len(pooled.shape) == 4:  # keepdims pooling (MobileNetV3)
+            pooled = keras.ops.reshape(pooled, (-1, pooled.shape[-1]))
+        outputs = [pooled, base.output]
+    else:
+        outputs = [base.output]
+    group_of = {name: g.name for g in layer_group_ranges(base, spec) for name in g.layers}
+    bn_layers = [l for l in base.layers if isinstance(l, keras.layers.BatchNormalization)]
+    for layer in bn_layers:
+        x = keras.ops.cast(layer.input, "float32")
+        axes = tuple(range(1, len(x.shape) - 1))
+        outputs.append(keras.ops.mean(x, axis=axes) if axes else x)
+        outputs.append(keras.ops.mean(keras.ops.square(x), axis=axes) if axes else keras.ops.square(x))
+    return keras.Model(base.inputs, outputs, name=f"probe_{spec.name}"), bn_layers, group_of
+
+
+def extract(plan: ExtractionPlan, images: np.ndarray, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Build the probe model for ``plan`` and run it over ``images`` (uint8 RGB).
+
+    Returns ``features`` (N × D), ``probs`` (N × 1000, with a classifier only), and for BN layer
+    ``i``: ``bn_mean_i``/``bn_sq_i`` (the data's per-channel mean and mean square) and
+    ``bn_moving_mean_i``/``bn_moving_var_i`` (stored), with ``bn_names``, ``bn_groups``, ``bn_eps``.
+    """
+    model, bn_layers, group_of = _probe_model(plan)
+    ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    outputs = model.predict(ds, verbose=0)
+    outputs = list(outputs) if isinstance(outputs, list | tuple) else [outputs]
+    result: dict[str, np.ndarray] = {"features": np.asarray(outputs.pop(0), dtype=np.float32)}
+    if plan.with_top:
+        result["probs"] = np.asarray(outputs.pop(0), dtype=np.float32)
+    last_group = plan.spec.group_names[-1]
+    for i, layer in enumerate(bn_layers):
+        result[f"bn_mean_{i}"] = np.asarray(outputs[2 * i], dtype=np.float64).mean(axis=0)
+        result[f"bn_sq_{i}"] = np.asarray(outputs[2 * i + 1], dtype=np.float64).mean(axis=0)
+        result[f"bn_moving_mean_{i}"] = np.asarray(layer.moving_mean, dtype=np.float64)
+        result[f"bn_moving_var_{i}"] = np.asarray(layer.moving_variance, dtype=np.float64)
+    result["bn_names"] = np.asarray([l.name for l in bn_layers], dtype=str)
+    result["bn_groups"] = np.asarray([group_of.get(l.name, last_group) for l in bn_layers], dtype=str)
+    result["bn_eps"] = np.asarray([float(l.epsilon) for l in bn_layers], dtype=np.float64)
+    keras.backend.clear_session(free_memory=True)
+    return result
+
+
+def bn_layer_stats(arrays: dict[str, np.ndarray]) -> list[BNLayerStats]:
+    """The BN layers' stored and measured statistics, from :func:`extract`'s arrays."""
+    stats = []
+    for i, (name, group) in enumerate(zip(arrays["bn_names"], arrays["bn_groups"], strict=True)):
+        mean = arrays[f"bn_mean_{i}"]
+        var = np.maximum(arrays[f"bn_sq_{i}"] - mean**2, 0.0)
+        stats.append(BNLayerStats(str(name), str(group), arrays[f"bn_moving_mean_{i}"],
+                                  arrays[f"bn_moving_var_{i}"], mean, var, float(arrays["bn_eps"][i])))
+    return stats

@@ -1,0 +1,69 @@
+"""Typed, serialisable results of the probes."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from autotransfer.probes.transferability import Transferability
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BNShift(_Model):
+    """BatchNorm-statistics shift of one backbone on the sample."""
+
+    applicable: bool
+    reason: str = Field(description="Why the measure does or does not apply.")
+    per_group: dict[str, float | None] = Field(
+        description="Median over the group's BN layers of the channel-mean symmetric KL."
+    )
+    overall: float | None = Field(description="Mean of the group shifts.")
+    peak_group: str | None = Field(description="The layer group with the largest shift.")
+    n_layers: int
+
+
+class ImageNetView(_Model):
+    """What the ImageNet classifier of the backbone sees in the data."""
+
+    mean_entropy: float = Field(description="Mean prediction entropy in nats (max ln 1000 = 6.91).")
+    normalized_entropy: float = Field(description="mean_entropy / ln(1000), in [0, 1].")
+    top_concepts: dict[str, list[tuple[str, float]]] = Field(
+        description="Per class: ImageNet concepts predicted top-1 and the share of images."
+    )
+
+
+class BackboneProbe(_Model):
+    """Every measurement of one backbone on the sample."""
+
+    backbone: str
+    input_size: int
+    feature_dim: int
+    n_samples: int
+    bn_shift: BNShift
+    imagenet: ImageNetView | None
+    imagenet_note: str = Field(description="Why there is no ImageNet view, when there is none.")
+    transferability: Transferability
+    extract_s: float = Field(description="Seconds for the forward pass (0 when cached).")
+    measure_s: float = Field(description="Seconds for the statistics on the features.")
+    cached: bool = Field(description="Features came from the on-disk cache.")
+
+
+class ProbeReport(_Model):
+    """The probes of several backbones on one dataset sample."""
+
+    root: str
+    seed: int
+    n_samples: int
+    sample_per_class: dict[str, int]
+    decode_s: float = Field(description="Seconds spent decoding the sample (all input sizes).")
+    elapsed_s: float
+    probes: list[BackboneProbe]
+
+    def ranked(self) -> list[BackboneProbe]:
+        """Probes by decreasing LogME."""
+        return sorted(self.probes, key=lambda p: p.transferability.logme, reverse=True)
+
+    def get(self, backbone: str) -> BackboneProbe:
+        return next(p for p in self.probes if p.backbone == backbone)

@@ -1,0 +1,170 @@
+"""``probe_dataset``: measure each candidate backbone on a sample of the user's data."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from autotransfer.backbones.catalog import get_backbone, list_backbones
+from autotransfer.backbones.spec import BackboneSpec
+from autotransfer.backbones.weights import WeightStatus, weight_status
+from autotransfer.data.models import DatasetProfile
+from autotransfer.probes.bn_shift import is_folded, overall_shift, shift_by_group
+from autotransfer.probes.cache import FeatureCache, feature_key, weights_identity
+from autotransfer.probes.imagenet_view import prediction_entropy, top_concepts
+from autotransfer.probes.models import BackboneProbe, BNShift, ImageNetView, ProbeReport
+from autotransfer.probes.sample import DEFAULT_PER_CLASS, DEFAULT_TOTAL, sample_records
+from autotransfer.probes.transferability import measure_transferability
+
+#: Probed when the user names no backbone and none has weights on this machine (Keras downloads).
+FALLBACK_CANDIDATES = ("mobilenet_v2", "efficientnet_b0", "efficientnet_lite0")
+
+#: Progress messages: (backbone or "", what is happening).
+ProgressCallback = Callable[[str, str], None]
+
+
+def default_candidates() -> list[str]:
+    """Backbones whose ImageNet weights are on this machine, or a small downloadable set."""
+    local = (WeightStatus.CACHED, WeightStatus.OFFLINE_PACKAGE)
+    names = [s.name for s in list_backbones() if weight_status(s) in local]
+    return names or list(FALLBACK_CANDIDATES)
+
+
+def probe_dataset(
+    dataset: str | os.PathLike[str] | DatasetProfile,
+    backbones: Sequence[str] | None = None,
+    *,
+    per_class: int = DEFAULT_PER_CLASS,
+    total: int = DEFAULT_TOTAL,
+    seed: int = 0,
+    input_size: int | None = None,
+    weights: str | None = "imagenet",
+    cache: FeatureCache | bool = True,
+    progress: ProgressCallback | None = None,
+) -> ProbeReport:
+    """Measure domain shift and transferability of each backbone on a sample of ``dataset``.
+
+    ``dataset`` is a path or a profile from :func:`~autotransfer.profile_dataset`. The sample is
+    stratified and seeded: at most ``per_class`` images per class and ``total`` in all, from the
+    training split. Extracted features are cached on disk (``cache=False`` to disable).
+    """
+    from autotransfer.data.profile import profile_dataset
+
+    started = time.perf_counter()
+    say = progress or (lambda backbone, what: None)
+    profile = dataset if isinstance(dataset, DatasetProfile) else profile_dataset(dataset)
+    specs = [get_backbone(name) for name in (backbones or default_candidates())]
+    records = sample_records(profile, per_class=per_class, total=total, seed=seed)
+    classes = sorted({r.label for r in records})
+    labels = np.asarray([classes.index(r.label) for r in records])
+    store = FeatureCache() if cache is True else (cache or None)
+    hashes = [r.sha for r in records]
+
+    decoded: dict[int, np.ndarray] = {}
+    decode_s = 0.0
+    probes = []
+    for spec in specs:
+        from autotransfer.probes.extract import extract, plan_extraction  # TensorFlow from here
+
+        plan = plan_extraction(spec, input_size, weights)
+        source = spec.weight_source(plan.with_top)
+        fallback = f"random-init:{seed}" if weights is None else f"download:{source and source.url}"
+        key = feature_key(hashes, spec.name, weights_identity(plan.weights_file, fallback),
+                          plan.input_size, extra=f"top={plan.with_top}")
+        arrays = store.load(key) if store else None
+        cached = arrays is not None
+        extract_s = 0.0
+        if arrays is None:
+            if plan.input_size not in decoded:
+                say("", f"decoding {len(records)} images at {plan.input_size}px")
+                t0 = time.perf_counter()
+                from autotransfer.probes.extract import decode_sample
+
+                decoded[plan.input_size] = decode_sample(records, profile.root, plan.input_size)
+                decode_s += time.perf_counter() - t0
+            say(spec.name, "extracting features")
+            t0 = time.perf_counter()
+            if weights is None:
+                import keras
+
+                keras.utils.set_random_seed(seed)
+            arrays = extract(plan, decoded[plan.input_size])
+            extract_s = time.perf_counter() - t0
+            if store:
+                store.save(key, arrays)
+        say(spec.name, "measuring")
+        t0 = time.perf_counter()
+        probes.append(_measure(spec, plan.input_size, arrays, labels, classes, plan.top_note,
+                               seed, extract_s, cached, t0))
+    return ProbeReport(
+        root=profile.root,
+        seed=seed,
+        n_samples=len(records),
+        sample_per_class=dict(sorted(Counter(r.label for r in records).items())),
+        decode_s=round(decode_s, 3),
+        elapsed_s=round(time.perf_counter() - started, 3),
+        probes=probes,
+    )
+
+
+def _measure(spec: BackboneSpec, size: int, arrays: dict[str, np.ndarray], labels: np.ndarray,
+             classes: list[str], top_note: str, seed: int, extract_s: float, cached: bool,
+             t0: float) -> BackboneProbe:
+    from autotransfer.probes.extract import bn_layer_stats
+
+    features = arrays["features"]
+    return BackboneProbe(
+        backbone=spec.name,
+        input_size=size,
+        feature_dim=int(features.shape[1]),
+        n_samples=int(features.shape[0]),
+        bn_shift=_bn_shift(spec, bn_layer_stats(arrays)),
+        imagenet=_imagenet_view(arrays.get("probs"), labels, classes),
+        imagenet_note=top_note if "probs" not in arrays else "",
+        transferability=measure_transferability(features, labels, seed=seed),
+        extract_s=round(extract_s, 3),
+        measure_s=round(time.perf_counter() - t0, 3),
+        cached=cached,
+    )
+
+
+def _bn_shift(spec: BackboneSpec, layers: list) -> BNShift:  # type: ignore[type-arg]
+    empty = dict.fromkeys(spec.group_names)
+    if not layers:
+        return BNShift(applicable=False, reason="the backbone has no BatchNorm layers",
+                       per_group=empty, overall=None, peak_group=None, n_layers=0)
+    if is_folded(layers):
+        return BNShift(
+            applicable=False,
+            reason="BatchNorm is folded into the convolutions in these weights (stored mean 0, "
+            "variance 1 in every layer), so there are no ImageNet statistics to compare with",
+            per_group=empty, overall=None, peak_group=None, n_layers=len(layers),
+        )  # fmt: skip
+    per_group = shift_by_group(layers, spec.group_names)
+    measured = {g: v for g, v in per_group.items() if v is not None}
+    return BNShift(
+        applicable=True,
+        reason="symmetric KL between the data's and ImageNet's per-channel BN input statistics",
+        per_group=per_group,
+        overall=overall_shift(per_group),
+        peak_group=max(measured, key=measured.__getitem__) if measured else None,
+        n_layers=len(layers),
+    )
+
+
+def _imagenet_view(probs: np.ndarray | None, labels: np.ndarray, classes: list[str]) -> ImageNetView | None:
+    if probs is None:
+        return None
+    from autotransfer.backbones.imagenet_labels import imagenet_class_names
+
+    entropy = float(prediction_entropy(probs).mean())
+    return ImageNetView(
+        mean_entropy=entropy,
+        normalized_entropy=entropy / math.log(probs.shape[1]),
+        top_concepts=top_concepts(probs, labels, classes, imagenet_class_names()),
+    )

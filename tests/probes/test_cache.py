@@ -1,0 +1,47 @@
+"""The feature cache returns what was stored, and never trusts a damaged entry."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from autotransfer.probes.cache import FeatureCache, feature_key, weights_identity
+
+
+def test_round_trip_and_key_sensitivity(tmp_path):
+    cache = FeatureCache(tmp_path)
+    arrays = {"features": np.arange(12, dtype=np.float32).reshape(3, 4), "labels": np.array([0, 1, 1])}
+    key = feature_key(["a", "b"], "mobilenet_v2", "w1", 224)
+    assert cache.load(key) is None
+    cache.save(key, arrays)
+    loaded = cache.load(key)
+    assert set(loaded) == {"features", "labels"}
+    np.testing.assert_array_equal(loaded["features"], arrays["features"])
+    others = {
+        feature_key(["a", "c"], "mobilenet_v2", "w1", 224),
+        feature_key(["b", "a"], "mobilenet_v2", "w1", 224),
+        feature_key(["a", "b"], "mobilenet", "w1", 224),
+        feature_key(["a", "b"], "mobilenet_v2", "w2", 224),
+        feature_key(["a", "b"], "mobilenet_v2", "w1", 160),
+    }
+    assert key not in others and len(others) == 5
+
+
+def test_corrupt_entries_are_deleted_and_reported_as_missing(tmp_path):
+    cache = FeatureCache(tmp_path)
+    arrays = {"features": np.ones((2, 2), dtype=np.float32)}
+    for damage in (lambda b: b[: len(b) // 2], lambda b: b"garbage", lambda b: b.replace(
+            np.ones(1, np.float32).tobytes(), np.zeros(1, np.float32).tobytes(), 1)):
+        key = feature_key(["x"], "b", "w", 1)
+        path = cache.save(key, arrays)
+        path.write_bytes(damage(path.read_bytes()))
+        assert cache.load(key) is None
+        assert not path.exists()
+
+
+def test_weights_identity_follows_content(tmp_path):
+    first = tmp_path / "w1.h5"
+    first.write_bytes(b"weights one")
+    second = tmp_path / "w2.h5"
+    second.write_bytes(b"weights two")
+    assert weights_identity(first, "x") != weights_identity(second, "x")
+    assert weights_identity(None, "download:url") == "download:url"

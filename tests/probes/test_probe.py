@@ -1,0 +1,85 @@
+"""probe_dataset end to end: one forward pass, exact BN statistics, cache reuse and repair."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import shared_dataset
+from tests.data.builders import make_class_folders
+
+keras = pytest.importorskip("keras")
+
+from autotransfer.backbones.catalog import get_backbone  # noqa: E402
+from autotransfer.probes.cache import FeatureCache  # noqa: E402
+from autotransfer.probes.extract import _probe_model, extract, plan_extraction  # noqa: E402
+from autotransfer.probes.probe import probe_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_class_folders(tmp_path_factory.mktemp("ds"), {"a": 8, "b": 8, "c": 8}, size=32)
+
+
+def test_extracted_bn_statistics_equal_the_activations_measured_directly():
+    plan = plan_extraction(get_backbone("test_tiny"), weights=None)
+    images = np.random.default_rng(0).integers(0, 256, size=(10, 32, 32, 3), dtype=np.uint8)
+    keras.utils.set_random_seed(0)
+    arrays = extract(plan, images, batch_size=4)
+    keras.utils.set_random_seed(0)
+    model, bn_layers, _ = _probe_model(plan)
+    assert arrays["features"].shape == (10, 32)
+    assert list(arrays["bn_names"]) == [l.name for l in bn_layers] and len(bn_layers) >= 5
+    probe_inputs = keras.Model(model.inputs, [l.input for l in bn_layers])
+    activations = probe_inputs.predict(images, verbose=0)
+    for i, act in enumerate(activations):
+        act = np.asarray(act, dtype=np.float64).reshape(-1, act.shape[-1])
+        np.testing.assert_allclose(arrays[f"bn_mean_{i}"], act.mean(axis=0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(arrays[f"bn_sq_{i}"], (act**2).mean(axis=0), rtol=1e-4, atol=1e-5)
+    assert set(arrays["bn_groups"]) <= set(get_backbone("test_tiny").group_names)
+
+
+def test_probe_report_cache_hit_and_corrupt_entry_rebuilt(dataset, tmp_path):
+    cache = FeatureCache(tmp_path / "cache")
+    first = probe_dataset(dataset, ["test_tiny"], weights=None, per_class=6, cache=cache)
+    probe = first.get("test_tiny")
+    assert first.n_samples == 18 and first.sample_per_class == {"a": 6, "b": 6, "c": 6}
+    assert probe.feature_dim == 32 and not probe.cached and probe.imagenet is None
+    assert not probe.bn_shift.applicable and "folded" in probe.bn_shift.reason  # fresh BN: 0 / 1
+    assert 0.0 <= probe.transferability.knn_accuracy <= 1.0
+
+    second = probe_dataset(dataset, ["test_tiny"], weights=None, per_class=6, cache=cache)
+    assert second.get("test_tiny").cached and second.get("test_tiny").extract_s == 0
+    assert second.get("test_tiny").transferability == probe.transferability
+
+    (entry,) = list((tmp_path / "cache").iterdir())
+    entry.write_bytes(entry.read_bytes()[:100])
+    third = probe_dataset(dataset, ["test_tiny"], weights=None, per_class=6, cache=cache)
+    assert not third.get("test_tiny").cached
+    assert third.get("test_tiny").transferability == probe.transferability
+
+
+def test_unknown_backbone_is_a_clear_error(dataset):
+    from autotransfer.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="Did you mean 'mobilenet_v2'"):
+        probe_dataset(dataset, ["mobilenet_v22"], cache=False)
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_near_imagenet_data_shows_lower_shift_and_entropy_than_far_data(shared_weights, tmp_path):
+    cache = FeatureCache(tmp_path)
+    reports = {
+        name: probe_dataset(shared_dataset(name), ["mobilenet_v2"], per_class=16, cache=cache)
+        .get("mobilenet_v2")
+        for name in ("hymenoptera", "eurosat_rgb_3k", "chest_xray_224")
+    }
+    near = reports["hymenoptera"]
+    assert near.bn_shift.applicable and near.imagenet is not None
+    for far in (reports["eurosat_rgb_3k"], reports["chest_xray_224"]):
+        assert far.bn_shift.overall > 5 * near.bn_shift.overall
+        assert far.imagenet.normalized_entropy > near.imagenet.normalized_entropy + 0.15
+    # what ImageNet sees in hymenoptera: ants and bees
+    concepts = near.imagenet.top_concepts
+    assert concepts["ants"][0][0].startswith("ant") and concepts["bees"][0][0] == "bee"

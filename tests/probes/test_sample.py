@@ -1,0 +1,41 @@
+"""The probe sample: stratified, capped, seeded, from the training split only."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from autotransfer.data.profile import profile_dataset
+from autotransfer.errors import InvalidParameterError
+from autotransfer.probes.sample import sample_records
+from tests.data.builders import make_class_folders
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ds")
+    make_class_folders(root / "train", {"a": 30, "b": 5, "c": 12}, size=8)
+    make_class_folders(root / "val", {"a": 3, "b": 3, "c": 3}, size=8, seed=500)
+    return profile_dataset(root, workers=1)
+
+
+def test_caps_per_class_and_total_and_uses_only_training_images(profile):
+    sample = sample_records(profile, per_class=10, total=1000)
+    assert Counter(r.label for r in sample) == {"a": 10, "b": 5, "c": 10}
+    assert {r.split for r in sample} == {"train"}
+    small = sample_records(profile, per_class=64, total=12)
+    assert Counter(r.label for r in small) == {"a": 4, "b": 4, "c": 4}
+
+
+def test_seeded_and_independent_of_listing_order(profile):
+    first = [r.path for r in sample_records(profile, per_class=10, seed=1)]
+    again = [r.path for r in sample_records(profile.model_copy(
+        update={"records": list(reversed(profile.records))}), per_class=10, seed=1)]
+    other = [r.path for r in sample_records(profile, per_class=10, seed=2)]
+    assert first == again and first != other
+
+
+def test_too_small_a_sample_is_refused(profile):
+    with pytest.raises(InvalidParameterError, match="at least 2 images per class"):
+        sample_records(profile, per_class=1)
