@@ -1,0 +1,1 @@
+"""The recipe: a complete, executable fine-tuning plan, with the reason for every decision."""

@@ -1,0 +1,78 @@
+"""Reading and writing recipes (YAML or JSON by extension), with errors that name file and key."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from autotransfer._io import atomic_write_text
+from autotransfer.errors import InvalidConfigError
+from autotransfer.recipe.schema import Recipe
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_data_file(path: str | os.PathLike[str]) -> Any:
+    """Parse a YAML (.yaml/.yml) or JSON file; errors name the file and the position."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidConfigError(f"File '{file}' does not exist.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidConfigError(f"File '{file}' cannot be read as UTF-8 text: {exc}.") from None
+    try:
+        if file.suffix.lower() == ".json":
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise InvalidConfigError(f"File '{file}' is not valid {file.suffix.lstrip('.').upper() or 'YAML'}: {exc}") from None
+
+
+def validation_message(source: str, error: ValidationError) -> str:
+    """One line per problem: ``file: key.path: what is wrong (got …)``."""
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        got = item.get("input")
+        shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key; check the spelling against the schema"
+        lines.append(f"{source}: {where}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def validate(model: type[M], data: Any, source: str) -> M:
+    """Validate ``data`` as ``model``; raise :class:`InvalidConfigError` naming file and keys."""
+    if not isinstance(data, dict):
+        raise InvalidConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidConfigError(
+            f"{source} is not a valid {model.__name__.lower()}:\n{validation_message(source, exc)}"
+        ) from None
+
+
+def load_recipe(path: str | os.PathLike[str]) -> Recipe:
+    """Load and validate a recipe file."""
+    return validate(Recipe, read_data_file(path), str(path))
+
+
+def dump_recipe(recipe: Recipe, fmt: str = "yaml") -> str:
+    data = recipe.to_dict()
+    if fmt == "json":
+        return json.dumps(data, indent=2) + "\n"
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+def save_recipe(recipe: Recipe, path: str | os.PathLike[str]) -> Path:
+    """Write ``recipe`` atomically as YAML or JSON (by extension)."""
+    fmt = "json" if Path(path).suffix.lower() == ".json" else "yaml"
+    return atomic_write_text(path, dump_recipe(recipe, fmt))

@@ -1,0 +1,158 @@
+"""The recipe schema (version 1): validated data, YAML or JSON, unknown keys rejected.
+
+A recipe says everything the trainer needs — backbone, input size, phases with their frozen
+groups and learning-rate schedules, BatchNorm policy, augmentation, regularisation, class
+weighting, domain adaptation, early stopping, seed — and, in ``reasons``, which rule set each
+field and on what measured evidence. The trainer executes any valid recipe unchanged; the tuner
+searches around one.
+
+Layer groups are the five groups of every catalog backbone (stem, stage_s4, stage_s8, stage_s16,
+stage_s32); a phase trains the groups from ``trainable_from`` on (5 = backbone frozen, only the
+head trains; 0 = everything trains).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+N_GROUPS = 5
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Reason(_Strict):
+    """Why a field has its value: the rule, the evidence it read, and a sentence for people."""
+
+    rule: str = Field(description="Rule id, e.g. 'LR01', or 'preset:<name>' / 'user'.")
+    text: str
+    evidence: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
+
+
+class BackboneChoice(_Strict):
+    name: str
+    input_size: int = Field(ge=16, le=1024)
+    weights: str = Field(default="imagenet", description="'imagenet' or a path to a weights file.")
+
+
+class Head(_Strict):
+    pooling: Literal["avg", "max"] = "avg"
+    dropout: float = Field(default=0.2, ge=0.0, lt=1.0)
+    hidden_units: int = Field(default=0, ge=0, description="0: a single dense layer.")
+
+
+class Phase(_Strict):
+    """One stage of training with a fixed set of trainable layer groups."""
+
+    name: str
+    epochs: int = Field(ge=1, le=1000)
+    trainable_from: int = Field(ge=0, le=N_GROUPS, description="First trainable layer group; 5 = head only.")
+    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
+    learning_rate: float = Field(gt=0.0, lt=10.0, description="Peak rate of the head.")
+    warmup_epochs: float = Field(default=0.0, ge=0.0)
+    schedule: Literal["constant", "cosine", "linear", "step"] = "cosine"
+    min_lr_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
+    group_lr_multipliers: list[float] = Field(
+        default_factory=lambda: [1.0] * N_GROUPS,
+        description="Rate multiplier of each layer group (discriminative rates); the head uses 1.",
+    )
+    weight_decay: float = Field(default=1e-4, ge=0.0, lt=1.0)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0, description="SGD only.")
+
+    @field_validator("group_lr_multipliers")
+    @classmethod
+    def _five_multipliers(cls, value: list[float]) -> list[float]:
+        if len(value) != N_GROUPS or any(m < 0 for m in value):
+            raise ValueError(f"needs {N_GROUPS} non-negative multipliers, one per layer group; got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> Phase:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be below epochs ({self.epochs})")
+        return self
+
+
+class Augmentation(_Strict):
+    """Operations and magnitudes, applied as Keras preprocessing layers (training only)."""
+
+    horizontal_flip: bool = True
+    vertical_flip: bool = False
+    rotate90: bool = Field(default=False, description="Random multiples of 90°.")
+    rotation: float = Field(default=0.0, ge=0.0, le=0.5, description="Max fraction of a full turn.")
+    zoom: float = Field(default=0.1, ge=0.0, lt=1.0)
+    translation: float = Field(default=0.1, ge=0.0, lt=1.0)
+    brightness: float = Field(default=0.0, ge=0.0, le=1.0)
+    contrast: float = Field(default=0.0, ge=0.0, le=1.0)
+    saturation: float = Field(default=0.0, ge=0.0, le=1.0)
+    hue: float = Field(default=0.0, ge=0.0, le=0.5)
+    mixup_alpha: float = Field(default=0.0, ge=0.0, le=10.0, description="0 disables MixUp.")
+    cutmix_alpha: float = Field(default=0.0, ge=0.0, le=10.0, description="0 disables CutMix.")
+
+
+class Regularization(_Strict):
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=0.5)
+
+
+class DomainAdaptation(_Strict):
+    method: Literal["none", "adabn"] = "none"
+    before_phase: int = Field(default=0, ge=0, description="AdaBN re-estimates BN statistics on the target training data before this phase.")
+
+
+class EarlyStopping(_Strict):
+    monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    patience: int = Field(default=3, ge=1)
+    restore_best_weights: bool = True
+
+
+class Data(_Strict):
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0, description="Held out when the dataset has no val split.")
+    class_weighting: Literal["none", "balanced"] = "none"
+    crop: bool = Field(default=True, description="Resize the short side and centre-crop (else squash).")
+    exclude_leaks: bool = True
+
+
+class Recipe(_Strict):
+    """A complete fine-tuning plan."""
+
+    version: Literal[1] = SCHEMA_VERSION
+    name: str = "recipe"
+    seed: int = 0
+    backbone: BackboneChoice
+    data: Data = Data()
+    head: Head = Head()
+    bn_policy: Literal["frozen", "trainable"] = Field(
+        default="frozen",
+        description="'frozen': BN layers stay in inference mode with ImageNet (or AdaBN) statistics "
+        "even when their group trains (Keras guide); 'trainable': BN of trainable groups updates.",
+    )
+    phases: list[Phase] = Field(min_length=1)
+    augmentation: Augmentation = Augmentation()
+    regularization: Regularization = Regularization()
+    domain_adaptation: DomainAdaptation = DomainAdaptation()
+    early_stopping: EarlyStopping = EarlyStopping()
+    reasons: dict[str, Reason] = Field(default_factory=dict, description="Key path -> why.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        if self.domain_adaptation.before_phase >= len(self.phases) and self.domain_adaptation.method != "none":
+            raise ValueError(
+                f"domain_adaptation.before_phase is {self.domain_adaptation.before_phase} but the "
+                f"recipe has {len(self.phases)} phase(s)"
+            )
+        return self
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(p.epochs for p in self.phases)
+
+    def reason_for(self, path: str) -> Reason | None:
+        return self.reasons.get(path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
