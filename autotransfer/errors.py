@@ -62,6 +62,10 @@ class InvalidConfigError(AutoTransferError, ValueError):
     """A data file (recipe, rule base, preset) fails validation."""
 
 
+class InvalidParameterError(AutoTransferError, ValueError):
+    """An argument of a public function or command has a value that cannot work."""
+
+
 def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
     """Return ``" Did you mean 'a' or 'b'?"`` for close matches of ``name``, or ``""``."""
     options = list(choices)

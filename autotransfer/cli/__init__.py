@@ -17,7 +17,9 @@ from autotransfer import __version__
 
 #: command name -> module under ``autotransfer.cli`` that defines ``command``.
 COMMANDS: dict[str, str] = {
+    "backbones": "backbones",
     "profile": "profile",
+    "probe": "probe",
 }
 
 EXIT_OK = 0

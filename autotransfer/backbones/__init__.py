@@ -1,0 +1,53 @@
+"""Backbone zoo: the catalog of pretrained models, their weights, and how to build them.
+
+Importing this package (and the catalog) does not import TensorFlow; building does.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "BackboneSpec": "autotransfer.backbones.spec",
+    "LayerGroup": "autotransfer.backbones.spec",
+    "WeightSource": "autotransfer.backbones.spec",
+    "GROUP_NAMES": "autotransfer.backbones.spec",
+    "get_backbone": "autotransfer.backbones.catalog",
+    "list_backbones": "autotransfer.backbones.catalog",
+    "backbone_names": "autotransfer.backbones.catalog",
+    "WeightStatus": "autotransfer.backbones.weights",
+    "weight_status": "autotransfer.backbones.weights",
+    "resolve_weights": "autotransfer.backbones.weights",
+    "build_backbone": "autotransfer.backbones.build",
+    "layer_group_ranges": "autotransfer.backbones.build",
+    "GroupLayers": "autotransfer.backbones.build",
+    "preprocess_input": "autotransfer.backbones.preprocessing",
+    "center_crop_resize": "autotransfer.backbones.preprocessing",
+    "imagenet_class_names": "autotransfer.backbones.imagenet_labels",
+    "decode_predictions": "autotransfer.backbones.imagenet_labels",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'autotransfer.backbones' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from autotransfer.backbones.build import GroupLayers, build_backbone, layer_group_ranges
+    from autotransfer.backbones.catalog import backbone_names, get_backbone, list_backbones
+    from autotransfer.backbones.imagenet_labels import decode_predictions, imagenet_class_names
+    from autotransfer.backbones.preprocessing import center_crop_resize, preprocess_input
+    from autotransfer.backbones.spec import GROUP_NAMES, BackboneSpec, LayerGroup, WeightSource
+    from autotransfer.backbones.weights import WeightStatus, resolve_weights, weight_status
