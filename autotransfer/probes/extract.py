@@ -12,17 +12,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from autotransfer.backbones.build import build_backbone, layer_group_ranges
 from autotransfer.backbones.spec import BackboneSpec
 from autotransfer.backbones.weights import WeightStatus, resolve_weights, weight_status
 from autotransfer.data.models import ImageRecord
-from autotransfer.data.pipeline import make_dataset
 from autotransfer.probes.bn_shift import BNLayerStats
+
+# TensorFlow and Keras are imported inside the functions that run models, so that planning and
+# reading cached extractions (a warm probe) never pay for importing them.
 
 
 @dataclass(frozen=True)
@@ -62,12 +62,18 @@ def _top_available(spec: BackboneSpec, size: int) -> tuple[bool, str]:
 def decode_sample(records: list[ImageRecord], root: str | os.PathLike[str], size: int,
                   batch_size: int = 64) -> np.ndarray:
     """Decode ``records`` at ``size`` (parallel tf.data map) into one uint8 array N × H × W × 3."""
+    from autotransfer.data.pipeline import make_dataset
+
     labels = sorted({r.label for r in records})
     ds = make_dataset(records, root, labels, size, batch_size=batch_size, cache=False)
     return np.concatenate([images.numpy() for images, _ in ds], axis=0)
 
 
-def _probe_model(plan: ExtractionPlan) -> tuple[keras.Model, list[keras.layers.Layer], dict]:
+def _probe_model(plan: ExtractionPlan) -> tuple[Any, list[Any], dict[str, str]]:
+    import keras
+
+    from autotransfer.backbones.build import build_backbone, layer_group_ranges
+
     spec = plan.spec
     base = build_backbone(spec, plan.input_size, weights=plan.weights, include_top=plan.with_top)
     if plan.with_top:
@@ -95,10 +101,10 @@ def extract(plan: ExtractionPlan, images: np.ndarray, batch_size: int = 32) -> d
     ``i``: ``bn_mean_i``/``bn_sq_i`` (the data's per-channel mean and mean square) and
     ``bn_moving_mean_i``/``bn_moving_var_i`` (stored), with ``bn_names``, ``bn_groups``, ``bn_eps``.
     """
+    import keras
+
     model, bn_layers, group_of = _probe_model(plan)
-    ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    outputs = model.predict(ds, verbose=0)
-    outputs = list(outputs) if isinstance(outputs, list | tuple) else [outputs]
+    outputs = run_model(model, images, batch_size)
     result: dict[str, np.ndarray] = {"features": np.asarray(outputs.pop(0), dtype=np.float32)}
     if plan.with_top:
         result["probs"] = np.asarray(outputs.pop(0), dtype=np.float32)
@@ -113,6 +119,37 @@ def extract(plan: ExtractionPlan, images: np.ndarray, batch_size: int = 32) -> d
     result["bn_eps"] = np.asarray([float(l.epsilon) for l in bn_layers], dtype=np.float64)
     keras.backend.clear_session(free_memory=True)
     return result
+
+
+def extract_views(plan: ExtractionPlan, images: np.ndarray, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Pooled features of the rotated and mirrored views of ``images`` (see
+    :mod:`autotransfer.probes.orientation`), with each view's index and source image."""
+    import keras
+
+    from autotransfer.backbones.build import build_backbone
+    from autotransfer.probes.orientation import views
+
+    stacked, view, source = views(images)
+    model = build_backbone(plan.spec, plan.input_size, weights=plan.weights, include_top=False)
+    (features,) = run_model(model, stacked, batch_size)
+    keras.backend.clear_session(free_memory=True)
+    return {"features": features.astype(np.float32), "view": view, "source": source}
+
+
+def run_model(model: Any, images: np.ndarray, batch_size: int = 32) -> list[np.ndarray]:
+    """Inference over ``images`` in batches; one output array per model output.
+
+    One ``tf.function`` traced once for any batch size: about twice as fast on a CPU as
+    ``model.predict``, which re-traces on every call and adds per-batch overhead.
+    """
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None, *images.shape[1:]), tf.as_dtype(images.dtype))
+    forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    batches = [forward(batch) for batch in ds]
+    batches = [list(b) if isinstance(b, list | tuple) else [b] for b in batches]
+    return [np.concatenate([np.asarray(b[i]) for b in batches], axis=0) for i in range(len(batches[0]))]
 
 
 def bn_layer_stats(arrays: dict[str, np.ndarray]) -> list[BNLayerStats]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from autotransfer.probes.orientation import Orientation
 from autotransfer.probes.transferability import Transferability
 
 
@@ -60,6 +61,9 @@ class ProbeReport(_Model):
     decode_s: float = Field(description="Seconds spent decoding the sample (all input sizes).")
     elapsed_s: float
     probes: list[BackboneProbe]
+    orientation: Orientation | None = Field(
+        default=None, description="Whether rotations and mirror images are distinguishable."
+    )
 
     def ranked(self) -> list[BackboneProbe]:
         """Probes by decreasing LogME."""

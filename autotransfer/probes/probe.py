@@ -16,13 +16,18 @@ from autotransfer.backbones.weights import WeightStatus, weight_status
 from autotransfer.data.models import DatasetProfile
 from autotransfer.probes.bn_shift import is_folded, overall_shift, shift_by_group
 from autotransfer.probes.cache import FeatureCache, feature_key, weights_identity
+from autotransfer.probes.extract import ExtractionPlan, plan_extraction
 from autotransfer.probes.imagenet_view import prediction_entropy, top_concepts
 from autotransfer.probes.models import BackboneProbe, BNShift, ImageNetView, ProbeReport
+from autotransfer.probes.orientation import measure_orientation
 from autotransfer.probes.sample import DEFAULT_PER_CLASS, DEFAULT_TOTAL, sample_records
 from autotransfer.probes.transferability import measure_transferability
 
 #: Probed when the user names no backbone and none has weights on this machine (Keras downloads).
 FALLBACK_CANDIDATES = ("mobilenet_v2", "efficientnet_b0", "efficientnet_lite0")
+
+#: Images (spread over the classes) whose rotated and mirrored views measure orientation.
+ORIENTATION_IMAGES = 96
 
 #: Progress messages: (backbone or "", what is happening).
 ProgressCallback = Callable[[str, str], None]
@@ -45,6 +50,7 @@ def probe_dataset(
     input_size: int | None = None,
     weights: str | None = "imagenet",
     cache: FeatureCache | bool = True,
+    measure_orientation_with: str = "smallest",
     progress: ProgressCallback | None = None,
 ) -> ProbeReport:
     """Measure domain shift and transferability of each backbone on a sample of ``dataset``.
@@ -52,6 +58,8 @@ def probe_dataset(
     ``dataset`` is a path or a profile from :func:`~autotransfer.profile_dataset`. The sample is
     stratified and seeded: at most ``per_class`` images per class and ``total`` in all, from the
     training split. Extracted features are cached on disk (``cache=False`` to disable).
+    Orientation (are rotations and mirror images distinguishable?) is measured with the smallest
+    probed backbone on a subset (``measure_orientation_with``: "smallest", a name, or "none").
     """
     from autotransfer.data.profile import profile_dataset
 
@@ -66,34 +74,34 @@ def probe_dataset(
     hashes = [r.sha for r in records]
 
     decoded: dict[int, np.ndarray] = {}
-    decode_s = 0.0
-    probes = []
-    for spec in specs:
-        from autotransfer.probes.extract import extract, plan_extraction  # TensorFlow from here
+    decode_time = [0.0]
 
-        plan = plan_extraction(spec, input_size, weights)
-        source = spec.weight_source(plan.with_top)
-        fallback = f"random-init:{seed}" if weights is None else f"download:{source and source.url}"
-        key = feature_key(hashes, spec.name, weights_identity(plan.weights_file, fallback),
-                          plan.input_size, extra=f"top={plan.with_top}")
+    def images_at(size: int) -> np.ndarray:
+        if size not in decoded:
+            from autotransfer.probes.extract import decode_sample  # TensorFlow from here on
+
+            say("", f"decoding {len(records)} images at {size}px")
+            t0 = time.perf_counter()
+            decoded[size] = decode_sample(records, profile.root, size)
+            decode_time[0] += time.perf_counter() - t0
+        return decoded[size]
+
+    probes = []
+    plans = {}
+    for spec in specs:
+        plan = plans[spec.name] = plan_extraction(spec, input_size, weights)
+        key = _key(plan, hashes, seed, extra=f"top={plan.with_top}")
         arrays = store.load(key) if store else None
         cached = arrays is not None
         extract_s = 0.0
         if arrays is None:
-            if plan.input_size not in decoded:
-                say("", f"decoding {len(records)} images at {plan.input_size}px")
-                t0 = time.perf_counter()
-                from autotransfer.probes.extract import decode_sample
-
-                decoded[plan.input_size] = decode_sample(records, profile.root, plan.input_size)
-                decode_s += time.perf_counter() - t0
+            images = images_at(plan.input_size)
             say(spec.name, "extracting features")
             t0 = time.perf_counter()
-            if weights is None:
-                import keras
+            _seed_random_init(weights, seed)
+            from autotransfer.probes.extract import extract
 
-                keras.utils.set_random_seed(seed)
-            arrays = extract(plan, decoded[plan.input_size])
+            arrays = extract(plan, images)
             extract_s = time.perf_counter() - t0
             if store:
                 store.save(key, arrays)
@@ -101,15 +109,59 @@ def probe_dataset(
         t0 = time.perf_counter()
         probes.append(_measure(spec, plan.input_size, arrays, labels, classes, plan.top_note,
                                seed, extract_s, cached, t0))
+
+    orientation = None
+    if measure_orientation_with != "none":
+        smallest = min(specs, key=lambda s: s.params)
+        name = smallest.name if measure_orientation_with == "smallest" else measure_orientation_with
+        plan = plans.get(name) or plan_extraction(get_backbone(name), input_size, weights)
+        subset = _orientation_subset(labels, ORIENTATION_IMAGES)
+        key = _key(plan, [hashes[i] for i in subset], seed, extra="orientation")
+        arrays = store.load(key) if store else None
+        if arrays is None:
+            images = images_at(plan.input_size)[subset]
+            say(name, f"measuring orientation on {len(subset)} images × 5 views")
+            _seed_random_init(weights, seed)
+            from autotransfer.probes.extract import extract_views
+
+            arrays = extract_views(plan, images)
+            if store:
+                store.save(key, arrays)
+        orientation = measure_orientation(name, arrays["features"], arrays["view"], arrays["source"])
     return ProbeReport(
         root=profile.root,
         seed=seed,
         n_samples=len(records),
         sample_per_class=dict(sorted(Counter(r.label for r in records).items())),
-        decode_s=round(decode_s, 3),
+        decode_s=round(decode_time[0], 3),
         elapsed_s=round(time.perf_counter() - started, 3),
         probes=probes,
+        orientation=orientation,
     )
+
+
+def _key(plan: ExtractionPlan, hashes: list[str], seed: int, extra: str) -> str:
+    source = plan.spec.weight_source(plan.with_top)
+    fallback = (f"random-init:{seed}" if plan.weights is None
+                else f"download:{source.url if source else None}")
+    return feature_key(hashes, plan.spec.name, weights_identity(plan.weights_file, fallback),
+                       plan.input_size, extra=extra)
+
+
+def _seed_random_init(weights: str | None, seed: int) -> None:
+    """Random initialisation (no pretrained weights) must be the same on every run."""
+    if weights is None:
+        import keras
+
+        keras.utils.set_random_seed(seed)
+
+
+def _orientation_subset(labels: np.ndarray, limit: int) -> list[int]:
+    """Indices of at most ``limit`` sample images, spread evenly over the classes."""
+    classes = np.unique(labels)
+    per_class = max(1, limit // len(classes))
+    chosen = [i for c in classes for i in np.flatnonzero(labels == c)[:per_class]]
+    return sorted(chosen)
 
 
 def _measure(spec: BackboneSpec, size: int, arrays: dict[str, np.ndarray], labels: np.ndarray,

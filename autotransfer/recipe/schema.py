@@ -30,7 +30,12 @@ class Reason(_Strict):
 
     rule: str = Field(description="Rule id, e.g. 'LR01', or 'preset:<name>' / 'user'.")
     text: str
-    evidence: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
+    evidence: dict[str, float | int | str | bool | None] = Field(
+        default_factory=dict, description="Measured values the rule read."
+    )
+    thresholds: dict[str, float | int | str | bool | None] = Field(
+        default_factory=dict, description="The rule's parameters (from the rule base)."
+    )
 
 
 class BackboneChoice(_Strict):

@@ -1,0 +1,1 @@
+"""The advisor: profile + measurements in, recipe + reasons out. Pure Python: no TensorFlow."""

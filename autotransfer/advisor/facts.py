@@ -1,0 +1,117 @@
+"""The facts rules read: a flat, documented namespace computed from the profile and the probes.
+
+Unknown measurements are NaN, so every comparison with them is false and a rule that needs them
+does not fire; ``*_known`` facts say so explicitly.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+from autotransfer.backbones.catalog import get_backbone
+from autotransfer.data.models import DatasetProfile
+from autotransfer.probes.models import BackboneProbe, ProbeReport
+
+NAN = float("nan")
+
+#: Every fact, with what it means. Rules may read only these (checked when rules are loaded).
+FACTS: dict[str, str] = {
+    "n_train": "usable training images (the train split, or all images when there is none)",
+    "n_classes": "number of classes",
+    "per_class": "median number of training images per class",
+    "min_per_class": "smallest number of training images in a class",
+    "imbalance": "largest over smallest class count in the training split",
+    "grayscale": "fraction of images whose channels are all equal",
+    "median_side": "median of the shorter image side, in pixels",
+    "aspect": "median width / height",
+    "leaks": "exact-duplicate groups that span splits (evaluation leaks training data)",
+    "conflicts": "exact-duplicate groups that span classes (label conflicts)",
+    "broken": "files that could not be used (see the profile)",
+    "has_val": "the dataset has its own validation split",
+    "logme": "LogME of the chosen backbone on the sample (higher is better)",
+    "logme_margin": "LogME of the chosen backbone minus the runner-up's (NaN with one candidate)",
+    "knn_acc": "cross-validated k-NN accuracy of the chosen backbone's features on the sample",
+    "linear_acc": "cross-validated linear-probe accuracy of the chosen backbone's features",
+    "bn_known": "the BatchNorm-statistics shift could be measured for the chosen backbone",
+    "bn_shift": "mean over layer groups of the BN-statistics shift (symmetric KL; NaN if unknown)",
+    "early_shift": "BN shift of the first two groups (stem, stage_s4): low-level statistics",
+    "deep_shift": "BN shift of the last two groups (stage_s16, stage_s32): high-level statistics",
+    "entropy_known": "an ImageNet classifier was available to measure prediction entropy",
+    "entropy": "mean ImageNet prediction entropy / ln(1000), in [0, 1] (NaN if unknown)",
+    "orientation_known": "rotation and flip predictability were measured",
+    "rotation_acc": "accuracy of predicting quarter-turn rotations from features (chance 0.25)",
+    "flip_acc": "accuracy of predicting horizontal mirroring from features (chance 0.5)",
+    "params_m": "parameters of the chosen backbone, in millions",
+    "default_size": "default input size of the chosen backbone",
+    "min_size": "smallest input size the chosen backbone accepts",
+    "bn_folded": "the chosen backbone's weights have BatchNorm folded into the convolutions",
+}
+
+
+def _nan(value: float | None) -> float:
+    return NAN if value is None else float(value)
+
+
+def _mean(values: list[float | None]) -> float:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else NAN
+
+
+def dataset_facts(profile: DatasetProfile) -> dict[str, Any]:
+    """Facts that depend only on the dataset."""
+    train = next((s for s in profile.splits if s.name == "train"), profile.splits[0])
+    counts = [n for n in train.class_counts.values()]
+    sides = sorted(min(r.width, r.height) for r in profile.records)
+    return {
+        "n_train": train.n_images,
+        "n_classes": len(profile.classes),
+        "per_class": float(statistics.median(counts)) if counts else 0.0,
+        "min_per_class": min(counts) if counts else 0,
+        "imbalance": profile.imbalance_ratio,
+        "grayscale": _nan(profile.grayscale_fraction),
+        "median_side": float(statistics.median(sides)) if sides else NAN,
+        "aspect": profile.aspect.median if profile.aspect else NAN,
+        "leaks": len(profile.leakage),
+        "conflicts": len(profile.label_conflicts),
+        "broken": len(profile.errors),
+        "has_val": "val" in profile.split_names,
+    }
+
+
+def backbone_facts(probe: BackboneProbe, runner_up: BackboneProbe | None) -> dict[str, Any]:
+    """Facts about the chosen backbone and how it sees the data."""
+    spec = get_backbone(probe.backbone)
+    shift = probe.bn_shift
+    groups = list(shift.per_group.values())
+    t = probe.transferability
+    return {
+        "logme": t.logme,
+        "logme_margin": t.logme - runner_up.transferability.logme if runner_up else NAN,
+        "knn_acc": t.knn_accuracy,
+        "linear_acc": t.linear_probe_accuracy,
+        "bn_known": shift.applicable,
+        "bn_shift": _nan(shift.overall) if shift.applicable else NAN,
+        "early_shift": _mean(groups[:2]) if shift.applicable else NAN,
+        "deep_shift": _mean(groups[-2:]) if shift.applicable else NAN,
+        "entropy_known": probe.imagenet is not None,
+        "entropy": probe.imagenet.normalized_entropy if probe.imagenet else NAN,
+        "params_m": spec.params / 1e6,
+        "default_size": spec.default_input_size,
+        "min_size": spec.min_input_size,
+        "bn_folded": spec.bn_statistics == "folded" or shift.reason.startswith("BatchNorm is folded"),
+    }
+
+
+def orientation_facts(probes: ProbeReport | None) -> dict[str, Any]:
+    o = probes.orientation if probes else None
+    return {
+        "orientation_known": o is not None,
+        "rotation_acc": o.rotation_accuracy if o else NAN,
+        "flip_acc": o.flip_accuracy if o else NAN,
+    }
+
+
+def is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
