@@ -109,6 +109,7 @@ def _backbone_reason(candidates: list[Candidate], template: str) -> Reason:
 class Advisor:
     """Estimator-style advisor: ``Advisor(...).fit(dataset)`` measures, then decides.
 
+    ``weights=None`` probes randomly initialised backbones (for tests with the tiny backbone).
     Fitted attributes: ``profile_``, ``probes_``, ``candidates_``, ``facts_``, ``firings_``,
     ``warnings_``, ``recipe_`` and ``advice_`` (all of them, typed and serialisable).
     """
@@ -124,6 +125,7 @@ class Advisor:
         seed: int = 0,
         cache: bool = True,
         rules: RuleBase | None = None,
+        weights: str | None = "imagenet",
     ) -> None:
         self.backbones = backbones
         self.max_params_m = max_params_m
@@ -133,6 +135,7 @@ class Advisor:
         self.seed = seed
         self.cache = cache
         self.rules = rules
+        self.weights = weights
 
     def fit(self, dataset: str | os.PathLike[str] | DatasetProfile, progress: Any = None) -> Advisor:
         """Profile and probe ``dataset`` (a path or a profile), then decide."""
@@ -143,7 +146,7 @@ class Advisor:
         profile = dataset if isinstance(dataset, DatasetProfile) else profile_dataset(dataset)
         probes = probe_dataset(profile, self.backbones, per_class=self.per_class,
                                total=self.max_total, seed=self.seed, cache=self.cache,
-                               progress=progress)
+                               weights=self.weights, progress=progress)
         self.advice_ = decide(profile, probes, preset=self.preset, max_params_m=self.max_params_m,
                               allow=self.backbones, rules=self.rules, seed=self.seed)
         self.profile_, self.probes_ = self.advice_.profile, self.advice_.probes

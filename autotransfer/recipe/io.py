@@ -38,13 +38,16 @@ def validation_message(source: str, error: ValidationError) -> str:
     """One line per problem: ``file: key.path: what is wrong (got …)``."""
     lines = []
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        where = ".".join(str(p) for p in item["loc"])
         got = item.get("input")
         shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-        message = item["msg"]
+        message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key; check the spelling against the schema"
-        lines.append(f"{source}: {where}: {message}{shown}")
+        if not where:  # a check across fields: its message names them
+            lines.append(f"{source}: {message}")
+        else:
+            lines.append(f"{source}: {where}: {message}{shown}")
     return "\n".join(lines)
 
 

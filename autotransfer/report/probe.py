@@ -20,18 +20,21 @@ def render_probe(report: ProbeReport, console: Console) -> None:
 
     console.print("[bold]Transferability[/bold] (ranked by LogME; accuracies are cross-validated on the sample)")
     table = Table()
-    for col in ("backbone", "input", "dim", "LogME", "k-NN acc", "linear probe", "separability",
-                "BN shift", "ImageNet entropy", "time"):
-        table.add_column(col, justify="left" if col == "backbone" else "right")
+    for col in ("backbone", "LogME", "k-NN", "linear", "separab.", "BN shift", "entropy"):
+        table.add_column(col, justify="left" if col == "backbone" else "right", no_wrap=True)
     for p in report.ranked():
         t = p.transferability
         entropy = _num(p.imagenet.normalized_entropy, 2) if p.imagenet else "n/a"
-        timing = "cached" if p.cached else f"{p.extract_s:.1f}s"
-        table.add_row(p.backbone, str(p.input_size), str(p.feature_dim), _num(t.logme),
-                      f"{t.knn_accuracy:.1%}", f"{t.linear_probe_accuracy:.1%}",
-                      _num(t.separability, 2), _num(p.bn_shift.overall), entropy,
-                      f"{timing} + {p.measure_s:.1f}s")
+        table.add_row(p.backbone, _num(t.logme), f"{t.knn_accuracy:.1%}",
+                      f"{t.linear_probe_accuracy:.1%}", _num(t.separability, 2),
+                      _num(p.bn_shift.overall), entropy)
     console.print(table)
+    timings = ", ".join(
+        f"{p.backbone} {p.input_size}px×{p.feature_dim} "
+        + ("cached" if p.cached else f"{p.extract_s:.1f}s") + f" + {p.measure_s:.1f}s"
+        for p in report.probes
+    )
+    console.print(f"[dim]Input × feature size and time (extraction + statistics): {timings}[/dim]")
 
     applicable = [p for p in report.probes if p.bn_shift.applicable]
     if applicable:
@@ -39,10 +42,10 @@ def render_probe(report: ProbeReport, console: Console) -> None:
         console.print("[bold]BatchNorm-statistics shift by depth[/bold] "
                       "(symmetric KL to ImageNet; higher = less like ImageNet)")
         shift = Table()
-        shift.add_column("backbone")
+        shift.add_column("backbone", no_wrap=True)
         for g in groups:
-            shift.add_column(g, justify="right")
-        shift.add_column("peak")
+            shift.add_column(g, justify="right", no_wrap=True)
+        shift.add_column("peak", no_wrap=True)
         for p in applicable:
             shift.add_row(p.backbone, *[_num(p.bn_shift.per_group.get(g)) for g in groups],
                           p.bn_shift.peak_group or "")

@@ -1,0 +1,65 @@
+"""The advice differs where the data differs: real datasets, real weights (../shared)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import shared_dataset
+
+pytestmark = [pytest.mark.shared, pytest.mark.slow]
+
+BACKBONES = ["mobilenet_v2", "mobilenet_025"]
+
+
+@pytest.fixture(scope="module")
+def advice(tmp_path_factory, shared_weights):
+    pytest.importorskip("tensorflow")
+    from autotransfer.advisor.advise import Advisor
+    from autotransfer.probes.cache import FeatureCache
+
+    cache = FeatureCache(tmp_path_factory.mktemp("features"))
+    results = {}
+    for name in ("hymenoptera", "eurosat_rgb_3k", "chest_xray_224"):
+        advisor = Advisor(backbones=BACKBONES, per_class=32)
+        advisor.cache = cache  # one cache for the module
+        results[name] = advisor.fit(shared_dataset(name)).advice_
+    return results
+
+
+def finetune_from(advice):
+    return min(p.trainable_from for p in advice.recipe.phases)
+
+
+def test_far_domains_unfreeze_deeper_and_consider_domain_adaptation(advice):
+    near = advice["hymenoptera"]
+    assert finetune_from(near) >= 4  # near and small: mostly frozen
+    assert near.recipe.domain_adaptation.method == "none"
+    for far in (advice["eurosat_rgb_3k"], advice["chest_xray_224"]):
+        assert finetune_from(far) < finetune_from(near)
+        assert far.recipe.domain_adaptation.method == "adabn"
+        assert far.recipe.reasons["domain_adaptation.method"].rule == "DA01"
+
+
+def test_chest_xray_gets_class_weights_and_no_colour_jitter(advice):
+    recipe = advice["chest_xray_224"].recipe
+    assert recipe.data.class_weighting == "balanced"
+    assert recipe.augmentation.saturation == 0 and recipe.augmentation.hue == 0
+    assert not recipe.augmentation.vertical_flip and not recipe.augmentation.rotate90
+    assert any("held-out split" in w for w in advice["chest_xray_224"].warnings)  # the leaked pair
+
+
+def test_eurosat_gets_rotations_and_a_resolution_decision(advice):
+    recipe = advice["eurosat_rgb_3k"].recipe
+    assert recipe.augmentation.vertical_flip and recipe.augmentation.rotate90
+    assert recipe.reasons["augmentation.rotate90"].rule == "AUG02"
+    assert recipe.backbone.input_size == 224
+    assert recipe.reasons["backbone.input_size"].rule == "RES01"
+    assert recipe.reasons["backbone.input_size"].evidence["median_side"] == 64
+
+
+def test_recipe_files_load_back_unchanged(advice, tmp_path):
+    from autotransfer.recipe.io import load_recipe, save_recipe
+
+    for name, result in advice.items():
+        for suffix in (".yaml", ".json"):
+            assert load_recipe(save_recipe(result.recipe, tmp_path / f"{name}{suffix}")) == result.recipe

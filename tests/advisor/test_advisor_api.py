@@ -1,0 +1,58 @@
+"""The estimator-style API and the 'advise' command, end to end on small synthetic data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from autotransfer.cli import main
+from tests.data.builders import make_class_folders
+
+pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ds")
+    make_class_folders(root / "train", {"a": 12, "b": 12, "c": 4}, size=32)
+    make_class_folders(root / "val", {"a": 3, "b": 3, "c": 3}, size=32, seed=900)
+    return root
+
+
+def test_advisor_fit_sets_fitted_attributes(dataset, tmp_path):
+    from autotransfer.advisor.advise import Advisor
+    from autotransfer.probes.cache import FeatureCache
+
+    advisor = Advisor(backbones=["test_tiny"], weights=None, per_class=8)
+    assert not hasattr(advisor, "recipe_")  # __init__ only stores arguments
+    advisor.cache = FeatureCache(tmp_path)
+    assert advisor.fit(dataset) is advisor
+    assert advisor.recipe_.backbone.name == "test_tiny"
+    assert advisor.profile_.n_images == 37 and advisor.candidates_[0].backbone == "test_tiny"
+    assert advisor.facts_["imbalance"] == 3.0 and advisor.recipe_.data.class_weighting == "balanced"
+    json.dumps(advisor.advice_.to_dict())  # serialisable, NaN facts included
+
+
+def test_advise_command_writes_a_loadable_recipe_and_explains(dataset, tmp_path, capsys, shared_weights, monkeypatch):
+    from autotransfer.recipe.io import load_recipe
+
+    monkeypatch.setenv("AUTOTRANSFER_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "recipe.yaml"
+    code = main(["advise", str(dataset), "-b", "mobilenet_025", "--sample", "8", "-o", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    recipe = load_recipe(out)
+    assert recipe.backbone.name == "mobilenet_025"
+    assert "Why" in captured.out and "BB01" in captured.out and "IMB01" in captured.out
+    assert f"Wrote the recipe to {out}" in captured.err
+
+    assert main(["advise", str(dataset), "-b", "mobilenet_025", "--sample", "8", "-o",
+                 str(tmp_path / "r.json"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["recipe"]["backbone"]["name"] == "mobilenet_025" and data["recipe_path"].endswith("r.json")
+
+
+def test_advise_rejects_an_unknown_preset_before_measuring(dataset, capsys):
+    assert main(["advise", str(dataset), "--preset", "fastest"]) == 2
+    assert "Unknown preset 'fastest'" in capsys.readouterr().err

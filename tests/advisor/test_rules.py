@@ -1,0 +1,163 @@
+"""Each rule on synthetic facts, at and around its thresholds."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from autotransfer.advisor.presets import load_preset
+from autotransfer.advisor.rules import load_rules
+from tests.advisor.synthetic import NAN, facts
+
+RULES = load_rules()
+
+
+def run(rule_id: str, decisions: dict | None = None, **fact_overrides):
+    """Decisions after the preset and ``rule_id`` alone, and whether the rule fired."""
+    start = {**load_preset("standard").decisions, "backbone": "x", "input_size": 224, **(decisions or {})}
+    final, firings = RULES.evaluate(facts(**fact_overrides), start, only={rule_id})
+    return final, [f for f in firings if f.rule == rule_id]
+
+
+@pytest.mark.parametrize(
+    "per_class, shift, entropy, expected",
+    [
+        (49, 0.1, 0.3, 4), (199, 0.1, 0.3, 4), (200, 0.1, 0.3, 3), (999, 0.1, 0.3, 3), (1000, 0.1, 0.3, 2),
+        (49, 0.6, 0.3, 4), (50, 0.6, 0.3, 3), (199, 0.6, 0.3, 3), (200, 0.6, 0.3, 2), (1000, 0.6, 0.3, 1),
+        (200, 0.5, 0.3, 3),  # the threshold itself is not "far"
+        (200, NAN, 0.6, 2),  # no BN measure: entropy decides
+        (200, NAN, NAN, 3),  # nothing measured: treated as near
+    ],
+)
+def test_fz01_freeze_depth_from_size_and_shift(per_class, shift, entropy, expected):
+    final, fired = run("FZ01", per_class=per_class, bn_shift=shift, entropy=entropy)
+    assert final["finetune_from"] == expected and fired
+    if not math.isnan(shift):
+        assert fired[0].evidence["bn_shift"] == pytest.approx(shift)
+    assert fired[0].thresholds["far_shift"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "early, start, expected, fires",
+    [(2.1, 3, 2, True), (2.0, 3, 3, False), (5.0, 4, 4, False), (5.0, 1, 0, True),
+     (5.0, 0, 0, False), (NAN, 2, 2, False)],
+)
+def test_fz02_one_group_deeper_when_early_layers_shift(early, start, expected, fires):
+    final, fired = run("FZ02", {"finetune_from": start}, early_shift=early)
+    assert final["finetune_from"] == expected and bool(fired) == fires
+
+
+@pytest.mark.parametrize("min_per_class, expected", [(9, 5), (10, 3)])
+def test_fz03_linear_probe_only_when_tiny(min_per_class, expected):
+    final, _ = run("FZ03", {"finetune_from": 3}, min_per_class=min_per_class)
+    assert final["finetune_from"] == expected
+
+
+@pytest.mark.parametrize("start, gradual", [(3, True), (0, True), (4, False), (5, False)])
+def test_uf01_gradual_unfreezing_below_the_last_group(start, gradual):
+    final, _ = run("UF01", {"finetune_from": start, "gradual": False})
+    assert final["gradual"] is gradual
+
+
+@pytest.mark.parametrize("shift, batch, head, finetune", [
+    (0.1, 32, 1e-3, 1e-4), (0.6, 32, 1e-3, 2e-4), (0.1, 16, 5e-4, 5e-5), (NAN, 32, 1e-3, 1e-4)])
+def test_lr01_fine_tuning_rate_is_lower_and_scales_with_batch(shift, batch, head, finetune):
+    final, _ = run("LR01", {"batch_size": batch}, bn_shift=shift)
+    assert final["head_lr"] == pytest.approx(head) and final["finetune_lr"] == pytest.approx(finetune)
+    assert final["finetune_lr"] < final["head_lr"]
+
+
+@pytest.mark.parametrize("start, decay", [(3, 0.5), (4, 1.0)])
+def test_lr02_discriminative_rates_only_with_several_groups(start, decay):
+    final, _ = run("LR02", {"finetune_from": start, "group_lr_decay": 1.0})
+    assert final["group_lr_decay"] == decay
+
+
+@pytest.mark.parametrize("n_train, scale, head, finetune", [
+    (499, 1.0, 8, 12), (500, 1.0, 8, 10), (1999, 1.0, 8, 10), (2000, 1.0, 5, 6), (10000, 1.0, 5, 4),
+    (50000, 1.0, 5, 3), (2000, 0.5, 2, 3), (300, 2.0, 16, 24)])
+def test_lr03_schedule_length_shrinks_in_epochs_as_data_grows(n_train, scale, head, finetune):
+    final, _ = run("LR03", {"epoch_scale": scale}, n_train=n_train)
+    assert (final["head_epochs"], final["finetune_epochs"]) == (head, finetune)
+
+
+@pytest.mark.parametrize("epochs, warmup", [(3, 0.0), (4, 0.1)])
+def test_lr04_warmup_only_for_long_enough_phases(epochs, warmup):
+    final, _ = run("LR04", {"finetune_epochs": epochs, "warmup_fraction": 0.0})
+    assert final["warmup_fraction"] == warmup
+
+
+@pytest.mark.parametrize("per_class, strength", [(49, 0.8), (50, 0.6), (200, 0.4), (1000, 0.25)])
+def test_aug01_strength_from_size(per_class, strength):
+    assert run("AUG01", per_class=per_class)[0]["aug_strength"] == strength
+
+
+@pytest.mark.parametrize("rotation, rot", [(0.25, True), (0.329, True), (0.33, False), (0.9, False), (NAN, False)])
+def test_aug02_rotations_only_when_orientation_is_arbitrary(rotation, rot):
+    final, _ = run("AUG02", rotation_acc=rotation)
+    assert final["rot90"] is rot and final["vflip"] is rot
+
+
+@pytest.mark.parametrize("flip, hflip", [(0.5, True), (0.599, True), (0.6, False), (NAN, True)])
+def test_aug03_no_mirroring_when_handedness_matters(flip, hflip):
+    final, _ = run("AUG03", {"vflip": True}, flip_acc=flip)
+    assert final["hflip"] is hflip and final["vflip"] is hflip
+
+
+@pytest.mark.parametrize("gray, jitter", [(0.95, False), (0.9, False), (0.89, True), (NAN, True)])
+def test_aug04_no_colour_jitter_on_grayscale(gray, jitter):
+    assert run("AUG04", grayscale=gray)[0]["color_jitter"] is jitter
+
+
+@pytest.mark.parametrize("n_train, alpha", [(19999, 0.0), (20000, 0.1)])
+def test_aug05_mixup_only_for_large_data(n_train, alpha):
+    assert run("AUG05", n_train=n_train)[0]["mixup_alpha"] == alpha
+
+
+@pytest.mark.parametrize("shift, folded, adabn", [(0.6, False, True), (0.5, False, False), (2.0, True, False), (NAN, False, False)])
+def test_da01_adabn_when_the_shift_is_large(shift, folded, adabn):
+    assert run("DA01", bn_shift=shift, bn_folded=folded)[0]["adabn"] is adabn
+
+
+@pytest.mark.parametrize("per_class, shift, folded, policy", [
+    (1000, 0.6, False, "trainable"), (999, 0.6, False, "frozen"), (1000, 0.4, False, "frozen"),
+    (1000, 0.6, True, "frozen")])
+def test_bn01_policy(per_class, shift, folded, policy):
+    assert run("BN01", per_class=per_class, bn_shift=shift, bn_folded=folded)[0]["bn_policy"] == policy
+
+
+@pytest.mark.parametrize("ratio, weighting", [(1.49, "none"), (1.5, "balanced"), (2.9, "balanced")])
+def test_imb01_class_weighting(ratio, weighting):
+    assert run("IMB01", imbalance=ratio)[0]["class_weighting"] == weighting
+
+
+@pytest.mark.parametrize("per_class, classes, dropout, smoothing", [(49, 2, 0.3, 0.05), (50, 3, 0.2, 0.1)])
+def test_reg01_regularisation(per_class, classes, dropout, smoothing):
+    final, _ = run("REG01", per_class=per_class, n_classes=classes)
+    assert (final["dropout"], final["label_smoothing"]) == (dropout, smoothing)
+
+
+@pytest.mark.parametrize("n_train, batch", [(40, 8), (245, 16), (256, 32), (2000, 32)])
+def test_bs01_batch_size(n_train, batch):
+    assert run("BS01", n_train=n_train)[0]["batch_size"] == batch
+
+
+@pytest.mark.parametrize("side, fast, size", [(64, False, 224), (112, False, None), (111, False, 224),
+                                               (113, False, None), (64, True, None)])
+def test_res01_upscale_small_images(side, fast, size):
+    final, fired = run("RES01", {"fast_resolution": fast, "input_size": 0}, median_side=side)
+    assert (final["input_size"] if fired else None) == size
+
+
+@pytest.mark.parametrize("side, size", [(64, 128), (32, 96), (100, 224), (224, None)])
+def test_res02_fast_resolution(side, size):
+    final, fired = run("RES02", {"fast_resolution": True}, median_side=side)
+    assert (final["input_size"] if fired else None) == size
+
+
+@pytest.mark.parametrize("rule, fact, value", [("DQ01", "leaks", 2), ("DQ02", "conflicts", 1), ("DQ03", "broken", 3)])
+def test_data_quality_rules_warn_with_the_count(rule, fact, value):
+    _, fired = run(rule, **{fact: value})
+    assert fired and fired[0].kind == "warn" and str(value) in fired[0].text
+    assert not run(rule, **{fact: 0})[1]
