@@ -17,6 +17,7 @@ from autotransfer import __version__
 
 #: command name -> module under ``autotransfer.cli`` that defines ``command``.
 COMMANDS: dict[str, str] = {
+    "advise": "advise",
     "backbones": "backbones",
     "profile": "profile",
     "probe": "probe",
