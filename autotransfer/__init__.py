@@ -16,6 +16,18 @@ _EXPORTS: dict[str, str] = {
     "profile_dataset": "autotransfer.data.profile",
     "DatasetProfile": "autotransfer.data.models",
     "FileProblem": "autotransfer.data.models",
+    "probe_dataset": "autotransfer.probes.probe",
+    "ProbeReport": "autotransfer.probes.models",
+    "advise": "autotransfer.advisor.advise",
+    "decide": "autotransfer.advisor.advise",
+    "Advisor": "autotransfer.advisor.advise",
+    "Advice": "autotransfer.advisor.advise",
+    "Recipe": "autotransfer.recipe.schema",
+    "load_recipe": "autotransfer.recipe.io",
+    "save_recipe": "autotransfer.recipe.io",
+    "get_backbone": "autotransfer.backbones.catalog",
+    "list_backbones": "autotransfer.backbones.catalog",
+    "build_backbone": "autotransfer.backbones.build",
     "AutoTransferError": "autotransfer.errors",
     "DatasetError": "autotransfer.errors",
     "UnusableDatasetError": "autotransfer.errors",
@@ -38,6 +50,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from autotransfer.advisor.advise import Advice, Advisor, advise, decide
+    from autotransfer.backbones.build import build_backbone
+    from autotransfer.backbones.catalog import get_backbone, list_backbones
     from autotransfer.data.models import DatasetProfile, FileProblem
+    from autotransfer.probes.models import ProbeReport
+    from autotransfer.probes.probe import probe_dataset
+    from autotransfer.recipe.io import load_recipe, save_recipe
+    from autotransfer.recipe.schema import Recipe
     from autotransfer.data.profile import profile_dataset
     from autotransfer.errors import AutoTransferError, DatasetError, UnusableDatasetError
