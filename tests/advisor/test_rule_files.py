@@ -96,3 +96,12 @@ def test_presets_must_set_every_decision_with_the_right_type(tmp_path):
 def test_unknown_preset_suggests_names():
     with pytest.raises(UnknownNameError, match="Did you mean 'quick'"):
         load_preset("quik")
+
+
+def test_docs_rules_md_is_generated_from_the_current_rule_base():
+    import subprocess
+    import sys
+
+    tool = Path(__file__).resolve().parents[2] / "tools" / "make_rules_doc.py"
+    result = subprocess.run([sys.executable, str(tool), "--check"])
+    assert result.returncode == 0, "docs/rules.md is stale: run python tools/make_rules_doc.py"

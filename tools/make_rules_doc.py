@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Write docs/rules.md from the rule base (recipes/rules.yaml) and the presets.
+
+    python tools/make_rules_doc.py            # rewrite docs/rules.md
+    python tools/make_rules_doc.py --check    # exit 1 if docs/rules.md is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from autotransfer.advisor.decisions import DECISIONS  # noqa: E402
+from autotransfer.advisor.facts import FACTS  # noqa: E402
+from autotransfer.advisor.presets import load_preset, preset_names  # noqa: E402
+from autotransfer.advisor.rules import load_rules  # noqa: E402
+
+TARGET = REPO / "docs" / "rules.md"
+
+
+def render() -> str:
+    rules = load_rules().rules
+    lines = [
+        "# The advisor's rule base",
+        "",
+        "Generated from `recipes/rules.yaml` by `python tools/make_rules_doc.py`; do not edit by hand.",
+        "",
+        "The advisor starts from a preset's decisions, ranks the probed backbones (BB01), then runs",
+        "the rules below in order. Each rule reads facts measured on the data and earlier decisions;",
+        "its thresholds are its parameters. The recipe records, for every field, the last rule that",
+        "set it, the values it read and its thresholds.",
+        "",
+        "| id | name | group | when | sets | thresholds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rules:
+        sets = ", ".join(f"`{k}`" for k in r.set) or ("ranking" if r.kind == "rank" else "warning")
+        params = ", ".join(f"{k}={v}" for k, v in r.params.items()) or "-"
+        condition = "ranking" if r.kind == "rank" else f"`{r.when}`"
+        lines.append(f"| {r.id} | {r.name} | {r.group} | {condition} | {sets} | {params} |")
+    lines += ["", "## Rules", ""]
+    for r in rules:
+        lines += [f"### {r.id} {r.name}", "", f"*When:* {r.doc.when}", "", f"*Why:* {r.doc.why}", ""]
+        for key, expression in r.set.items():
+            lines.append(f"- `{key}` ← `{' '.join(expression.split())}`")
+        if r.set:
+            lines.append("")
+    lines += ["## Facts rules can read", "", "| fact | meaning |", "|---|---|"]
+    lines += [f"| `{k}` | {v} |" for k, v in FACTS.items()]
+    lines += ["", "## Decisions rules can set", "", "| decision | meaning | recipe fields |", "|---|---|---|"]
+    lines += [f"| `{k}` | {meaning} | {', '.join(f'`{p}`' for p in paths) or '-'} |"
+              for k, (_, paths, meaning) in DECISIONS.items()]
+    lines += ["", "## Presets", ""]
+    for name in preset_names():
+        preset = load_preset(name)
+        lines += [f"- **{name}**: {' '.join(preset.description.split())}"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    text = render()
+    if args.check:
+        sys.exit(0 if TARGET.exists() and TARGET.read_text() == text else 1)
+    TARGET.write_text(text)
+    print(f"Wrote {TARGET}")
+
+
+if __name__ == "__main__":
+    main()
