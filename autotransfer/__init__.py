@@ -6,8 +6,9 @@ The public API is listed in ``__all__``. Names are imported lazily so that ``imp
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from autotransfer._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -33,20 +34,7 @@ _EXPORTS: dict[str, str] = {
     "UnusableDatasetError": "autotransfer.errors",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'autotransfer' has no attribute '{name}'")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, ("__version__",))
 
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -5,8 +5,9 @@ Importing this package (and the catalog) does not import TensorFlow; building do
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from autotransfer._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "BackboneSpec": "autotransfer.backbones.spec",
@@ -28,20 +29,7 @@ _EXPORTS: dict[str, str] = {
     "decode_predictions": "autotransfer.backbones.imagenet_labels",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'autotransfer.backbones' has no attribute '{name}'")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # pragma: no cover
