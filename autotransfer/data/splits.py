@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autotransfer._io import atomic_write_text
 from autotransfer.data.models import DatasetProfile, ImageRecord
-from autotransfer.errors import DatasetError
+from autotransfer.errors import DatasetError, InvalidParameterError
 
 
 class DataSplits(BaseModel):
@@ -53,7 +53,7 @@ def make_splits(
     images whose exact bytes also appear in a validation or test split are left out of training.
     """
     if not 0.0 < val_fraction < 1.0:
-        raise DatasetError(
+        raise InvalidParameterError(
             f"The 'val_fraction' parameter must be in (0, 1). Got {val_fraction!r} instead."
         )
     by_split: dict[str | None, list[ImageRecord]] = {}

@@ -8,7 +8,7 @@ import pytest
 
 from autotransfer.data.profile import profile_dataset
 from autotransfer.data.splits import DataSplits, make_splits
-from autotransfer.errors import DatasetError
+from autotransfer.errors import InvalidParameterError
 from tests.data.builders import image_bytes, make_class_folders
 
 
@@ -56,5 +56,5 @@ def test_existing_validation_split_is_used_and_leaks_are_left_out_of_training(tm
 
 
 def test_bad_fraction_is_a_clear_error(unsplit_profile):
-    with pytest.raises(DatasetError, match="'val_fraction' parameter must be in \\(0, 1\\). Got 1.5"):
+    with pytest.raises(InvalidParameterError, match="'val_fraction' parameter must be in \\(0, 1\\). Got 1.5"):
         make_splits(unsplit_profile, val_fraction=1.5)
