@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Wall time of ``autotransfer probe`` as a user runs it: cold (empty feature cache) and warm.
+"""Wall time of ``autotransfer probe`` (or ``advise``) as a user runs it: cold and warm cache.
 
-    python tools/bench_probe_speed.py [--dataset eurosat_rgb_3k] [--backbones a,b,c] [--repeats 2]
+    python tools/bench_probe_speed.py [--command probe|advise] [--dataset eurosat_rgb_3k]
+                                      [--backbones a,b,c] [--repeats 2]
 
 Each run is a fresh process (Python start, TensorFlow import, profiling, decoding, extraction,
 measurements), so the figures are what a user waits for. Appends to docs/benchmarks/probe_speed.md.
@@ -25,6 +26,7 @@ SHARED = Path(os.environ.get("AUTOTRANSFER_SHARED", REPO.parent / "shared"))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--command", choices=["probe", "advise"], default="probe")
     parser.add_argument("--dataset", default="eurosat_rgb_3k")
     parser.add_argument("--backbones", default="mobilenet_v2,efficientnet_lite0,mobilenet_v3_small")
     parser.add_argument("--repeats", type=int, default=2)
@@ -39,8 +41,10 @@ def main() -> None:
             (home / "models" / f.name).symlink_to(f.resolve())
         env["KERAS_HOME"] = str(home)
     exe = Path(sys.executable).parent / "autotransfer"
-    command = [str(exe), "probe", str(SHARED / "datasets" / args.dataset), "--backbones",
+    command = [str(exe), args.command, str(SHARED / "datasets" / args.dataset), "--backbones",
                args.backbones, "--json"]
+    if args.command == "advise":
+        command += ["--out", str(Path(tempfile.mkdtemp()) / "recipe.yaml")]
     cold, warm = [], []
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as cache:
@@ -50,13 +54,15 @@ def main() -> None:
                 subprocess.run(command, env=env, check=True, capture_output=True)
                 bucket.append(time.perf_counter() - started)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    line = (f"| {time.strftime('%Y-%m-%d')} | {args.dataset} | {args.backbones} | "
+    line = (f"| {time.strftime('%Y-%m-%d %H:%M')} | {args.command} | {args.dataset} | {args.backbones} | "
             f"{statistics.median(cold):.1f} | {statistics.median(warm):.1f} | {machine} |")
     print(f"cold {[round(c, 1) for c in cold]} s, warm {[round(w, 1) for w in warm]} s")
     if not args.out.exists():
-        header = ("# `autotransfer probe` wall time (fresh process each run, default sample)\n\n"
-                  "`python tools/bench_probe_speed.py`; median of the repeats.\n\n"
-                  "| date | dataset | backbones | cold s | warm s | machine |\n|---|---|---|---:|---:|---|\n")
+        header = ("# `autotransfer probe` / `advise` wall time (fresh process each run, default sample)\n\n"
+                  "`python tools/bench_probe_speed.py --command probe|advise`; median of the repeats; "
+                  "cold = empty feature cache.\n\n"
+                  "| when (UTC) | command | dataset | backbones | cold s | warm s | machine |\n"
+                  "|---|---|---|---|---:|---:|---|\n")
         args.out.write_text(header)
     with args.out.open("a") as handle:
         handle.write(line + "\n")
