@@ -49,7 +49,7 @@ def broken_dataset(tmp_path):
     (root / "cat" / "truncated.jpg").write_bytes(good_jpeg[: len(good_jpeg) // 2])
     good_png = image_bytes("PNG", 64, seed=51)
     (root / "dog" / "truncated.png").write_bytes(good_png[: len(good_png) // 2])
-    (root / "dog" / "garbage.jpg").write_bytes(b"\xff\xd8\xff" + os.urandom(300))
+    (root / "dog" / "garbage.jpg").write_bytes(b"\xff\xd8\xff" + bytes(range(256)))  # no valid marker
     (root / "dog" / "notes.txt").write_text("not an image")
     (root / "dog" / "bomb.png").write_bytes(png_with_size(40_000, 40_000))
     (root / "dog" / "really_png.jpg").write_bytes(image_bytes("PNG", 32, seed=52))

@@ -52,11 +52,14 @@ def test_probe_report_cache_hit_and_corrupt_entry_rebuilt(dataset, tmp_path):
     assert second.get("test_tiny").cached and second.get("test_tiny").extract_s == 0
     assert second.get("test_tiny").transferability == probe.transferability
 
-    (entry,) = list((tmp_path / "cache").iterdir())
-    entry.write_bytes(entry.read_bytes()[:100])
+    entries = list((tmp_path / "cache").iterdir())
+    assert len(entries) == 2  # the features, and the rotated/mirrored views for orientation
+    for entry in entries:
+        entry.write_bytes(entry.read_bytes()[:100])
     third = probe_dataset(dataset, ["test_tiny"], weights=None, per_class=6, cache=cache)
     assert not third.get("test_tiny").cached
     assert third.get("test_tiny").transferability == probe.transferability
+    assert third.orientation == first.orientation
 
 
 def test_unknown_backbone_is_a_clear_error(dataset):
