@@ -1,0 +1,82 @@
+"""``autotransfer train DATASET --recipe R --out DIR``: execute a recipe and write a run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from autotransfer.cli._common import echo_json, json_option, stderr_console, stdout_console
+
+
+@click.command("train")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--recipe", "-r", "recipe", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Recipe file (YAML or JSON). Optional with --resume (the run's "
+              "own recipe is used).")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run folder to create; it appears only when the run is complete (it is "
+              "assembled in OUT.partial).")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in OUT.partial from "
+              "its last complete epoch.")
+@click.option("--savedmodel", is_flag=True, help="Also export a TensorFlow SavedModel.")
+@click.option("--tflite", is_flag=True, help="Also export a TFLite model (slow to convert).")
+@click.option("--no-feature-cache", is_flag=True, help="Run the frozen part of the network every "
+              "epoch instead of caching its outputs (slower; for comparisons).")
+@click.option("--cache-views", type=click.IntRange(min=1), default=None,
+              help="Augmented views cached per image while groups are frozen [default: 4].")
+@click.option("--verbose", "-v", count=True, help="Show Keras progress bars (-v) or one line per "
+              "epoch (-vv).")
+@json_option
+def command(dataset: Path, recipe: Path | None, out: Path, resume: bool, savedmodel: bool,
+            tflite: bool, no_feature_cache: bool, cache_views: int | None, verbose: int,
+            as_json: bool) -> None:
+    """Train on DATASET exactly as the recipe says and write the run to --out.
+
+    The run folder holds the model (model.keras), labels.txt, the executed recipe, the splits,
+    metrics.json, plots, TensorBoard logs and report.md. Ctrl-C stops the run after writing
+    nothing half-done; rerun with --resume to continue.
+    """
+    from autotransfer.train.run import train
+
+    console = stderr_console()
+    keras_verbose = {0: 0, 1: 1}.get(verbose, 2)
+    with console.status("Preparing the run") as status:
+        def progress(text: str) -> None:
+            if keras_verbose:
+                console.log(text)
+            else:
+                status.update(text)
+
+        try:
+            result = train(dataset, recipe, out, resume=resume, export_savedmodel=savedmodel,
+                           export_tflite=tflite, feature_cache=not no_feature_cache,
+                           cache_views=cache_views, verbose=keras_verbose, progress=progress)
+        except KeyboardInterrupt:
+            from autotransfer.train.run import partial_dir
+
+            if partial_dir(out).exists():
+                click.echo(f"Stopped. Every complete epoch is saved in {partial_dir(out)}; "
+                           f"continue with: autotransfer train {dataset} --out {out} --resume",
+                           err=True)
+            raise
+    click.echo(f"Wrote {result.out}", err=True)
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Run {result.out}")
+    for column in ("phase", "epochs", "best val", "s/epoch", "feature cache"):
+        table.add_column(column)
+    for phase in result.metrics["phases"]:
+        best = "–" if phase["best_value"] is None else f"{phase['best_value']:.4f}"
+        table.add_row(phase["name"], f"{phase['epochs_run']}/{phase['epochs_planned']}"
+                      + (" (early stop)" if phase["stopped_early"] else ""), best,
+                      f"{phase['seconds_per_epoch']:.2f}",
+                      "yes" if phase["feature_cache"]["used"] else "no")
+    out_console = stdout_console()
+    out_console.print(table)
+    val = result.metrics["val"]
+    out_console.print(f"Validation accuracy {val['accuracy']:.4f}, balanced accuracy "
+                      f"{val['balanced_accuracy']:.4f}. Model: {result.model_path}")

@@ -1,0 +1,126 @@
+"""Do not pay for the frozen part of the network every epoch.
+
+While the groups before ``trainable_from`` are frozen (their BatchNorm in inference mode), their
+output depends only on the input image. The classifier is split at that boundary into a *prefix*
+(frozen) and a *suffix* (what trains, sharing the classifier's layers); the prefix's output is
+computed once per augmented *view* of every training image (``views`` views, each with its own
+augmentation seed; one view when the recipe augments nothing) and once for the validation images.
+Epoch ``e`` of the phase trains the suffix on view ``e % views``, shuffled by the epoch's seed.
+
+``trainable_from == 5`` (only the head trains) caches the pooled features: a tiny array per
+image. Smaller ``trainable_from`` caches feature maps at the group boundary, which is only done
+while they fit in ``max_bytes``. MixUp/CutMix mix *images*, which mixed features cannot imitate,
+so phases that mix are never cached.
+
+Without augmentation the cached and uncached paths see the same batches in the same order and
+give the same weights (up to float rounding); with augmentation the cached path sees ``views``
+fixed draws instead of a fresh one per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from autotransfer.train.augment import is_identity, mixes
+from autotransfer.train.data import TrainingInputs, epoch_seed
+from autotransfer.train.model import Classifier
+
+#: default number of augmented views cached per training image
+DEFAULT_VIEWS = 4
+#: default limit on the memory the cached arrays may take
+DEFAULT_MAX_BYTES = 2 * 2**30
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """Whether a phase trains on cached activations, and why (recorded in ``metrics.json``)."""
+
+    used: bool
+    reason: str
+    views: int = 0
+    boundary: str = ""
+    feature_shape: tuple[int, ...] = ()
+    bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_cache(clf: Classifier, trainable_from: int, epochs: int, aug: Any, n_train: int, *,
+               enabled: bool = True, views: int = DEFAULT_VIEWS,
+               max_bytes: int = DEFAULT_MAX_BYTES) -> CachePlan:
+    """Decide whether (and with how many views) a phase trains on cached activations."""
+    if not enabled:
+        return CachePlan(False, "feature caching is turned off")
+    if trainable_from <= 0:
+        return CachePlan(False, "every layer group trains: nothing is frozen")
+    if mixes(aug):
+        return CachePlan(False, "MixUp/CutMix mix images, which cached features cannot reproduce")
+    boundary = clf.boundary(trainable_from)
+    shape = tuple(int(d) for d in boundary.shape[1:])
+    per_view = n_train * math.prod(shape) * 4
+    wanted = 1 if is_identity(aug) else max(1, min(views, epochs))
+    fitting = min(wanted, max_bytes // max(per_view, 1))
+    name = "pooled features" if trainable_from >= len(clf.groups) else (
+        f"output of group '{clf.groups[trainable_from - 1].name}'")
+    if fitting < 1:
+        why = (f"the {name} of the training set take {per_view / 2**30:.1f} GiB per view, above "
+               f"the cache limit of {max_bytes / 2**30:.1f} GiB")
+        return CachePlan(False, why, 0, name, shape)
+    why = "no augmentation: one view is exact" if is_identity(aug) else (
+        f"{fitting} augmented view(s) per image" + ("" if fitting == wanted else " (memory limit)"))
+    return CachePlan(True, why, int(fitting), name, shape, int(per_view * fitting))
+
+
+class FeatureCache:
+    """Cached prefix activations of one phase and the suffix model that trains on them."""
+
+    def __init__(self, clf: Classifier, trainable_from: int, plan: CachePlan,
+                 inputs: TrainingInputs, aug: Any, *, seed: int, phase: int,
+                 batch_size: int, verbose: int = 0) -> None:
+        started = time.perf_counter()
+        boundary = clf.boundary(trainable_from)
+        self.prefix = keras.Model(clf.model.input, boundary, name="frozen_prefix")
+        self.suffix = keras.Model(boundary, clf.model.output, name="trainable_suffix")
+        self.plan = plan
+        self.inputs = inputs
+        augment = not is_identity(aug)
+        self.views: list[np.ndarray] = []
+        for view in range(plan.views):
+            ds = inputs.train_epoch(aug, batch_size, epoch_seed(seed, phase, 10_000 + view),
+                                    shuffle=False, augment=augment, mix=False)
+            self.views.append(self._predict(ds.map(lambda x, y, w: x), batch_size, verbose))
+        self.val = self._predict(inputs.eval_set("val", batch_size).map(lambda x, y: x),
+                                 batch_size, verbose)
+        self.build_seconds = time.perf_counter() - started
+
+    def _predict(self, ds: tf.data.Dataset, batch_size: int, verbose: int) -> np.ndarray:
+        return np.asarray(self.prefix.predict(ds, verbose=verbose))
+
+    def view_of_epoch(self, epoch: int) -> int:
+        return epoch % len(self.views)
+
+    def train_epoch(self, epoch: int, batch_size: int, seed: int) -> tf.data.Dataset:
+        """The epoch's batches of ``(features, one-hot, sample weight)``, shuffled by ``seed``.
+
+        The shuffle is the same ``tf.data`` shuffle (same seed, same size) as the uncached path,
+        so both see the images in the same order.
+        """
+        inputs = self.inputs
+        onehot = np.eye(inputs.n_classes, dtype=np.float32)[inputs.train_labels]
+        weights = inputs.class_weight[inputs.train_labels]
+        ds = tf.data.Dataset.from_tensor_slices(
+            (self.views[self.view_of_epoch(epoch)], onehot, weights))
+        ds = ds.shuffle(max(1, inputs.n_train), seed=seed, reshuffle_each_iteration=False)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    def val_set(self, batch_size: int) -> tf.data.Dataset:
+        onehot = np.eye(self.inputs.n_classes, dtype=np.float32)[self.inputs.val_labels]
+        return tf.data.Dataset.from_tensor_slices((self.val, onehot)).batch(batch_size)

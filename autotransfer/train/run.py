@@ -1,0 +1,170 @@
+"""Execute a recipe: ``train(dataset, recipe, out)`` -> :class:`RunResult`.
+
+The run is assembled in ``<out>.partial/`` (recipe, splits, checkpoints, TensorBoard logs) and
+renamed to ``<out>`` only when every output is written, so ``<out>`` is either complete or
+absent. An interrupted run (Ctrl-C, killed process, out of memory) continues with
+``resume=True`` from its last complete epoch (see :mod:`.checkpoint`).
+
+Order of work: AdaBN (if the recipe asks, before its phase), then each phase: freeze the groups
+before ``trainable_from`` (BN policy applied), decide on feature caching, build the optimizer
+(schedule, per-group rates, weight decay), compile, and train epoch by epoch with early stopping
+on the validation metric; at the end of a phase the best epoch's weights are restored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autotransfer._io import atomic_write_json, atomic_write_text
+from autotransfer.errors import InvalidConfigError, RunDirectoryError
+from autotransfer.recipe.io import load_recipe, save_recipe
+from autotransfer.recipe.schema import Recipe
+
+RUN_FILE = "run.json"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished run produced."""
+
+    out: Path
+    model_path: Path
+    metrics: dict[str, Any] = field(repr=False)
+    resumed: bool = False
+
+    @property
+    def val_accuracy(self) -> float:
+        return float(self.metrics["val"]["accuracy"])
+
+    @property
+    def test_accuracy(self) -> float | None:
+        test = self.metrics.get("test")
+        return None if not test else float(test["accuracy"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"out": str(self.out), "model": str(self.model_path), "resumed": self.resumed,
+                "val_accuracy": self.val_accuracy, "test_accuracy": self.test_accuracy,
+                "val_balanced_accuracy": self.metrics["val"]["balanced_accuracy"],
+                "seconds_total": self.metrics["seconds_total"],
+                "phases": [{k: p[k] for k in ("name", "epochs_run", "epochs_planned",
+                                               "stopped_early", "best_value", "seconds",
+                                               "seconds_per_epoch")}
+                           | {"feature_cache": p["feature_cache"]["used"]}
+                           for p in self.metrics["phases"]]}
+
+
+def partial_dir(out: str | os.PathLike[str]) -> Path:
+    """Where a run is assembled before it is renamed to ``out``."""
+    path = Path(out)
+    return path.with_name(path.name + ".partial")
+
+
+def train(
+    dataset: str | os.PathLike[str] | Any,
+    recipe: Recipe | str | os.PathLike[str] | None,
+    out: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    export_savedmodel: bool = False,
+    export_tflite: bool = False,
+    feature_cache: bool = True,
+    cache_views: int | None = None,
+    max_cache_bytes: int | None = None,
+    strategy: Any = None,
+    callbacks: Sequence[Any] = (),
+    verbose: int = 0,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Train the classifier ``recipe`` describes on ``dataset`` and write the run to ``out``.
+
+    Args:
+        dataset: a dataset path (profiled, then split as the recipe says) or a
+            :class:`~autotransfer.data.splits.DataSplits`.
+        recipe: a :class:`Recipe` or a recipe file; with ``resume`` it may be ``None`` (the
+            run's own recipe is used) and otherwise must equal it.
+        out: the run folder to create; it must not exist (or be empty).
+        resume: continue the interrupted run assembled in ``<out>.partial``.
+        export_savedmodel, export_tflite: also write ``savedmodel/`` and ``model.tflite``.
+        feature_cache: train on cached activations while groups are frozen (see
+            :mod:`.feature_cache`); ``cache_views`` and ``max_cache_bytes`` tune it.
+        strategy: a ``tf.distribute`` strategy (default: chosen from the GPUs present).
+        callbacks: extra Keras callbacks passed to every ``fit`` call.
+        verbose: Keras progress output (0 silent, 1 bars, 2 one line per epoch).
+        progress: called with a short description of each step.
+
+    Raises:
+        RunDirectoryError: ``out`` exists, or (``resume``) there is nothing to resume.
+        InvalidConfigError: the recipe asks for something the trainer cannot honour.
+    """
+    from autotransfer.train._runner import Runner
+
+    out = Path(out)
+    partial = partial_dir(out)
+    if resume:
+        if not (partial / "recipe.yaml").is_file():
+            if (out / RUN_FILE).is_file():
+                raise RunDirectoryError(f"The run in '{out}' is already complete: nothing to "
+                                        "resume. Choose a new --out to train again.")
+            raise RunDirectoryError(f"There is no interrupted run to resume at '{out}' (no "
+                                    f"'{partial}'). Start it without --resume.")
+        saved = load_recipe(partial / "recipe.yaml")
+        if recipe is not None:
+            given = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+            if given.to_dict() != saved.to_dict():
+                raise InvalidConfigError(
+                    f"The recipe given differs from the one the interrupted run in '{partial}' "
+                    "started with; a run resumes with its own recipe. Omit the recipe, or start a "
+                    "new run with a new --out.")
+        recipe = saved
+    else:
+        if recipe is None:
+            raise InvalidConfigError("A recipe is needed to start a run (pass --recipe FILE).")
+        recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise RunDirectoryError(f"The run folder '{out}' already exists. Choose another --out "
+                                    "or delete it.")
+        if partial.exists():
+            raise RunDirectoryError(f"An interrupted run is in '{partial}'. Continue it with "
+                                    "--resume, or delete that folder to start over.")
+        partial.mkdir(parents=True)
+        save_recipe(recipe, partial / "recipe.yaml")
+    runner = None
+    try:
+        runner = Runner(dataset, recipe, out, partial, resume=resume,
+                        feature_cache=feature_cache, cache_views=cache_views,
+                        max_cache_bytes=max_cache_bytes, strategy=strategy, callbacks=callbacks,
+                        verbose=verbose, progress=progress)
+        metrics = runner.run()
+    except BaseException:
+        # nothing worth resuming yet (bad dataset, recipe refused, stopped in the first epoch):
+        # leave no folder behind, so the same command can simply be run again
+        if not resume and (runner is None or runner.ckpt.latest_dir() is None):
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
+    outputs = runner.finish(metrics, export_savedmodel=export_savedmodel,
+                            export_tflite=export_tflite)
+    # the run is complete in `partial`: drop the scratch folders, then publish it in one rename
+    for scratch in ("checkpoints", "cache"):
+        shutil.rmtree(partial / scratch, ignore_errors=True)
+    atomic_write_json(partial / RUN_FILE, outputs)
+    if out.is_dir():
+        out.rmdir()  # empty (checked above); os.replace cannot replace a folder on every OS
+    os.replace(partial, out)
+    return RunResult(out, out / "model.keras", metrics, resumed=resume)
+
+
+def read_run_info(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """``run.json`` of a finished run folder, if any."""
+    path = Path(folder) / RUN_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write_text(path, text)

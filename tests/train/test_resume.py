@@ -1,0 +1,134 @@
+"""Interrupted runs resume from the last complete epoch, without losing or repeating work."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from autotransfer.train import train
+from autotransfer.train.checkpoint import CheckpointManager
+from autotransfer.train.export import load_model
+from autotransfer.train.run import partial_dir
+from tests.train.helpers import make_colour_dataset, tiny_recipe
+
+
+def recipe():
+    return tiny_recipe(head={"dropout": 0.2}, augmentation={"horizontal_flip": True, "zoom": 0.1},
+                       phases=[
+                           {"name": "head", "epochs": 2, "trainable_from": 5,
+                            "learning_rate": 0.01},
+                           {"name": "fine_tune", "epochs": 2, "trainable_from": 1,
+                            "learning_rate": 0.001},
+                       ])
+
+
+class InterruptAt(keras.callbacks.Callback):
+    """Ctrl-C in the middle of global epoch ``epoch`` (after its first batch)."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+        self.current = -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch:
+            raise KeyboardInterrupt
+
+
+class EpochLog(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.epochs: list[int] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_colour_dataset(tmp_path_factory.mktemp("d") / "ds", {"a": 6, "b": 6, "c": 6})
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(dataset, tmp_path_factory):
+    return train(dataset, recipe(), tmp_path_factory.mktemp("u") / "run")
+
+
+def test_ctrl_c_then_resume_continues_from_the_right_epoch(dataset, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(dataset, recipe(), out, callbacks=[InterruptAt(3)])
+    assert not out.exists()  # never half-written
+    state = CheckpointManager(partial_dir(out) / "checkpoints").latest_state()
+    assert state["global_epoch"] == 3 and state["phase"] == 1
+    assert state["phases"][1]["epochs_run"] == 1
+
+    log = EpochLog()
+    resumed = train(dataset, None, out, resume=True, callbacks=[log])
+    assert log.epochs == [3]  # only the missing epochs, with their global numbers
+    assert resumed.resumed and not partial_dir(out).exists()
+    phases = resumed.metrics["phases"]
+    assert [p["epochs_run"] for p in phases] == [2, 2]
+    assert len(phases[1]["history"]["loss"]) == 2
+    # the same data order, augmentation and dropout seeds and optimizer state as the
+    # uninterrupted run; float results agree to rounding (TensorFlow on CPU is not bit-exact
+    # from one process state to another)
+    for a, b in zip(phases, uninterrupted.metrics["phases"]):
+        np.testing.assert_allclose(a["history"]["loss"], b["history"]["loss"], rtol=5e-3)
+    for x, y in zip(load_model(resumed.model_path).get_weights(),
+                    load_model(uninterrupted.model_path).get_weights()):
+        np.testing.assert_allclose(x, y, rtol=0.05, atol=2e-3)
+
+
+def test_resume_refuses_a_different_recipe(dataset, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(dataset, recipe(), out, callbacks=[InterruptAt(1)])
+    from autotransfer.errors import InvalidConfigError
+
+    with pytest.raises(InvalidConfigError, match="differs"):
+        train(dataset, tiny_recipe(seed=5), out, resume=True)
+    from autotransfer.errors import RunDirectoryError
+
+    with pytest.raises(RunDirectoryError, match="--resume"):  # a fresh start would overwrite it
+        train(dataset, recipe(), out)
+    assert (partial_dir(out) / "checkpoints" / "latest.json").is_file()  # still resumable
+
+
+def test_killed_process_resumes(dataset, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parents[2])!r})
+        import keras
+        from autotransfer.train import train
+        from tests.train.test_resume import recipe
+
+        class Kill(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.epoch = epoch
+            def on_train_batch_end(self, batch, logs=None):
+                if self.epoch == 2 and batch == 1:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+        train({str(dataset)!r}, recipe(), {str(out)!r}, callbacks=[Kill()])
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr[-3000:]
+    assert not out.exists()
+    ckpt = partial_dir(out) / "checkpoints"
+    assert json.loads((ckpt / "latest.json").read_text())["dir"] == "phase-01-start"
+    log = EpochLog()
+    resumed = train(dataset, None, out, resume=True, callbacks=[log])
+    assert log.epochs == [2, 3]
+    for a, b in zip(resumed.metrics["phases"], uninterrupted.metrics["phases"]):
+        np.testing.assert_allclose(a["history"]["val_loss"], b["history"]["val_loss"], rtol=5e-3)
