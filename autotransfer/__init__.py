@@ -29,6 +29,10 @@ _EXPORTS: dict[str, str] = {
     "get_backbone": "autotransfer.backbones.catalog",
     "list_backbones": "autotransfer.backbones.catalog",
     "build_backbone": "autotransfer.backbones.build",
+    "tune": "autotransfer.tuning.tuner",
+    "TuneResult": "autotransfer.tuning.tuner",
+    "auto": "autotransfer.oneshot",
+    "AutoResult": "autotransfer.oneshot",
     "AutoTransferError": "autotransfer.errors",
     "DatasetError": "autotransfer.errors",
     "UnusableDatasetError": "autotransfer.errors",
@@ -48,3 +52,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from autotransfer.recipe.schema import Recipe
     from autotransfer.data.profile import profile_dataset
     from autotransfer.errors import AutoTransferError, DatasetError, UnusableDatasetError
+    from autotransfer.oneshot import AutoResult, auto
+    from autotransfer.tuning.tuner import TuneResult, tune

@@ -66,6 +66,14 @@ class InvalidParameterError(AutoTransferError, ValueError):
     """An argument of a public function or command has a value that cannot work."""
 
 
+class RunDirectoryError(AutoTransferError, FileExistsError):
+    """A training run's output folder cannot be used (exists, or holds no run to resume)."""
+
+
+class TuningError(AutoTransferError, RuntimeError):
+    """A hyperparameter search produced no usable result (no trial completed)."""
+
+
 def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
     """Return ``" Did you mean 'a' or 'b'?"`` for close matches of ``name``, or ``""``."""
     options = list(choices)

@@ -21,6 +21,11 @@ COMMANDS: dict[str, str] = {
     "backbones": "backbones",
     "profile": "profile",
     "probe": "probe",
+    "train": "train",
+    "evaluate": "evaluate",
+    "predict": "predict",
+    "tune": "tune",
+    "auto": "auto",
 }
 
 EXIT_OK = 0

@@ -1,0 +1,78 @@
+"""``autotransfer auto DATASET``: profile, probe, advise, tune, train, evaluate, export, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from autotransfer.cli._common import echo_json, json_option, stderr_console, stdout_console
+
+
+@click.command("auto")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to create [default: runs/<dataset name>]; it appears only when "
+              "complete (assembled in OUT.partial; rerunning continues an interrupted run).")
+@click.option("--time-budget", default="30m", show_default=True, envvar="AUTOTRANSFER_TIME_BUDGET",
+              metavar="DURATION", help="Wall-clock budget of the whole run, e.g. 30m, 2h, 90s, or "
+              "'none' [env: AUTOTRANSFER_TIME_BUDGET].")
+@click.option("--trials", type=click.IntRange(min=1), default=30, show_default=True,
+              envvar="AUTOTRANSFER_TRIALS",
+              help="At most this many tuning trials; the budget usually stops the search first "
+              "[env: AUTOTRANSFER_TRIALS].")
+@click.option("--preset", default="standard", show_default=True,
+              help="The advisor's starting point: quick, standard, thorough (or a preset file).")
+@click.option("--backbones", "-b", default=None, metavar="NAMES",
+              help="Comma-separated candidate backbones [default: those with weights here].")
+@click.option("--max-params", type=click.FloatRange(min=0.01), default=None, metavar="MILLIONS",
+              help="Only choose backbones with at most this many million parameters.")
+@click.option("--algorithm", type=click.Choice(["bayesian", "hyperband", "random"]),
+              default="bayesian", show_default=True, help="KerasTuner's search after trial 0.")
+@click.option("--final", type=click.Choice(["auto", "train+val", "train"]), default="auto",
+              show_default=True, help="Final training data: train + validation (auto: when there "
+              "is a test split to measure on) or the training split alone.")
+@click.option("--savedmodel", is_flag=True, help="Also export a TensorFlow SavedModel.")
+@click.option("--tflite", is_flag=True, help="Also export a TFLite model.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample, the "
+              "splits and the recipe.")
+@json_option
+def command(dataset: Path, out: Path | None, time_budget: str, trials: int, preset: str,
+            backbones: str | None, max_params: float | None, algorithm: str, final: str,
+            savedmodel: bool, tflite: bool, overwrite: bool, seed: int, as_json: bool) -> None:
+    """Turn DATASET into a tuned, evaluated, exported model and a report, in one command.
+
+    Profiles the images, probes the candidate backbones, advises a recipe (every decision with
+    its rule and evidence), refines it with KerasTuner (trial 0 is the advised recipe), trains
+    the final model with the refined recipe, evaluates it on the test split when there is one,
+    exports it and writes report.md: what the data is, what was measured, what was decided and
+    why, what tuning changed, and the final numbers.
+    """
+    from autotransfer.oneshot import auto
+
+    names = [b.strip() for b in backbones.split(",") if b.strip()] if backbones else None
+    console = stderr_console()
+    with console.status("Starting") as status:
+        def progress(text: str) -> None:
+            if not text.startswith("[") or "epoch" not in text:
+                console.log(text)
+            status.update(text)
+
+        result = auto(dataset, out, time_budget=time_budget, trials=trials, preset=preset,
+                      backbones=names, max_params_m=max_params, algorithm=algorithm, final=final,
+                      export_savedmodel=savedmodel, export_tflite=tflite, overwrite=overwrite,
+                      seed=seed, progress=progress)
+    click.echo(f"Wrote {result.out} (report: {result.report_path})", err=True)
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    console_out = stdout_console()
+    t = result.tuning
+    console_out.print(f"[bold]{result.out}[/bold]: {t.refined.backbone.name}, "
+                      f"{len(t.trials)} tuning trial(s), gain over the advised recipe "
+                      f"{t.gain:+.4f}" if t.gain is not None else f"[bold]{result.out}[/bold]")
+    numbers = f"validation accuracy {result.val_accuracy:.4f}"
+    if result.test_accuracy is not None:
+        numbers += f", test accuracy {result.test_accuracy:.4f}"
+    console_out.print(numbers + f" ({result.final}); report: {result.report_path}")

@@ -1,0 +1,304 @@
+"""``auto(dataset)``: a folder of images in, a deployable model and a report out, in one call.
+
+profile → probe → advise → tune (trial 0 = the advised recipe) → final training with the refined
+recipe → evaluation on the test split → exports → ``report.md`` that tells the story.
+
+The module is called ``oneshot`` (not ``auto``) so that ``autotransfer.auto`` stays the function:
+a submodule of that name would replace it as an attribute of the package once imported.
+
+**Budget.** ``time_budget`` covers the whole call. Profiling and advising come first (their time is
+measured, not guessed); the rest goes to tuning, which keeps free at its end room for the final
+training: ``reserve = factor × (trial 0's duration)``, known once trial 0 — the advised recipe
+itself — has run (trials run in memory and save no model; the final model is trained by the
+recipe executor, :func:`autotransfer.train.train`, with checkpoints, plots and exports):
+
+* ``final="train+val"`` (the default when the dataset has a test split, so the held-out numbers
+  stay honest): the refined recipe on train + validation, every phase for the epochs at which the
+  best trial was best, no early stopping; ``factor = 1.2 × (n_train + n_val) / n_train``;
+* ``final="train"`` (the default without a test split: the validation split is then the only
+  held-out data and must stay out of training): the refined recipe on the tuning splits, with its
+  early stopping; ``factor = 1.2``.
+
+Trial 0 always runs, so a budget shorter than one training is overrun by that training.
+
+Folder ``out`` (assembled in ``out.partial``, renamed when complete)::
+
+    report.md           the story: data, measurements, decisions and why, tuning, final numbers
+    summary.json        AutoResult: numbers, files, the budget split
+    profile.json        the dataset profile          advice.json   measurements and decisions
+    recipe.yaml         the advised recipe           recipe.tuned.yaml   the refined recipe
+    tuning/             the search (see autotransfer.tuning.tuner), tuning.png
+    model/              the final run: model.keras, labels.txt, metrics.json, plots, [savedmodel/]
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autotransfer._io import atomic_write_json, atomic_write_text
+from autotransfer.errors import RunDirectoryError
+from autotransfer.recipe.io import save_recipe
+from autotransfer.recipe.schema import Recipe
+from autotransfer.tuning.budget import format_duration, parse_duration
+
+Progress = Callable[[str], None]
+STEPS = ("profile and probe", "advise", "tune", "final training", "evaluate and export", "report")
+
+
+@dataclass(frozen=True)
+class AutoResult:
+    """What ``auto`` produced."""
+
+    out: Path
+    advice: Any = field(repr=False)
+    tuning: Any = field(repr=False)
+    metrics: dict[str, Any] = field(repr=False)
+    final: str
+    budget: dict[str, Any]
+    seconds: float
+
+    @property
+    def model_path(self) -> Path:
+        return self.out / "model" / "model.keras"
+
+    @property
+    def report_path(self) -> Path:
+        return self.out / "report.md"
+
+    @property
+    def val_accuracy(self) -> float:
+        return float(self.metrics["val"]["accuracy"])
+
+    @property
+    def test_accuracy(self) -> float | None:
+        test = self.metrics.get("test")
+        return None if not test else float(test["accuracy"])
+
+    def to_dict(self) -> dict[str, Any]:
+        t = self.tuning
+        return {"out": str(self.out), "model": str(self.model_path),
+                "report": str(self.report_path), "final": self.final,
+                "val_accuracy": self.val_accuracy, "test_accuracy": self.test_accuracy,
+                "backbone": t.refined.backbone.name if t.refined is not None else None,
+                "tuning": {"trials": len(t.trials), "baseline_val_accuracy": t.baseline_accuracy,
+                           "best_val_accuracy": t.best_accuracy, "gain": t.gain,
+                           "best_trial": t.best_trial, "changes": t.changes,
+                           "stopped_because": t.stopped_because},
+                "budget": self.budget, "seconds": self.seconds}
+
+
+def _merge_train_val(splits: Any) -> Any:
+    return splits.model_copy(update={"train": [*splits.train, *splits.val],
+                                     "val_source": splits.val_source + " (also trained on)"})
+
+
+def final_recipe(refined: Recipe, phases: list[dict[str, Any]]) -> Recipe:
+    """``refined`` with each phase's epochs fixed at the best trial's best epoch, no early stop."""
+    data = refined.model_dump()
+    for p, record in zip(data["phases"], phases, strict=False):
+        best = record.get("best_epoch")
+        run = record.get("epochs_run") or p["epochs"]
+        p["epochs"] = max(1, int(best) + 1 if best is not None else int(run))
+        if p["warmup_epochs"] >= p["epochs"]:
+            p["warmup_epochs"] = 0.0
+    data["early_stopping"] = dict(data["early_stopping"], restore_best_weights=False,
+                                  patience=max(p["epochs"] for p in data["phases"]) + 1)
+    data["name"] = refined.name + ", final"
+    return Recipe.model_validate(data)
+
+
+def auto(
+    dataset: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    time_budget: str | float | None = "30m",
+    trials: int = 30,
+    preset: str = "standard",
+    backbones: Sequence[str] | None = None,
+    max_params_m: float | None = None,
+    weights: str | None = "imagenet",
+    algorithm: str = "bayesian",
+    final: str = "auto",
+    export_savedmodel: bool = False,
+    export_tflite: bool = False,
+    overwrite: bool = False,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> AutoResult:
+    """Turn the folder ``dataset`` into a tuned, evaluated, exported model and a report.
+
+    Args:
+        dataset: the images (class folders, split folders or a CSV manifest).
+        out: the folder to create [default: ``runs/<dataset name>``]; it appears only when
+            everything is written (assembled in ``<out>.partial``; an interrupted call continues
+            there, the search included).
+        time_budget: wall-clock budget of the whole call (``"30m"``, seconds, ``None``).
+        trials: at most this many tuning trials (the budget usually decides first).
+        preset, backbones, max_params_m: the advisor's (see :class:`~autotransfer.Advisor`).
+        weights: ``"imagenet"``, or ``None`` for randomly initialised backbones (tests).
+        algorithm: KerasTuner's search: ``"bayesian"``, ``"hyperband"`` or ``"random"``.
+        final: ``"auto"``, ``"train+val"`` or ``"train"`` (see the module's docstring).
+        export_savedmodel, export_tflite: also export a SavedModel / a TFLite model.
+        overwrite: replace an existing ``out`` (and any interrupted ``out.partial``).
+        seed: seed of the sample, the splits and the recipe.
+        progress: called with a short description of each step.
+    """
+    from autotransfer.advisor.advise import Advisor
+    from autotransfer.data.profile import profile_dataset
+    from autotransfer.data.splits import make_splits
+    from autotransfer.errors import InvalidParameterError
+    from autotransfer.tuning.tuner import tune
+
+    started = time.time()
+    budget = parse_duration(time_budget)
+    if final not in ("auto", "train+val", "train"):
+        raise InvalidParameterError(f"The 'final' parameter of auto must be 'auto', 'train+val' "
+                                    f"or 'train'. Got {final!r} instead.")
+    say = progress or (lambda text: None)
+    dataset = Path(dataset)
+    out = Path(out) if out is not None else Path("runs") / dataset.resolve().name
+    partial = out.with_name(out.name + ".partial")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite:
+            raise RunDirectoryError(f"'{out}' already exists. Choose another --out, or pass "
+                                    "--overwrite to replace it.")
+        shutil.rmtree(out)
+    if overwrite and partial.exists():
+        shutil.rmtree(partial)
+    resumed = partial.exists()
+    partial.mkdir(parents=True, exist_ok=True)
+
+    def step(i: int, text: str) -> None:
+        say(f"[{i}/{len(STEPS)}] {text}")
+
+    # 1-2: profile, probe, advise
+    step(1, f"Profiling {dataset}" + (" (continuing an interrupted run)" if resumed else ""))
+    profile = profile_dataset(dataset)
+    atomic_write_json(partial / "profile.json", profile.to_dict())
+    step(1, "Probing the candidate backbones")
+    advisor = Advisor(backbones=backbones, max_params_m=max_params_m, preset=preset, seed=seed,
+                      weights=weights)
+    advice = advisor.fit(profile, progress=lambda b, what: say(
+        f"[1/{len(STEPS)}] Probing: {b + ': ' if b else ''}{what}")).advice_
+    recipe = advice.recipe
+    if weights is None:  # randomly initialised backbones (tests): the trainer must know
+        recipe = recipe.model_copy(update={"backbone": recipe.backbone.model_copy(
+            update={"weights": "none"})})
+    step(2, f"Advised {recipe.backbone.name} at {recipe.backbone.input_size} px, "
+            f"{recipe.total_epochs} epochs at most")
+    atomic_write_json(partial / "advice.json", advice.to_dict())
+    save_recipe(recipe, partial / "recipe.yaml")
+    advise_seconds = time.time() - started
+
+    # 3: tune, keeping room for the final training
+    splits = make_splits(profile, val_fraction=recipe.data.val_fraction, seed=recipe.seed,
+                         exclude_leaks=recipe.data.exclude_leaks)
+    mode = final
+    if mode == "auto":
+        mode = "train+val" if splits.test else "train"
+    n_train, n_val = len(splits.train), len(splits.val)
+    factor = 1.2 * (n_train + n_val) / max(1, n_train) if mode == "train+val" else 1.2
+    remaining = None if budget is None else max(1.0, budget - advise_seconds)
+    step(3, f"Tuning for {format_duration(remaining)}, keeping {factor:.2f} × trial 0's time for "
+            "the final training")
+    tuning = tune(splits, recipe, partial / "tuning", trials=trials, time_budget=remaining,
+                  algorithm=algorithm, reserve_factor=factor, seed=None,
+                  progress=lambda text: say(f"[3/{len(STEPS)}] {text}"))
+    assert tuning.refined is not None  # tune raises when no trial completed
+    refined = tuning.refined
+    save_recipe(refined, partial / "recipe.tuned.yaml")
+    tune_seconds = time.time() - started - advise_seconds
+
+    # 4: final training, by the recipe executor
+    from autotransfer.train.run import partial_dir, train
+
+    best_metrics = _read_json(partial / "tuning" / "search" / f"trial_{tuning.best_trial}" / "run"
+                              / "metrics.json")
+    model_dir = partial / "model"
+    if model_dir.exists():
+        shutil.rmtree(model_dir)  # an interrupted final step starts over
+    shutil.rmtree(partial_dir(model_dir), ignore_errors=True)
+    if mode == "train+val":
+        recipe_final = final_recipe(refined, (best_metrics or {}).get("phases") or [])
+        step(4, "Final training on train + validation with the refined recipe "
+                f"({recipe_final.total_epochs} epochs, fixed by trial {tuning.best_trial})")
+        final_note = (
+            f"Trained on train + validation ({n_train + n_val} images) with the refined recipe, "
+            f"each phase for the epochs at which trial {tuning.best_trial} was best; the "
+            "validation numbers of this model are on images it trained on: the test split is the "
+            "held-out measure.")
+        final_splits = _merge_train_val(splits)
+    else:
+        recipe_final = refined
+        step(4, "Final training with the refined recipe")
+        final_note = ("Trained with the refined recipe on the tuning splits (no test split: the "
+                      "validation images stay out of training, and chose among the trials).")
+        final_splits = splits
+    run = train(final_splits, recipe_final, model_dir, export_savedmodel=export_savedmodel,
+                export_tflite=export_tflite,
+                progress=lambda text: say(f"[4/{len(STEPS)}] {text}"))
+    metrics = run.metrics
+    final_seconds = time.time() - started - advise_seconds - tune_seconds
+
+    # 5-6: numbers and report
+    step(5, "Evaluating" + (" on the test split" if metrics.get("test") else ""))
+    seconds = time.time() - started
+    budget_info = {"total": budget, "advise_seconds": advise_seconds,
+                   "tune_seconds": tune_seconds, "final_seconds": final_seconds,
+                   "reserve_factor": factor, "final": mode, "note": final_note}
+    step(6, "Writing the report")
+    _plot_trials(tuning, partial / "tuning.png")
+    from autotransfer.tuning.report import markdown_report
+
+    result = AutoResult(out, advice, tuning, metrics, mode, budget_info, seconds)
+    atomic_write_text(partial / "report.md", markdown_report(result, recipe, refined, profile))
+    atomic_write_json(partial / "summary.json",
+                      result.to_dict() | {"seconds": time.time() - started})
+    if out.is_dir():
+        out.rmdir()
+    os.replace(partial, out)
+    say(f"Done in {format_duration(time.time() - started)}: {out / 'report.md'}")
+    return AutoResult(out, advice, tuning, metrics, mode, budget_info, time.time() - started)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _plot_trials(tuning: Any, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [t for t in tuning.trials if t.val_accuracy is not None]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(tuning.trials) + 2), 3.2))
+    colours = ["tab:green" if t.trial_id == tuning.best_trial else
+               "tab:blue" if not t.changed else "tab:gray" for t in rows]
+    ax.bar([t.trial_id for t in rows], [t.val_accuracy for t in rows], color=colours)
+    for t in tuning.trials:
+        if t.val_accuracy is None:
+            ax.bar([t.trial_id], [0.0])
+            ax.text(t.trial_id, 0.02, "failed", rotation=90, ha="center", va="bottom", fontsize=7)
+    if tuning.baseline_accuracy is not None:
+        ax.axhline(tuning.baseline_accuracy, color="tab:blue", linestyle="--", linewidth=1,
+                   label="trial 0 (advised)")
+        ax.legend(loc="lower right", fontsize=8)
+    low = min([t.val_accuracy for t in rows] or [0.0])
+    ax.set_ylim(max(0.0, low - 0.1), 1.0)
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title("Tuning trials (green: best, blue: the advised recipe)", fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,126 @@
+"""KerasTuner oracles whose first trial is the recipe itself, with a wall-clock budget.
+
+KerasTuner 1.4's oracles start from random points (``Oracle._random_values``). Here the first
+time an oracle would draw random values it returns the hyperparameters' *defaults* instead — the
+advised recipe's own values (see :mod:`.space`) — so trial 0 is exactly the advised recipe and
+every later trial is compared with it. Bayesian optimisation then fits its Gaussian process to
+trial 0 and the next few random points; Hyperband puts the advised values in its first bracket
+(at that bracket's epoch budget).
+
+Both oracles also
+
+* stop creating trials once ``deadline`` (a ``time.time()`` value, set by the tuner for each
+  invocation) has passed, or when the time left is below ``reserve`` seconds plus half the median
+  trial's duration (a trial that cannot finish in time is not started); trial 0 always runs;
+* remember which tuner (``KERASTUNER_TUNER_ID``) ran each trial, so the chief of a distributed
+  search can say who ran what.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import keras_tuner
+from keras_tuner.src.engine import hyperparameters as hp_module
+from keras_tuner.src.engine import trial as trial_module
+
+
+class AdvisedFirstMixin:
+    """Trial 0 takes the defaults; a deadline; who ran which trial."""
+
+    deadline: float | None = None
+    reserve: float = 0.0
+
+    def _default_values(self) -> dict[str, Any]:
+        hps = hp_module.HyperParameters()
+        for hp in self.hyperparameters.space:  # type: ignore[attr-defined]
+            hps.merge([hp])
+            if hps.is_active(hp):
+                hps.values[hp.name] = hp.default
+        return hps.values
+
+    def _random_values(self) -> dict[str, Any] | None:
+        defaults = self._default_values()
+        if not self._duplicate(defaults):  # type: ignore[attr-defined]
+            return defaults
+        return super()._random_values()  # type: ignore[misc]
+
+    def trial_seconds(self) -> list[float]:
+        seconds = []
+        for trial in self.trials.values():  # type: ignore[attr-defined]
+            done = trial.status == trial_module.TrialStatus.COMPLETED
+            if done and trial.metrics.exists("seconds"):
+                seconds.append(float(trial.metrics.get_last_value("seconds")))
+        return seconds
+
+    def out_of_time(self) -> bool:
+        if self.deadline is None or not self.trials:  # type: ignore[attr-defined]
+            return False  # trial 0 always runs
+        left = self.deadline - time.time()
+        seconds = self.trial_seconds()
+        expected = 0.5 * statistics.median(seconds) if seconds else 0.0
+        return left <= self.reserve + expected
+
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        if self.out_of_time():  # running trials finish; no new one starts
+            return {"status": trial_module.TrialStatus.STOPPED, "values": None}
+        return super().populate_space(trial_id)  # type: ignore[misc]
+
+    @keras_tuner.synchronized
+    def create_trial(self, tuner_id: str) -> Any:
+        trial = super().create_trial(tuner_id)  # type: ignore[misc]
+        if trial.status == trial_module.TrialStatus.RUNNING:
+            self.tuner_of[trial.trial_id] = tuner_id
+            self.save()  # type: ignore[attr-defined]
+        return trial
+
+    @property
+    def tuner_of(self) -> dict[str, str]:
+        if not hasattr(self, "_tuner_of"):
+            self._tuner_of: dict[str, str] = {}
+        return self._tuner_of
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()  # type: ignore[misc]
+        state["tuner_of"] = dict(self.tuner_of)
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)  # type: ignore[misc]
+        self.tuner_of.update(state.get("tuner_of", {}))
+
+
+class AdvisedBayesianOracle(AdvisedFirstMixin, keras_tuner.oracles.BayesianOptimizationOracle):
+    """Bayesian optimisation (Gaussian process, KerasTuner's) starting from the advised recipe."""
+
+
+class AdvisedHyperbandOracle(AdvisedFirstMixin, keras_tuner.oracles.HyperbandOracle):
+    """Hyperband (KerasTuner's) whose first bracket starts with the advised values."""
+
+
+class AdvisedRandomOracle(AdvisedFirstMixin, keras_tuner.oracles.RandomSearchOracle):
+    """Random search around the advised recipe, the advised recipe first."""
+
+
+ALGORITHMS = {"bayesian": AdvisedBayesianOracle, "hyperband": AdvisedHyperbandOracle,
+              "random": AdvisedRandomOracle}
+
+
+def make_oracle(algorithm: str, *, max_trials: int, seed: int, epochs: int,
+                n_dimensions: int) -> Any:
+    """The oracle of ``algorithm`` ('bayesian', 'hyperband', 'random'), maximising val accuracy."""
+    objective = keras_tuner.Objective("val_accuracy", direction="max")
+    common = dict(objective=objective, seed=seed + 1, max_consecutive_failed_trials=3,
+                  max_retries_per_trial=0)
+    if algorithm == "bayesian":
+        # a few random points after trial 0, then the Gaussian process (KerasTuner's default of
+        # 3 × dimensions would spend a small budget on random search alone)
+        initial = max(2, min(n_dimensions, max_trials // 3))
+        return AdvisedBayesianOracle(max_trials=max_trials, num_initial_points=initial, **common)
+    if algorithm == "hyperband":
+        oracle = AdvisedHyperbandOracle(max_epochs=max(2, epochs), factor=3, **common)
+        oracle.max_trials = max_trials  # Hyperband sizes its brackets; this caps the trials
+        return oracle
+    return AdvisedRandomOracle(max_trials=max_trials, **common)

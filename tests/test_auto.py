@@ -1,0 +1,93 @@
+"""auto(): a folder of images in, a tuned, evaluated model and a report out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import autotransfer
+from autotransfer.cli import EXIT_USER_ERROR, main
+from autotransfer.errors import RunDirectoryError
+from autotransfer.oneshot import auto, final_recipe
+from autotransfer.recipe.io import load_recipe
+from tests.train.helpers import make_colour_dataset, tiny_recipe
+
+COUNTS = {"red": 8, "green": 8, "blue": 8}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("auto")
+    dataset = root / "colours"
+    make_colour_dataset(dataset, COUNTS, split="train")
+    make_colour_dataset(dataset, {k: 4 for k in COUNTS}, split="test", seed=1)
+    said: list[str] = []
+    result = autotransfer.auto(dataset, root / "runs" / "colours", time_budget="10m", trials=2,
+                               preset="quick", backbones=["test_tiny"], weights=None,
+                               progress=said.append)
+    return result, said
+
+
+def test_auto_writes_a_complete_run_folder(run):
+    result, said = run
+    out = result.out
+    assert not out.with_name(out.name + ".partial").exists()
+    names = {p.name for p in out.iterdir()}
+    assert {"report.md", "summary.json", "profile.json", "advice.json", "recipe.yaml",
+            "recipe.tuned.yaml", "tuning", "tuning.png", "model"} <= names
+    assert (out / "model" / "model.keras").is_file() and (out / "model" / "labels.txt").is_file()
+    assert load_recipe(out / "recipe.tuned.yaml") == result.tuning.refined
+    assert len(result.tuning.trials) == 2 and result.tuning.trials[0].changed == {}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final"] == "train+val"  # there is a test split
+    assert summary["test_accuracy"] == result.test_accuracy is not None
+    assert 0.0 <= result.test_accuracy <= 1.0
+    assert result.metrics["n_test"] == 12
+    assert any(s.startswith("[3/6]") for s in said) and any(s.startswith("[6/6]") for s in said)
+
+
+def test_the_report_tells_the_story(run):
+    result, _ = run
+    text = (result.out / "report.md").read_text()
+    for heading in ("## 1. The data", "## 2. What was measured", "## 3. What was decided",
+                    "## 4. What tuning changed", "## 5. Final model", "## 6. Time"):
+        assert heading in text
+    assert "**FZ01**" in text and "**LR01**" in text  # rule by rule
+    assert "Test accuracy" in text and "| trial |" in text
+    assert "![tuning trials](tuning.png)" in text and "model/learning_curves.png" in text
+    assert (result.out / "model" / "learning_curves.png").is_file()
+
+
+def test_final_training_fixes_the_epochs_at_the_best_trial(run):
+    result, _ = run
+    final = load_recipe(result.out / "model" / "recipe.yaml")
+    best = json.loads((result.out / "tuning" / "search" / f"trial_{result.tuning.best_trial}"
+                       / "run" / "metrics.json").read_text())
+    assert [p.epochs for p in final.phases] == [
+        (p["best_epoch"] + 1 if p["best_epoch"] is not None else p["epochs_run"])
+        for p in best["phases"]]
+    assert final.early_stopping.restore_best_weights is False
+
+
+def test_final_recipe_alone():
+    recipe = tiny_recipe()
+    final = final_recipe(recipe, [{"best_epoch": 0, "epochs_run": 2}, {"best_epoch": None,
+                                                                        "epochs_run": 1}])
+    assert [p.epochs for p in final.phases] == [1, 1]
+    assert final.early_stopping.patience > max(p.epochs for p in final.phases)
+
+
+def test_an_existing_run_folder_is_refused(run):
+    result, _ = run
+    with pytest.raises(RunDirectoryError, match="already exists"):
+        auto(result.out.parent.parent / "colours", result.out, backbones=["test_tiny"],
+             weights=None)
+    code = main(["auto", str(result.out.parent.parent / "colours"), "--out", str(result.out)])
+    assert code == EXIT_USER_ERROR
+
+
+def test_a_bad_budget_is_a_clean_error(tmp_path, capsys):
+    code = main(["auto", str(tmp_path), "--time-budget", "soon"])
+    assert code == EXIT_USER_ERROR
+    assert "30m" in capsys.readouterr().err

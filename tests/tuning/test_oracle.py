@@ -1,0 +1,56 @@
+"""The oracles: trial 0 takes the recipe's values, then the search; the deadline; who ran what."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from autotransfer.tuning.oracle import make_oracle
+from autotransfer.tuning.space import search_space
+from tests.train.helpers import tiny_recipe
+
+
+def oracle_for(tmp_path, algorithm, max_trials=6):
+    space = search_space(tiny_recipe())
+    oracle = make_oracle(algorithm, max_trials=max_trials, seed=0, epochs=4,
+                         n_dimensions=len(space))
+    oracle._set_project_dir(str(tmp_path), "search")
+    hp = oracle.get_space()
+    space.register(hp)
+    oracle.update_space(hp)
+    return oracle, space
+
+
+def own(values):
+    return {k: v for k, v in values.items() if not k.startswith("tuner/")}
+
+
+@pytest.mark.parametrize("algorithm", ["bayesian", "hyperband", "random"])
+def test_trial_0_takes_the_defaults_then_the_search_moves_away(tmp_path, algorithm):
+    oracle, space = oracle_for(tmp_path, algorithm)
+    first = oracle.create_trial("tuner0")
+    assert first.status == "RUNNING"
+    assert own(first.hyperparameters.values) == space.defaults()
+    second = oracle.create_trial("tuner1")  # while trial 0 runs
+    assert second.status == "RUNNING"
+    assert space.changed(own(second.hyperparameters.values))
+    assert oracle.tuner_of == {first.trial_id: "tuner0", second.trial_id: "tuner1"}
+
+
+def test_the_deadline_stops_new_trials_but_never_trial_0(tmp_path):
+    oracle, space = oracle_for(tmp_path, "bayesian")
+    oracle.deadline = time.time() - 1.0
+    first = oracle.create_trial("tuner0")
+    assert first.status == "RUNNING" and own(first.hyperparameters.values) == space.defaults()
+    assert oracle.create_trial("tuner1").status == "STOPPED"
+
+
+def test_state_round_trips_who_ran_what(tmp_path):
+    oracle, _ = oracle_for(tmp_path, "random")
+    trial = oracle.create_trial("worker-a")
+    state = oracle.get_state()
+    again, _ = oracle_for(tmp_path / "other", "random")
+    again.trials = dict(oracle.trials)
+    again.set_state(state)
+    assert again.tuner_of == {trial.trial_id: "worker-a"}
