@@ -39,19 +39,11 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from _shared_weights import use_shared_weights  # noqa: E402
 SHARED = Path(os.environ.get("AUTOTRANSFER_SHARED", REPO.parent / "shared"))
 METHODS = ("linear probe", "Keras guide", "advised", "auto")
 
 
-def _keras_home() -> None:
-    """Use ../shared/weights as the Keras cache when no KERAS_HOME is set (offline machines)."""
-    if os.environ.get("KERAS_HOME") or not (SHARED / "weights").is_dir():
-        return
-    home = Path(tempfile.mkdtemp(prefix="bench-keras-home-"))
-    (home / "models").mkdir()
-    for f in (SHARED / "weights").iterdir():
-        (home / "models" / f.name).symlink_to(f.resolve())
-    os.environ["KERAS_HOME"] = str(home)
 
 
 def held_out_layout(name: str, work: Path) -> Path:
@@ -293,7 +285,7 @@ def main() -> None:
         results = json.loads(args.out.with_suffix(".json").read_text())["results"]
         atomic_write_text(args.out.with_suffix(".md"), markdown(results))
         return
-    _keras_home()
+    use_shared_weights()
     env = {"cpus": os.cpu_count(), "platform": platform.platform(),
            "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -25,18 +25,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from _shared_weights import use_shared_weights  # noqa: E402
 SHARED = Path(os.environ.get("AUTOTRANSFER_SHARED", REPO.parent / "shared"))
 
 
-def _keras_home() -> None:
-    """Use ../shared/weights as the Keras cache when no KERAS_HOME is set (offline machines)."""
-    if os.environ.get("KERAS_HOME") or not (SHARED / "weights").is_dir():
-        return
-    home = Path(tempfile.mkdtemp(prefix="bench-keras-home-"))
-    (home / "models").mkdir()
-    for f in (SHARED / "weights").iterdir():
-        (home / "models" / f.name).symlink_to(f.resolve())
-    os.environ["KERAS_HOME"] = str(home)
 
 
 def held_out_split(profile):  # type: ignore[no-untyped-def]
@@ -86,7 +78,7 @@ def main() -> None:
     parser.add_argument("--backbones", default=None, help="comma-separated [default: available]")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "probe")
     args = parser.parse_args()
-    _keras_home()
+    use_shared_weights()
 
     from scipy.stats import kendalltau
 

@@ -38,18 +38,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from _shared_weights import use_shared_weights  # noqa: E402
 SHARED = Path(os.environ.get("AUTOTRANSFER_SHARED", REPO.parent / "shared"))
 
 
-def _keras_home() -> None:
-    """Use ../shared/weights as the Keras cache when no KERAS_HOME is set (offline machines)."""
-    if os.environ.get("KERAS_HOME") or not (SHARED / "weights").is_dir():
-        return
-    home = Path(tempfile.mkdtemp(prefix="bench-keras-home-"))
-    (home / "models").mkdir()
-    for f in (SHARED / "weights").iterdir():
-        (home / "models" / f.name).symlink_to(f.resolve())
-    os.environ["KERAS_HOME"] = str(home)
 
 
 NO_SELECTION = {"patience": 1000, "restore_best_weights": False}
@@ -262,7 +254,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="At most N images per class and split.")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks")
     args = parser.parse_args()
-    _keras_home()
+    use_shared_weights()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
