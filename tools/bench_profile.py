@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "profile")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()
     rows = []
     for name in args.datasets:
         root = SHARED / name
@@ -84,6 +85,9 @@ def main() -> None:
         "",
         f"`python tools/bench_profile.py` on {machine}; median of {args.repeats} runs.",
         "cold = dataset evicted from the page cache before each run; warm = files cached.",
+        f"Load average (1, 5, 15 min) at the start {tuple(round(x, 2) for x in load_before)}, "
+        f"at the end {tuple(round(x, 2) for x in os.getloadavg())}: with other jobs on the "
+        "cores, a second worker has no core to run on.",
         "",
         "| dataset | files | check | workers | cache | seconds | files/s |",
         "|---|---:|---|---:|---|---:|---:|",
