@@ -29,6 +29,10 @@ _EXPORTS: dict[str, str] = {
     "get_backbone": "autotransfer.backbones.catalog",
     "list_backbones": "autotransfer.backbones.catalog",
     "build_backbone": "autotransfer.backbones.build",
+    "train": "autotransfer.train.run",
+    "RunResult": "autotransfer.train.run",
+    "evaluate": "autotransfer.train.inference",
+    "predict": "autotransfer.train.inference",
     "tune": "autotransfer.tuning.tuner",
     "TuneResult": "autotransfer.tuning.tuner",
     "auto": "autotransfer.oneshot",
@@ -53,4 +57,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from autotransfer.data.profile import profile_dataset
     from autotransfer.errors import AutoTransferError, DatasetError, UnusableDatasetError
     from autotransfer.oneshot import AutoResult, auto
+    from autotransfer.train.inference import evaluate, predict
+    from autotransfer.train.run import RunResult, train
     from autotransfer.tuning.tuner import TuneResult, tune

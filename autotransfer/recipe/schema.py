@@ -41,7 +41,10 @@ class Reason(_Strict):
 class BackboneChoice(_Strict):
     name: str
     input_size: int = Field(ge=16, le=1024)
-    weights: str = Field(default="imagenet", description="'imagenet' or a path to a weights file.")
+    weights: str = Field(
+        default="imagenet",
+        description="'imagenet', a path to a weights file, or 'none' for random initialisation.",
+    )
 
 
 class Head(_Strict):
