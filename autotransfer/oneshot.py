@@ -45,6 +45,7 @@ from autotransfer._io import atomic_write_json, atomic_write_text
 from autotransfer.errors import RunDirectoryError
 from autotransfer.recipe.io import save_recipe
 from autotransfer.recipe.schema import Recipe
+from autotransfer.train.run import RunMetrics
 from autotransfer.tuning.budget import format_duration, parse_duration
 
 Progress = Callable[[str], None]
@@ -52,7 +53,7 @@ STEPS = ("profile and probe", "advise", "tune", "final training", "evaluate and 
 
 
 @dataclass(frozen=True)
-class AutoResult:
+class AutoResult(RunMetrics):
     """What ``auto`` produced."""
 
     out: Path
@@ -70,15 +71,6 @@ class AutoResult:
     @property
     def report_path(self) -> Path:
         return self.out / "report.md"
-
-    @property
-    def val_accuracy(self) -> float:
-        return float(self.metrics["val"]["accuracy"])
-
-    @property
-    def test_accuracy(self) -> float | None:
-        test = self.metrics.get("test")
-        return None if not test else float(test["accuracy"])
 
     def to_dict(self) -> dict[str, Any]:
         t = self.tuning

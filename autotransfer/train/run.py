@@ -30,14 +30,10 @@ RUN_FILE = "run.json"
 Progress = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class RunResult:
-    """What a finished run produced."""
+class RunMetrics:
+    """Accuracy accessors of anything that holds a run's ``metrics.json`` as ``metrics``."""
 
-    out: Path
-    model_path: Path
-    metrics: dict[str, Any] = field(repr=False)
-    resumed: bool = False
+    metrics: dict[str, Any]
 
     @property
     def val_accuracy(self) -> float:
@@ -47,6 +43,16 @@ class RunResult:
     def test_accuracy(self) -> float | None:
         test = self.metrics.get("test")
         return None if not test else float(test["accuracy"])
+
+
+@dataclass(frozen=True)
+class RunResult(RunMetrics):
+    """What a finished run produced."""
+
+    out: Path
+    model_path: Path
+    metrics: dict[str, Any] = field(repr=False)
+    resumed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"out": str(self.out), "model": str(self.model_path), "resumed": self.resumed,
