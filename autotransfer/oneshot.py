@@ -6,8 +6,11 @@ recipe → evaluation on the test split → exports → ``report.md`` that tells
 The module is called ``oneshot`` (not ``auto``) so that ``autotransfer.auto`` stays the function:
 a submodule of that name would replace it as an attribute of the package once imported.
 
-**Budget.** ``time_budget`` covers the whole call. Profiling and advising come first (their time is
-measured, not guessed); the rest goes to tuning, which keeps free at its end room for the final
+**Budget.** ``time_budget`` covers the whole call. Profiling and probing come first (their time is
+measured, not guessed). The advised recipe is then sized so that one training of it takes
+``remaining / (1 + factor + SEARCH_SHARE)`` (rules BUD01 and BUD02 shorten fine-tuning, or drop it,
+from the forward pass timed while probing): room for trial 0, the final training and some search.
+Tuning gets the rest, keeping free at its end room for the final
 training: ``reserve = factor × (trial 0's duration)``, known once trial 0 — the advised recipe
 itself — has run (trials run in memory and save no model; the final model is trained by the
 recipe executor, :func:`autotransfer.train.train`, with checkpoints, plots and exports):
@@ -46,9 +49,11 @@ from autotransfer.errors import RunDirectoryError
 from autotransfer.recipe.io import save_recipe
 from autotransfer.recipe.schema import Recipe
 from autotransfer.train.run import RunMetrics
-from autotransfer.tuning.budget import format_duration, parse_duration
+from autotransfer.durations import format_duration, parse_duration
 
 Progress = Callable[[str], None]
+#: share of one training's time kept for the search beyond trial 0 when sizing the recipe
+SEARCH_SHARE = 0.5
 STEPS = ("profile and probe", "advise", "tune", "final training", "evaluate and export", "report")
 
 
@@ -141,7 +146,7 @@ def auto(
         seed: seed of the sample, the splits and the recipe.
         progress: called with a short description of each step.
     """
-    from autotransfer.advisor.advise import Advisor
+    from autotransfer.advisor.advise import Advisor, decide
     from autotransfer.data.profile import profile_dataset
     from autotransfer.data.splits import make_splits
     from autotransfer.errors import InvalidParameterError
@@ -178,6 +183,18 @@ def auto(
                       weights=weights)
     advice = advisor.fit(profile, progress=lambda b, what: say(
         f"[1/{len(STEPS)}] Probing: {b + ': ' if b else ''}{what}")).advice_
+    splits = make_splits(profile, val_fraction=advice.recipe.data.val_fraction,
+                         seed=advice.recipe.seed, exclude_leaks=advice.recipe.data.exclude_leaks)
+    mode = final
+    if mode == "auto":
+        mode = "train+val" if splits.test else "train"
+    n_train, n_val = len(splits.train), len(splits.val)
+    factor = 1.2 * (n_train + n_val) / max(1, n_train) if mode == "train+val" else 1.2
+    remaining = None if budget is None else max(1.0, budget - (time.time() - started))
+    if remaining is not None:  # size the recipe to its share of the budget (rules BUD01, BUD02)
+        advice = decide(advice.profile, advice.probes, preset=preset, max_params_m=max_params_m,
+                        allow=backbones, seed=seed,
+                        time_budget=remaining / (1.0 + factor + SEARCH_SHARE))
     recipe = advice.recipe
     if weights is None:  # randomly initialised backbones (tests): the trainer must know
         recipe = recipe.model_copy(update={"backbone": recipe.backbone.model_copy(
@@ -189,13 +206,6 @@ def auto(
     advise_seconds = time.time() - started
 
     # 3: tune, keeping room for the final training
-    splits = make_splits(profile, val_fraction=recipe.data.val_fraction, seed=recipe.seed,
-                         exclude_leaks=recipe.data.exclude_leaks)
-    mode = final
-    if mode == "auto":
-        mode = "train+val" if splits.test else "train"
-    n_train, n_val = len(splits.train), len(splits.val)
-    factor = 1.2 * (n_train + n_val) / max(1, n_train) if mode == "train+val" else 1.2
     remaining = None if budget is None else max(1.0, budget - advise_seconds)
     step(3, f"Tuning for {format_duration(remaining)}, keeping {factor:.2f} × trial 0's time for "
             "the final training")

@@ -9,7 +9,8 @@ For each dataset:
    head for 20 epochs at Adam's 1e-3 with flips and ±0.1-turn rotations and dropout 0.2, then the
    whole backbone unfrozen (BatchNorm kept in inference mode) for 10 epochs at 1e-5, no early
    stopping;
-3. **advised**: the advisor's recipe, untuned;
+3. **advised**: the advisor's recipe, untuned, sized to the budget left after advising (rules
+   BUD01/BUD02);
 4. **auto**: ``autotransfer.auto`` (profile → probe → advise → tune → final training).
 
 Held-out data: the dataset's own validation folder is used as a *test* split, seen by no method
@@ -110,7 +111,7 @@ def run_dataset(name: str, args: argparse.Namespace, work: Path) -> dict[str, An
     from autotransfer.advisor.advise import Advisor
     from autotransfer.data.profile import profile_dataset
     from autotransfer.data.splits import make_splits
-    from autotransfer.tuning.budget import parse_duration
+    from autotransfer.durations import parse_duration
     from autotransfer.train.run import train
 
     budget = parse_duration(args.budget)
@@ -128,11 +129,12 @@ def run_dataset(name: str, args: argparse.Namespace, work: Path) -> dict[str, An
               f"{rows[method]['seconds']:.0f} s{' (cut)' if cut else ''}", flush=True)
         keras.backend.clear_session()
 
-    def advise(method: str) -> Any:
+    def advise(method: str, time_budget: float | None = None) -> Any:
         # a cold probe-feature cache for every timed advising, as on a first run
         os.environ["AUTOTRANSFER_CACHE"] = str(work / "cache" / name / method)
         profile = profile_dataset(root)
-        advice = Advisor(backbones=backbones, preset=args.preset).fit(profile).advice_
+        advice = Advisor(backbones=backbones, preset=args.preset,
+                         time_budget=time_budget).fit(profile).advice_
         return profile, advice
 
     # the advised recipe fixes the backbone and input size every method uses
@@ -155,8 +157,8 @@ def run_dataset(name: str, args: argparse.Namespace, work: Path) -> dict[str, An
                     callbacks=[guard])
         record(method, started, run.metrics, type(guard).cut, recipe=recipe.to_dict())
 
-    if "advised" in args.methods:
-        run_advised(name, args, work, root, advise, record, budget)
+    if "advised" in args.methods:  # its training gets what advising (timed above) leaves
+        run_advised(name, args, work, root, advise, record, budget, budget - advise_seconds)
     if "auto" in args.methods:
         run_auto(name, args, work, root, backbones, record, budget)
     splits = make_splits(profile, val_fraction=advised.data.val_fraction, seed=advised.seed,
@@ -168,13 +170,13 @@ def run_dataset(name: str, args: argparse.Namespace, work: Path) -> dict[str, An
 
 
 def run_advised(name: str, args: argparse.Namespace, work: Path, root: Path, advise: Any,
-                record: Any, budget: float) -> None:
+                record: Any, budget: float, training_budget: float) -> None:
     from autotransfer.data.splits import make_splits
     from autotransfer.train.run import train
 
     print("  advised …", flush=True)
     started = time.time()
-    profile, advice = advise("advised")
+    profile, advice = advise("advised", max(1.0, training_budget))
     splits = make_splits(profile, val_fraction=advice.recipe.data.val_fraction,
                          seed=advice.recipe.seed, exclude_leaks=advice.recipe.data.exclude_leaks)
     guard = budget_callback(started + budget)

@@ -15,10 +15,12 @@ from pydantic import BaseModel, ConfigDict
 from autotransfer.advisor.assemble import assemble
 from autotransfer.advisor.candidates import Candidate, rank_candidates
 from autotransfer.advisor.decisions import DECISIONS
-from autotransfer.advisor.facts import backbone_facts, dataset_facts, orientation_facts
+from autotransfer.advisor.facts import (backbone_facts, budget_facts, dataset_facts,
+                                        orientation_facts)
 from autotransfer.advisor.presets import load_preset
 from autotransfer.advisor.rules import Firing, RuleBase, load_rules
 from autotransfer.data.models import DatasetProfile
+from autotransfer.durations import parse_duration
 from autotransfer.probes.models import ProbeReport
 from autotransfer.recipe.schema import Reason, Recipe
 
@@ -53,8 +55,13 @@ def decide(
     allow: Sequence[str] | None = None,
     rules: RuleBase | None = None,
     seed: int = 0,
+    time_budget: float | None = None,
 ) -> Advice:
-    """The recipe for ``profile`` given the ``probes``: pure, deterministic, explained."""
+    """The recipe for ``profile`` given the ``probes``: pure, deterministic, explained.
+
+    ``time_budget``: seconds one training of the recipe may take (rules BUD01/BUD02 shorten the
+    fine-tuning to fit, from the forward pass timed while probing); ``None``: no limit.
+    """
     rulebase = rules or load_rules()
     chosen_preset = load_preset(preset)
     ranking_rule = next((r for r in rulebase.rules if r.kind == "rank"), None)
@@ -63,7 +70,8 @@ def decide(
     best = candidates[0]
     probe = probes.get(best.backbone)
     runner_up = next((probes.get(c.backbone) for c in candidates[1:] if c.allowed), None)
-    facts = {**dataset_facts(profile), **backbone_facts(probe, runner_up), **orientation_facts(probes)}
+    facts = {**dataset_facts(profile), **backbone_facts(probe, runner_up), **orientation_facts(probes),
+             **budget_facts(time_budget)}
 
     decisions = {**chosen_preset.decisions, "backbone": best.backbone, "input_size": facts["default_size"]}
     final, firings = rulebase.evaluate(facts, decisions)
@@ -110,6 +118,8 @@ class Advisor:
     """Estimator-style advisor: ``Advisor(...).fit(dataset)`` measures, then decides.
 
     ``weights=None`` probes randomly initialised backbones (for tests with the tiny backbone).
+    ``time_budget`` (``"20m"``, seconds): one training of the recipe should fit in it (rules BUD01
+    and BUD02, from the forward pass timed while probing).
     Fitted attributes: ``profile_``, ``probes_``, ``candidates_``, ``facts_``, ``firings_``,
     ``warnings_``, ``recipe_`` and ``advice_`` (all of them, typed and serialisable).
     """
@@ -126,6 +136,7 @@ class Advisor:
         cache: bool = True,
         rules: RuleBase | None = None,
         weights: str | None = "imagenet",
+        time_budget: str | float | None = None,
     ) -> None:
         self.backbones = backbones
         self.max_params_m = max_params_m
@@ -136,19 +147,22 @@ class Advisor:
         self.cache = cache
         self.rules = rules
         self.weights = weights
+        self.time_budget = time_budget
 
     def fit(self, dataset: str | os.PathLike[str] | DatasetProfile, progress: Any = None) -> Advisor:
         """Profile and probe ``dataset`` (a path or a profile), then decide."""
         from autotransfer.data.profile import profile_dataset
         from autotransfer.probes.probe import probe_dataset
 
-        load_preset(self.preset)  # fail fast on a bad preset, before any measuring
+        load_preset(self.preset)  # fail fast on a bad preset and budget, before any measuring
+        parse_duration(self.time_budget)
         profile = dataset if isinstance(dataset, DatasetProfile) else profile_dataset(dataset)
         probes = probe_dataset(profile, self.backbones, per_class=self.per_class,
                                total=self.max_total, seed=self.seed, cache=self.cache,
                                weights=self.weights, progress=progress)
         self.advice_ = decide(profile, probes, preset=self.preset, max_params_m=self.max_params_m,
-                              allow=self.backbones, rules=self.rules, seed=self.seed)
+                              allow=self.backbones, rules=self.rules, seed=self.seed,
+                              time_budget=parse_duration(self.time_budget))
         self.profile_, self.probes_ = self.advice_.profile, self.advice_.probes
         self.candidates_, self.facts_ = self.advice_.candidates, self.advice_.facts
         self.firings_, self.warnings_ = self.advice_.firings, self.advice_.warnings

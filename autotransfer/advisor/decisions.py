@@ -41,6 +41,7 @@ DECISIONS: dict[str, tuple[type, tuple[str, ...], str]] = {
     "exclude_leaks": (bool, ("data.exclude_leaks",), "drop training images duplicated in held-out splits"),
     "epoch_scale": (float, (), "preset multiplier of the epoch counts"),
     "fast_resolution": (bool, (), "preset: allow a smaller input size than the backbone's default"),
+    "epoch_estimate_s": (float, (), "estimated seconds of one fine-tuning epoch (0: not estimated)"),
 }
 
 

@@ -47,6 +47,10 @@ FACTS: dict[str, str] = {
     "default_size": "default input size of the chosen backbone",
     "min_size": "smallest input size the chosen backbone accepts",
     "bn_folded": "the chosen backbone's weights have BatchNorm folded into the convolutions",
+    "forward_ms": "milliseconds per image of the chosen backbone's forward pass at probe_size, "
+                  "measured on this machine while probing (NaN if not measured)",
+    "probe_size": "input size at which the chosen backbone was probed",
+    "budget_s": "seconds one training of the recipe may take (NaN: no time budget)",
 }
 
 
@@ -101,7 +105,14 @@ def backbone_facts(probe: BackboneProbe, runner_up: BackboneProbe | None) -> dic
         "default_size": spec.default_input_size,
         "min_size": spec.min_input_size,
         "bn_folded": spec.bn_statistics == "folded" or shift.reason.startswith("BatchNorm is folded"),
+        "forward_ms": _nan(probe.forward_ms),
+        "probe_size": probe.input_size,
     }
+
+
+def budget_facts(time_budget: float | None) -> dict[str, Any]:
+    """The time one training may take (``None``: no budget)."""
+    return {"budget_s": NAN if time_budget is None else float(time_budget)}
 
 
 def orientation_facts(probes: ProbeReport | None) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 A rule has a stable id, a name, a group, documentation (when it applies and why), thresholds in
 ``params``, a ``when`` condition and ``set`` expressions over facts, earlier decisions and its
-params (a safe expression language: arithmetic, comparisons, ``and``/``or``/``not``,
+params (evaluated in order: a later expression reads what an earlier one of the rule set) (a safe expression language: arithmetic, comparisons, ``and``/``or``/``not``,
 ``x if c else y``, and the functions in :data:`FUNCTIONS`). A rule of kind ``warn`` only adds a
 warning. Every firing is recorded with the values the rule read (its evidence) and a sentence.
 """
@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from simpleeval import EvalWithCompoundTypes, NameNotDefined
 
+from autotransfer.advisor.cost import epoch_seconds, forward_seconds
 from autotransfer.advisor.decisions import DECISIONS, coerce
 from autotransfer.advisor.facts import FACTS
 from autotransfer.errors import InvalidConfigError
@@ -30,6 +31,7 @@ FUNCTIONS = {
     "clamp": lambda x, lo, hi: max(lo, min(hi, x)),
     "ceil_pow2": lambda x: 2 ** math.ceil(math.log2(max(1.0, x))),
     "floor_pow2": lambda x: 2 ** math.floor(math.log2(max(1.0, x))),
+    "forward_seconds": forward_seconds, "epoch_seconds": epoch_seconds,
 }  # fmt: skip
 
 
@@ -143,10 +145,17 @@ class RuleBase(BaseModel):
             names = {**facts, **decisions, **rule.params}
             if not _truthy(_eval(rule, rule.when, names)):
                 continue
-            updates = {k: coerce(k, _eval(rule, expr, names)) for k, expr in rule.set.items()}
+            # in order: an expression may read what the rule's earlier expressions set
+            updates: dict[str, Any] = {}
+            read: dict[str, Any] = {}
+            for key, expr in rule.set.items():
+                env = {**names, **updates}
+                read.update({n: env[n] for n in _names(expr) if n in env and n not in read})
+                updates[key] = coerce(key, _eval(rule, expr, env))
+            read.update({n: names[n] for n in _names(rule.when) if n in names and n not in read})
             decisions.update(updates)
             shown = {**names, **updates}
-            evidence = {n: _plain(names[n]) for n in rule.reads if n in names}
+            evidence = {n: _plain(read.get(n, names.get(n))) for n in rule.reads if n in names}
             firings.append(Firing(
                 rule=rule.id, name=rule.name, group=rule.group, kind=rule.kind, set=updates,
                 evidence=evidence, thresholds=dict(rule.params), text=_format(rule, shown),

@@ -26,10 +26,13 @@ from autotransfer.cli._common import echo_json, json_option, stderr_console, std
               help="At most this many images are probed in all.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample and the recipe.")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the feature cache.")
+@click.option("--time-budget", default=None, metavar="DURATION",
+              help="Fit the schedule so that one training takes at most this long on this "
+              "machine (30m, 1h, 90s), estimated from the forward pass timed while probing.")
 @json_option
 def command(dataset: Path, out: Path | None, backbones: str | None, max_params: float | None,
             preset: str, per_class: int, max_total: int, seed: int, no_cache: bool,
-            as_json: bool) -> None:
+            time_budget: str | None, as_json: bool) -> None:
     """Advise a fine-tuning recipe for DATASET, explaining every decision.
 
     Profiles the data, probes the candidate backbones on a sample (BN-statistics shift, ImageNet
@@ -48,7 +51,8 @@ def command(dataset: Path, out: Path | None, backbones: str | None, max_params: 
             status.update(f"Probing: {backbone + ': ' if backbone else ''}{what}")
 
         advisor = Advisor(backbones=names, max_params_m=max_params, preset=preset,
-                          per_class=per_class, max_total=max_total, seed=seed, cache=not no_cache)
+                          per_class=per_class, max_total=max_total, seed=seed, cache=not no_cache,
+                          time_budget=time_budget)
         advice = advisor.fit(dataset, progress=progress).advice_
     target = out or Path("recipe.yaml")
     save_recipe(advice.recipe, target)

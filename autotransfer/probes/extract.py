@@ -99,13 +99,17 @@ def extract(plan: ExtractionPlan, images: np.ndarray, batch_size: int = 32) -> d
 
     Returns ``features`` (N × D), ``probs`` (N × 1000, with a classifier only), and for BN layer
     ``i``: ``bn_mean_i``/``bn_sq_i`` (the data's per-channel mean and mean square) and
-    ``bn_moving_mean_i``/``bn_moving_var_i`` (stored), with ``bn_names``, ``bn_groups``, ``bn_eps``.
+    ``bn_moving_mean_i``/``bn_moving_var_i`` (stored), with ``bn_names``, ``bn_groups``, ``bn_eps``,
+    and ``seconds_per_image`` (the steady-state forward pass; absent with a single batch).
     """
     import keras
 
     model, bn_layers, group_of = _probe_model(plan)
-    outputs = run_model(model, images, batch_size)
+    clock: dict[str, float] = {}
+    outputs = run_model(model, images, batch_size, clock=clock)
     result: dict[str, np.ndarray] = {"features": np.asarray(outputs.pop(0), dtype=np.float32)}
+    if "seconds_per_image" in clock:
+        result["seconds_per_image"] = np.asarray(clock["seconds_per_image"], dtype=np.float64)
     if plan.with_top:
         result["probs"] = np.asarray(outputs.pop(0), dtype=np.float32)
     last_group = plan.spec.group_names[-1]
@@ -136,18 +140,32 @@ def extract_views(plan: ExtractionPlan, images: np.ndarray, batch_size: int = 32
     return {"features": features.astype(np.float32), "view": view, "source": source}
 
 
-def run_model(model: Any, images: np.ndarray, batch_size: int = 32) -> list[np.ndarray]:
+def run_model(model: Any, images: np.ndarray, batch_size: int = 32,
+              clock: dict[str, float] | None = None) -> list[np.ndarray]:
     """Inference over ``images`` in batches; one output array per model output.
 
     One ``tf.function`` traced once for any batch size: about twice as fast on a CPU as
-    ``model.predict``, which re-traces on every call and adds per-batch overhead.
+    ``model.predict``, which re-traces on every call and adds per-batch overhead. ``clock``, when
+    given, receives ``seconds_per_image``: the steady-state time (after the first, tracing batch).
     """
+    import time
+
     import tensorflow as tf
 
     spec = tf.TensorSpec((None, *images.shape[1:]), tf.as_dtype(images.dtype))
     forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    batches = [forward(batch) for batch in ds]
+    batches, steady_images, steady_s = [], 0, 0.0
+    for batch in ds:
+        t0 = time.perf_counter()
+        out = forward(batch)
+        out = [o.numpy() for o in out] if isinstance(out, list | tuple) else out.numpy()
+        if batches:  # the first batch traces the function
+            steady_s += time.perf_counter() - t0
+            steady_images += int(batch.shape[0])
+        batches.append(out)
+    if clock is not None and steady_images:
+        clock["seconds_per_image"] = steady_s / steady_images
     batches = [list(b) if isinstance(b, list | tuple) else [b] for b in batches]
     return [np.concatenate([np.asarray(b[i]) for b in batches], axis=0) for i in range(len(batches[0]))]
 

@@ -47,6 +47,10 @@ class BackboneProbe(_Model):
     imagenet_note: str = Field(description="Why there is no ImageNet view, when there is none.")
     transferability: Transferability
     extract_s: float = Field(description="Seconds for the forward pass (0 when cached).")
+    forward_ms: float | None = Field(
+        default=None, description="Milliseconds per image of the steady-state forward pass at "
+        "input_size on this machine, measured when the features were extracted (kept with the "
+        "cached features); None when not measured.")
     measure_s: float = Field(description="Seconds for the statistics on the features.")
     cached: bool = Field(description="Features came from the on-disk cache.")
 

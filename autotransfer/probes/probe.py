@@ -180,6 +180,8 @@ def _measure(spec: BackboneSpec, size: int, arrays: dict[str, np.ndarray], label
         imagenet_note=top_note if "probs" not in arrays else "",
         transferability=measure_transferability(features, labels, seed=seed),
         extract_s=round(extract_s, 3),
+        forward_ms=(round(1000 * float(arrays["seconds_per_image"]), 4)
+                    if "seconds_per_image" in arrays else None),
         measure_s=round(time.perf_counter() - t0, 3),
         cached=cached,
     )

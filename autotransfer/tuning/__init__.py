@@ -19,13 +19,13 @@ _EXPORTS: dict[str, str] = {
     "apply": "autotransfer.tuning.space",
     "SearchSpace": "autotransfer.tuning.space",
     "Dimension": "autotransfer.tuning.space",
-    "parse_duration": "autotransfer.tuning.budget",
+    "parse_duration": "autotransfer.durations",
 }
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from autotransfer.tuning.budget import parse_duration
+    from autotransfer.durations import parse_duration
     from autotransfer.tuning.space import Dimension, SearchSpace, apply, search_space
     from autotransfer.tuning.tuner import TrialRecord, TuneResult, tune

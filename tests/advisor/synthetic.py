@@ -21,7 +21,7 @@ def facts(**overrides: Any) -> dict[str, Any]:
         has_val=True, logme=0.5, logme_margin=0.1, knn_acc=0.9, linear_acc=0.92, bn_known=True,
         bn_shift=0.1, early_shift=0.1, deep_shift=0.1, entropy_known=True, entropy=0.3,
         orientation_known=True, rotation_acc=0.6, flip_acc=0.5, params_m=2.3, default_size=224,
-        min_size=32, bn_folded=False,
+        min_size=32, bn_folded=False, forward_ms=NAN, probe_size=224, budget_s=NAN,
     )
     unknown = set(overrides) - set(base)
     assert not unknown, unknown

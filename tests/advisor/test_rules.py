@@ -75,11 +75,67 @@ def test_lr02_discriminative_rates_only_with_several_groups(start, decay):
 
 
 @pytest.mark.parametrize("n_train, scale, head, finetune", [
-    (499, 1.0, 8, 12), (500, 1.0, 8, 10), (1999, 1.0, 8, 10), (2000, 1.0, 5, 6), (10000, 1.0, 5, 4),
-    (50000, 1.0, 5, 3), (2000, 0.5, 2, 3), (300, 2.0, 16, 24)])
+    (499, 1.0, 15, 12), (500, 1.0, 15, 10), (1999, 1.0, 15, 10), (2000, 1.0, 10, 6),
+    (10000, 1.0, 10, 4), (50000, 1.0, 10, 3), (2000, 0.5, 10, 3), (499, 0.5, 15, 6),
+    (300, 2.0, 30, 24)])
 def test_lr03_schedule_length_shrinks_in_epochs_as_data_grows(n_train, scale, head, finetune):
     final, _ = run("LR03", {"epoch_scale": scale}, n_train=n_train)
     assert (final["head_epochs"], final["finetune_epochs"]) == (head, finetune)
+
+
+# BUD01 on 1000 images at 224 px probed at 224 px, 2 ms per image: a forward pass over the
+# training set takes 2 s; from group 3 (2 of 5 groups train) an epoch takes 2 × (1 + 2 × 0.4) =
+# 3.6 s; the head phase's 4 views cost 8 s and the fixed costs 60 s.
+@pytest.mark.parametrize("budget, expected", [
+    (60 + 8 + 3.6 * 5, 5),            # exactly five epochs
+    (60 + 8 + 3.6 * 5 - 0.1, 4),      # a little less: four
+    (60 + 8 + 3.6 * 100, 10),         # plenty: never longer than the schedule rule's 10
+    (60 + 8 + 1.0, 1),                # less than one epoch: one (BUD02 then goes head-only)
+])
+def test_bud01_fits_the_fine_tuning_epochs_to_the_budget(budget, expected):
+    final, fired = run("BUD01", {"finetune_from": 3, "finetune_epochs": 10}, n_train=1000,
+                       forward_ms=2.0, probe_size=224, budget_s=budget)
+    assert fired and final["finetune_epochs"] == expected
+    assert final["epoch_estimate_s"] == pytest.approx(3.6)
+    assert fired[0].evidence["budget_s"] == pytest.approx(budget)
+    assert fired[0].evidence["forward_ms"] == 2.0
+    assert fired[0].evidence["finetune_epochs"] == 10  # the value it read, before shortening
+    assert "3.6" not in fired[0].text and "about 4 s" in fired[0].text
+
+
+def test_bud01_budget_replaces_the_presets_epoch_scale_up_to_full_length():
+    final, fired = run("BUD01", {"finetune_from": 3, "finetune_epochs": 3, "epoch_scale": 0.5},
+                       n_train=1000, forward_ms=2.0, probe_size=224, budget_s=1e6)
+    assert fired and final["finetune_epochs"] == 6
+    final, _ = run("BUD01", {"finetune_from": 3, "finetune_epochs": 20, "epoch_scale": 2.0},
+                   n_train=1000, forward_ms=2.0, probe_size=224, budget_s=1e6)
+    assert final["finetune_epochs"] == 20  # a longer preset keeps its length
+
+
+def test_bud01_scales_the_estimate_with_the_pixels():
+    final, _ = run("BUD01", {"finetune_from": 3, "finetune_epochs": 10, "input_size": 448},
+                   n_train=1000, forward_ms=2.0, probe_size=224, budget_s=1e6)
+    assert final["epoch_estimate_s"] == pytest.approx(4 * 3.6)
+
+
+@pytest.mark.parametrize("overrides, decisions", [
+    ({"budget_s": NAN, "forward_ms": 2.0}, {"finetune_from": 3}),  # no budget
+    ({"budget_s": 100.0, "forward_ms": NAN}, {"finetune_from": 3}),  # not timed (old cache)
+    ({"budget_s": 100.0, "forward_ms": 2.0}, {"finetune_from": 5}),  # head only already
+])
+def test_bud01_needs_a_budget_a_timing_and_fine_tuning(overrides, decisions):
+    final, fired = run("BUD01", {**decisions, "finetune_epochs": 10}, n_train=1000, **overrides)
+    assert not fired and final["finetune_epochs"] == 10
+
+
+@pytest.mark.parametrize("budget, head_only", [(60 + 8 + 3.5, True), (60 + 8 + 3.7, False)])
+def test_bud02_trains_only_the_head_when_no_epoch_fits(budget, head_only):
+    start = {"finetune_from": 3, "finetune_epochs": 10}
+    facts_ = dict(n_train=1000, forward_ms=2.0, probe_size=224, budget_s=budget)
+    final, _ = RULES.evaluate(facts(**facts_), {**load_preset("standard").decisions, "backbone": "x",
+                                                "input_size": 224, **start},
+                              only={"BUD01", "BUD02"})
+    assert (final["finetune_from"] == 5) == head_only
 
 
 @pytest.mark.parametrize("epochs, warmup", [(3, 0.0), (4, 0.1)])
