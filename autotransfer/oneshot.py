@@ -196,9 +196,6 @@ def auto(
                         allow=backbones, seed=seed,
                         time_budget=remaining / (1.0 + factor + SEARCH_SHARE))
     recipe = advice.recipe
-    if weights is None:  # randomly initialised backbones (tests): the trainer must know
-        recipe = recipe.model_copy(update={"backbone": recipe.backbone.model_copy(
-            update={"weights": "none"})})
     step(2, f"Advised {recipe.backbone.name} at {recipe.backbone.input_size} px, "
             f"{recipe.total_epochs} epochs at most")
     atomic_write_json(partial / "advice.json", advice.to_dict())

@@ -59,6 +59,19 @@ def test_the_report_tells_the_story(run):
     assert (result.out / "model" / "learning_curves.png").is_file()
 
 
+def test_the_advised_recipe_is_sized_to_its_share_of_the_budget(run):
+    result, _ = run
+    facts = result.advice.facts
+    factor = result.budget["reserve_factor"]  # the final training: 1.2 × (train + val) / train
+    assert factor > 1.2
+    # what is left after probing, shared by trial 0, the final training and some search
+    assert 0 < facts["budget_s"] <= 600 / (1 + factor + 0.5)
+    assert facts["budget_s"] > (600 - result.budget["advise_seconds"]) / (1 + factor + 0.5) - 1
+    assert facts["forward_ms"] > 0  # timed while probing
+    advice = json.loads((result.out / "advice.json").read_text())
+    assert advice["facts"]["budget_s"] == pytest.approx(facts["budget_s"])
+
+
 def test_final_training_fixes_the_epochs_at_the_best_trial(run):
     result, _ = run
     final = load_recipe(result.out / "model" / "recipe.yaml")

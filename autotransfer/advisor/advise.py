@@ -93,7 +93,7 @@ def decide(
                                        evidence=firing.evidence, thresholds=firing.thresholds)
     reasons["backbone"] = _backbone_reason(candidates, ranking_rule.text if ranking_rule else "")
     recipe = assemble(final, reasons, name=f"advised for {os.path.basename(profile.root.rstrip('/'))}",
-                      seed=seed)
+                      seed=seed, weights=probes.weights)
     warnings = [f.text for f in firings if f.kind == "warn"]
     return Advice(preset=chosen_preset.name, profile=profile, probes=probes, candidates=candidates,
                   facts=facts, firings=firings, warnings=warnings, recipe=recipe)

@@ -75,8 +75,11 @@ def expand_paths(template: str, phases: list[Phase]) -> list[str]:
     return [template]
 
 
-def assemble(decisions: dict[str, Any], reasons: dict[str, Reason], *, name: str, seed: int = 0) -> Recipe:
-    """The recipe for ``decisions``; ``reasons`` (decision -> why) become per-field reasons."""
+def assemble(decisions: dict[str, Any], reasons: dict[str, Reason], *, name: str, seed: int = 0,
+             weights: str = "imagenet") -> Recipe:
+    """The recipe for ``decisions``; ``reasons`` (decision -> why) become per-field reasons.
+
+    ``weights``: the backbone weights the recipe trains from (those that were probed)."""
     d = decisions
     phases = build_phases(d)
     field_reasons: dict[str, Reason] = {}
@@ -89,7 +92,7 @@ def assemble(decisions: dict[str, Any], reasons: dict[str, Reason], *, name: str
     return Recipe(
         name=name,
         seed=seed,
-        backbone=BackboneChoice(name=d["backbone"], input_size=d["input_size"]),
+        backbone=BackboneChoice(name=d["backbone"], input_size=d["input_size"], weights=weights),
         data=Data(batch_size=d["batch_size"], class_weighting=d["class_weighting"],
                   exclude_leaks=d["exclude_leaks"]),
         head=Head(dropout=d["dropout"]),

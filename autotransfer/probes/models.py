@@ -60,6 +60,8 @@ class ProbeReport(_Model):
 
     root: str
     seed: int
+    weights: str = Field(default="imagenet", description="The weights probed: 'imagenet', a "
+                         "weights file, or 'none' (randomly initialised backbones).")
     n_samples: int
     sample_per_class: dict[str, int]
     decode_s: float = Field(description="Seconds spent decoding the sample (all input sizes).")

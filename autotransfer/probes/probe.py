@@ -131,6 +131,7 @@ def probe_dataset(
     return ProbeReport(
         root=profile.root,
         seed=seed,
+        weights="none" if weights is None else weights,
         n_samples=len(records),
         sample_per_class=dict(sorted(Counter(r.label for r in records).items())),
         decode_s=round(decode_time[0], 3),

@@ -29,6 +29,7 @@ def test_advisor_fit_sets_fitted_attributes(dataset, tmp_path):
     advisor.cache = FeatureCache(tmp_path)
     assert advisor.fit(dataset) is advisor
     assert advisor.recipe_.backbone.name == "test_tiny"
+    assert advisor.recipe_.backbone.weights == "none"  # trains from the weights it probed
     assert advisor.profile_.n_images == 37 and advisor.candidates_[0].backbone == "test_tiny"
     assert advisor.facts_["imbalance"] == 3.0 and advisor.recipe_.data.class_weighting == "balanced"
     json.dumps(advisor.advice_.to_dict())  # serialisable, NaN facts included
