@@ -17,7 +17,10 @@ recipe executor, :func:`autotransfer.train.train`, with checkpoints, plots and e
 
 * ``final="train+val"`` (the default when the dataset has a test split, so the held-out numbers
   stay honest): the refined recipe on train + validation, every phase for the epochs at which the
-  best trial was best, no early stopping; ``factor = 1.2 × (n_train + n_val) / n_train``;
+  best trial was best, no early stopping; ``factor = 1.2 × (n_train + n_val) / n_train``. When
+  the best trial's last phase was still improving at its last epoch, that phase is lengthened
+  (at most doubled) to use the time left, from the trial's measured epoch times (reason
+  ``FINAL`` in the final recipe);
 * ``final="train"`` (the default without a test split: the validation split is then the only
   held-out data and must stay out of training): the refined recipe on the tuning splits, with its
   early stopping; ``factor = 1.2``.
@@ -47,13 +50,17 @@ from typing import Any
 from autotransfer._io import atomic_write_json, atomic_write_text
 from autotransfer.errors import RunDirectoryError
 from autotransfer.recipe.io import save_recipe
-from autotransfer.recipe.schema import Recipe
+from autotransfer.recipe.schema import Reason, Recipe
 from autotransfer.train.run import RunMetrics
 from autotransfer.durations import format_duration, parse_duration
 
 Progress = Callable[[str], None]
 #: share of one training's time kept for the search beyond trial 0 when sizing the recipe
 SEARCH_SHARE = 0.5
+#: share of the time left that a lengthened final training may plan to use
+FINAL_MARGIN = 0.85
+#: seconds kept for evaluating, exporting and writing the report after the final training
+WRAP_UP_S = 20.0
 STEPS = ("profile and probe", "advise", "tune", "final training", "evaluate and export", "report")
 
 
@@ -95,19 +102,69 @@ def _merge_train_val(splits: Any) -> Any:
                                      "val_source": splits.val_source + " (also trained on)"})
 
 
-def final_recipe(refined: Recipe, phases: list[dict[str, Any]]) -> Recipe:
-    """``refined`` with each phase's epochs fixed at the best trial's best epoch, no early stop."""
+def final_recipe(refined: Recipe, phases: list[dict[str, Any]], *,
+                 seconds_left: float | None = None, growth: float = 1.0) -> Recipe:
+    """``refined`` with each phase's epochs fixed at the best trial's best epoch, no early stop.
+
+    When the best trial's last phase was still improving at its last epoch (best there, not
+    stopped early) and ``seconds_left`` is given, that phase is lengthened — by at most as many
+    epochs again — to what the time left affords, from the trial's measured seconds (phases and
+    epochs) times ``growth`` (the final training set over the trial's). The reason says so.
+    """
     data = refined.model_dump()
+    reasons = dict(refined.reasons)
     for p, record in zip(data["phases"], phases, strict=False):
         best = record.get("best_epoch")
         run = record.get("epochs_run") or p["epochs"]
         p["epochs"] = max(1, int(best) + 1 if best is not None else int(run))
         if p["warmup_epochs"] >= p["epochs"]:
             p["warmup_epochs"] = 0.0
+    extra = _extra_epochs(phases, len(data["phases"]), seconds_left, growth)
+    if extra:
+        last, record = len(data["phases"]) - 1, phases[-1]
+        p = data["phases"][last]
+        before = p["epochs"]
+        p["epochs"] = before + extra["epochs"]
+        p["warmup_epochs"] = round(p["warmup_epochs"] * p["epochs"] / before, 2)
+        reasons[f"phases.{last}.epochs"] = Reason(
+            rule="FINAL",
+            text=(f"The best trial's phase '{p['name']}' was still improving at its last epoch "
+                  f"({before}); {extra['seconds_left']:.0f} s were left, at about "
+                  f"{extra['epoch_s']:.0f} s per epoch on the final training set, so it trains "
+                  f"{extra['epochs']} more epoch(s) (at most as many again)."),
+            evidence={"best_epoch": record.get("best_epoch"), "epochs_run": record.get("epochs_run"),
+                      "seconds_left": round(extra["seconds_left"], 1),
+                      "epoch_s": round(extra["epoch_s"], 2), "base_s": round(extra["base_s"], 1),
+                      "growth": round(growth, 3)},
+            thresholds={"margin": FINAL_MARGIN})
+    data["reasons"] = reasons
     data["early_stopping"] = dict(data["early_stopping"], restore_best_weights=False,
                                   patience=max(p["epochs"] for p in data["phases"]) + 1)
     data["name"] = refined.name + ", final"
     return Recipe.model_validate(data)
+
+
+def _extra_epochs(phases: list[dict[str, Any]], n_phases: int, seconds_left: float | None,
+                  growth: float) -> dict[str, float] | None:
+    """How many epochs the last phase can add in ``seconds_left``; ``None`` when it should not."""
+    import statistics
+
+    if seconds_left is None or len(phases) != n_phases or not phases:
+        return None
+    record = phases[-1]
+    run, best = record.get("epochs_run") or 0, record.get("best_epoch")
+    still_improving = (best is not None and run > 0 and best == run - 1
+                       and not record.get("stopped_early") and run >= record.get("epochs_planned", run))
+    epochs = record.get("epoch_seconds") or []
+    if not still_improving or not epochs:
+        return None
+    epoch_s = statistics.median(epochs) * growth
+    base_s = sum(float(r.get("seconds") or 0.0) for r in phases) * growth
+    n = int((FINAL_MARGIN * seconds_left - base_s) // max(epoch_s, 1e-9))
+    n = min(n, int(run))
+    if n < 1:
+        return None
+    return {"epochs": n, "epoch_s": epoch_s, "base_s": base_s, "seconds_left": seconds_left}
 
 
 def auto(
@@ -224,9 +281,14 @@ def auto(
         shutil.rmtree(model_dir)  # an interrupted final step starts over
     shutil.rmtree(partial_dir(model_dir), ignore_errors=True)
     if mode == "train+val":
-        recipe_final = final_recipe(refined, (best_metrics or {}).get("phases") or [])
+        left = None if budget is None else budget - (time.time() - started) - WRAP_UP_S
+        recipe_final = final_recipe(refined, (best_metrics or {}).get("phases") or [],
+                                    seconds_left=left, growth=(n_train + n_val) / max(1, n_train))
+        lengthened = any(r.rule == "FINAL" for r in recipe_final.reasons.values())
         step(4, "Final training on train + validation with the refined recipe "
-                f"({recipe_final.total_epochs} epochs, fixed by trial {tuning.best_trial})")
+                f"({recipe_final.total_epochs} epochs, fixed by trial {tuning.best_trial}"
+                + (", the last phase lengthened: it was still improving" if lengthened else "")
+                + ")")
         final_note = (
             f"Trained on train + validation ({n_train + n_val} images) with the refined recipe, "
             f"each phase for the epochs at which trial {tuning.best_trial} was best; the "

@@ -91,6 +91,46 @@ def test_final_recipe_alone():
     assert final.early_stopping.patience > max(p.epochs for p in final.phases)
 
 
+def _trial_phases(last_best: int, *, stopped: bool = False) -> list[dict]:
+    """Phase records of a trial of tiny_recipe: head 10 s, last phase 3 of 3 epochs at 5 s."""
+    return [{"best_epoch": 0, "epochs_run": 2, "epochs_planned": 2, "seconds": 10.0,
+             "epoch_seconds": [5.0, 5.0]},
+            {"best_epoch": last_best, "epochs_run": 3, "epochs_planned": 3, "seconds": 15.0,
+             "epoch_seconds": [5.0, 5.0, 5.0], "stopped_early": stopped}]
+
+
+@pytest.mark.parametrize("seconds_left, growth, extra", [
+    (100.0, 1.0, 3),   # (0.85 × 100 − 25) / 5 = 12 epochs would fit: at most doubled, +3
+    (40.0, 1.0, 1),    # (34 − 25) / 5 = 1.8: one more
+    (40.0, 1.25, 0),   # train + val makes every epoch 25% longer: (34 − 31.25) / 6.25 < 1
+    (None, 1.0, 0),    # no budget: fixed at the best epoch
+])
+def test_final_training_lengthens_a_phase_still_improving_to_fit_the_time_left(
+        seconds_left, growth, extra):
+    recipe = tiny_recipe()
+    recipe = recipe.model_copy(update={"phases": [
+        recipe.phases[0].model_copy(update={"epochs": 2}),
+        recipe.phases[-1].model_copy(update={"epochs": 3})]})
+    final = final_recipe(recipe, _trial_phases(2), seconds_left=seconds_left, growth=growth)
+    assert [p.epochs for p in final.phases] == [1, 3 + extra]
+    reason = final.reasons.get("phases.1.epochs")
+    assert (reason is not None and reason.rule == "FINAL") == (extra > 0)
+    if extra:
+        assert reason.evidence["epochs_run"] == 3 and reason.evidence["seconds_left"] == seconds_left
+        assert "still improving" in reason.text
+
+
+@pytest.mark.parametrize("best, stopped", [(1, False), (2, True)])
+def test_final_training_is_not_lengthened_when_the_trial_had_peaked(best, stopped):
+    recipe = tiny_recipe()
+    recipe = recipe.model_copy(update={"phases": [
+        recipe.phases[0].model_copy(update={"epochs": 2}),
+        recipe.phases[-1].model_copy(update={"epochs": 3})]})
+    final = final_recipe(recipe, _trial_phases(best, stopped=stopped), seconds_left=1000.0)
+    assert final.phases[-1].epochs == best + 1
+    assert not any(r.rule == "FINAL" for r in final.reasons.values())
+
+
 def test_an_existing_run_folder_is_refused(run):
     result, _ = run
     with pytest.raises(RunDirectoryError, match="already exists"):

@@ -181,7 +181,23 @@ def run_advised(name: str, args: argparse.Namespace, work: Path, root: Path, adv
                          seed=advice.recipe.seed, exclude_leaks=advice.recipe.data.exclude_leaks)
     guard = budget_callback(started + budget)
     run = train(splits, advice.recipe, work / "runs" / name / "advised", callbacks=[guard])
-    record("advised", started, run.metrics, type(guard).cut, recipe=advice.recipe.to_dict())
+    record("advised", started, run.metrics, type(guard).cut, recipe=advice.recipe.to_dict(),
+           sizing=budget_sizing(advice, run.metrics, training_budget))
+
+
+def budget_sizing(advice: Any, metrics: dict[str, Any], training_budget: float) -> dict[str, Any]:
+    """The BUD01 estimate of a fine-tuning epoch against the epochs measured (steady state: the
+    median epoch of the deepest fine-tuning phase)."""
+    import statistics
+
+    fired = {f.rule: f for f in advice.firings}
+    phases = [p for p in metrics.get("phases", []) if p["trainable_from"] < 5 and p["epoch_seconds"]]
+    deepest = min(phases, key=lambda p: p["trainable_from"]) if phases else None
+    return {"training_budget_s": training_budget,
+            "rules": sorted(r for r in fired if r.startswith("BUD")),
+            "epoch_estimate_s": fired["BUD01"].set.get("epoch_estimate_s") if "BUD01" in fired else None,
+            "epoch_measured_s": statistics.median(deepest["epoch_seconds"]) if deepest else None,
+            "training_s": metrics.get("seconds")}
 
 
 def run_auto(name: str, args: argparse.Namespace, work: Path, root: Path, backbones: Any,
@@ -246,6 +262,14 @@ def markdown(results: list[dict[str, Any]]) -> str:
             if m is None:
                 continue
             notes = "cut at the budget" if m["cut"] else ""
+            z = m.get("sizing") or {}
+            if method == "advised" and z.get("rules"):
+                notes = (f"sized to {z['training_budget_s']:.0f} s of training by "
+                         f"{'/'.join(z['rules'])}" + (
+                             f": fine-tuning epoch estimated {z['epoch_estimate_s']:.0f} s, "
+                             f"measured {z['epoch_measured_s']:.0f} s (median)"
+                             if z.get("epoch_estimate_s") and z.get("epoch_measured_s") else "")
+                         + ("; " + notes if notes else ""))
             if method == "auto":
                 b = m["budget_split"]
                 notes = (f"{m['trials']} trial(s) ({m['completed']} completed), validation gain "

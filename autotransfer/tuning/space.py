@@ -27,7 +27,8 @@ backbone            the advised backbone or a runner-up of the probes (``BB01`` 
 How the advisor's reasons shape the ranges (``Dimension.why`` says which applied):
 
 * learning rates: ×/÷ 4 around the advised value; ×/÷ 6 when ``LR01`` saw data far from ImageNet
-  (its ``bn_shift`` above its ``far_shift``), where the right rate is less certain;
+  (its ``bn_shift`` above its ``far_shift``), where the right rate is less certain; the
+  fine-tuning rate never above half the head's advised rate (a diverged trial wastes its time);
 * unfreeze depth: one group either side; two when ``FZ01``/``FZ02`` measured far data (a large
   BN-statistics shift or ImageNet entropy); only "head only" or one group when ``FZ03`` chose a
   linear probe because a class is tiny (fine-tuning deeper is what that rule rules out);
@@ -258,9 +259,14 @@ def search_space(
         reason = _reason(recipe, paths)
         factor = 6.0 if _is_far(reason) else 4.0
         low, high = _log_range(lr, factor)
+        ceiling = 0.5 * recipe.phases[heads[0]].learning_rate if heads else high
+        capped = lr <= ceiling < high
+        high = ceiling if capped else high
         why = (f"fine-tuning learning rate: log range ×/÷ {factor:g} around the advised {lr:.3g}"
                + (f" ({reason.rule})" if reason else "")
                + ("; wider because the data is far from ImageNet" if factor > 4 else "")
+               + (f", at most half the head's rate ({ceiling:.3g}): fine-tuning runs at a lower "
+                  "rate than the head, or it destroys the pretrained features" if capped else "")
                + ("; every fine-tuning phase scales by the same factor" if len(fines) > 1 else ""))
         dims.append(Dimension("finetune_lr", "float", lr, low, high, "log", why=why,
                               rule=_rule(reason), fields=tuple(paths)))

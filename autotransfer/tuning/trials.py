@@ -230,7 +230,9 @@ def _run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
                                "feature_cache": plan.to_dict() | {"shared": bool(
                                    cached is not None and shareable)}}
         best_weights, wait = None, 0
+        rec["epoch_seconds"] = []
         for e in range(phase.epochs):
+            epoch_started = time.perf_counter()
             seed = epoch_seed(recipe.seed, p, e)
             keras.utils.set_random_seed(seed)
             reseed_layers(clf.model, seed)
@@ -247,6 +249,7 @@ def _run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
                                 initial_epoch=global_epoch, verbose=0, callbacks=list(callbacks),
                                 shuffle=False).history
             global_epoch += 1
+            rec["epoch_seconds"].append(time.perf_counter() - epoch_started)
             logs = {k: float(v[-1]) for k, v in history.items()}
             for k, v in logs.items():
                 rec["history"].setdefault(k, []).append(v)

@@ -54,6 +54,22 @@ def test_fz03_linear_probe_only_when_tiny(min_per_class, expected):
     assert final["finetune_from"] == expected
 
 
+@pytest.mark.parametrize("linear, per_class, shift, entropy, expected", [
+    (0.92, 199, 0.1, 0.3, 5), (0.919, 199, 0.1, 0.3, 4),  # the separability threshold
+    (0.95, 200, 0.1, 0.3, 4),                              # enough images to fine-tune
+    (0.95, 100, 0.6, 0.3, 4), (0.95, 100, 0.1, 0.6, 4),    # far data: the features must adapt
+    (0.95, 100, NAN, NAN, 5),                              # nothing measured: treated as near
+])
+def test_fz04_head_only_when_a_linear_probe_already_separates_near_small_data(
+        linear, per_class, shift, entropy, expected):
+    final, fired = run("FZ04", {"finetune_from": 4}, linear_acc=linear, per_class=per_class,
+                       bn_shift=shift, entropy=entropy)
+    assert final["finetune_from"] == expected
+    if fired:
+        assert fired[0].evidence["linear_acc"] == linear
+        assert fired[0].thresholds["separable"] == 0.92
+
+
 @pytest.mark.parametrize("start, gradual", [(3, True), (0, True), (4, False), (5, False)])
 def test_uf01_gradual_unfreezing_below_the_last_group(start, gradual):
     final, _ = run("UF01", {"finetune_from": start, "gradual": False})

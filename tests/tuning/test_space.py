@@ -73,7 +73,12 @@ def test_ranges_are_centred_on_the_advised_values():
 
 def test_far_data_widens_and_a_linear_probe_narrows():
     far = search_space(far_recipe())
-    assert far["finetune_lr"].high / far["finetune_lr"].default == pytest.approx(6.0)
+    recipe = far_recipe()
+    fine = far["finetune_lr"]
+    assert fine.default / fine.low == pytest.approx(6.0)  # wider below
+    # ... but never above half the head's rate: fine-tuning stays slower than the head
+    assert fine.high == pytest.approx(min(6.0 * fine.default, 0.5 * recipe.phases[0].learning_rate))
+    assert fine.high < 6.0 * fine.default and "half the head's rate" in fine.why
     depth = far["finetune_from"]
     assert depth.high - depth.default == 2 and "far" in depth.why
     tiny = tiny_classes_recipe()
