@@ -293,7 +293,8 @@ def auto(
             f"Trained on train + validation ({n_train + n_val} images) with the refined recipe, "
             f"each phase for the epochs at which trial {tuning.best_trial} was best; the "
             "validation numbers of this model are on images it trained on: the test split is the "
-            "held-out measure.")
+            "held-out measure." + "".join(
+                f" {r.text}" for r in recipe_final.reasons.values() if r.rule == "FINAL"))
         final_splits = _merge_train_val(splits)
     else:
         recipe_final = refined

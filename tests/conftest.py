@@ -25,6 +25,9 @@ if SHARED_WEIGHTS.is_dir():
         if _file.is_file():
             (_KERAS_HOME / "models" / _file.name).symlink_to(_file.resolve())
 os.environ["KERAS_HOME"] = str(_KERAS_HOME)
+# Probe features are cached in a folder of this session: never in the user's cache, and every
+# run measures what a first run measures (a stale entry from an older version cannot hide a bug).
+os.environ["AUTOTRANSFER_CACHE"] = tempfile.mkdtemp(prefix="autotransfer-feature-cache-")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
