@@ -76,10 +76,13 @@ def test_uf01_gradual_unfreezing_below_the_last_group(start, gradual):
     assert final["gradual"] is gradual
 
 
-@pytest.mark.parametrize("shift, batch, head, finetune", [
-    (0.1, 32, 1e-3, 1e-4), (0.6, 32, 1e-3, 2e-4), (0.1, 16, 5e-4, 5e-5), (NAN, 32, 1e-3, 1e-4)])
-def test_lr01_fine_tuning_rate_is_lower_and_scales_with_batch(shift, batch, head, finetune):
-    final, _ = run("LR01", {"batch_size": batch}, bn_shift=shift)
+@pytest.mark.parametrize("shift, batch, optimizer, head, finetune", [
+    (0.1, 32, "adamw", 1e-3, 1e-4), (0.6, 32, "adamw", 1e-3, 2e-4), (NAN, 32, "adam", 1e-3, 1e-4),
+    (0.1, 16, "adamw", 1e-3 * 0.5**0.5, 1e-4 * 0.5**0.5),  # Adam: square-root scaling
+    (0.1, 16, "sgd", 5e-4, 5e-5)])                          # SGD: linear scaling
+def test_lr01_fine_tuning_rate_is_lower_and_scales_with_batch(shift, batch, optimizer, head,
+                                                              finetune):
+    final, _ = run("LR01", {"batch_size": batch, "optimizer": optimizer}, bn_shift=shift)
     assert final["head_lr"] == pytest.approx(head) and final["finetune_lr"] == pytest.approx(finetune)
     assert final["finetune_lr"] < final["head_lr"]
 
@@ -91,12 +94,13 @@ def test_lr02_discriminative_rates_only_with_several_groups(start, decay):
 
 
 @pytest.mark.parametrize("n_train, scale, head, finetune", [
-    (499, 1.0, 15, 12), (500, 1.0, 15, 10), (1999, 1.0, 15, 10), (2000, 1.0, 10, 6),
-    (10000, 1.0, 10, 4), (50000, 1.0, 10, 3), (2000, 0.5, 10, 3), (499, 0.5, 15, 6),
-    (300, 2.0, 30, 24)])
+    (499, 1.0, 40, 12), (500, 1.0, 40, 10), (1999, 1.0, 40, 10), (2000, 1.0, 20, 6),
+    (10000, 1.0, 20, 4), (50000, 1.0, 20, 3), (2000, 0.5, 20, 3), (499, 0.5, 40, 6),
+    (300, 2.0, 80, 24)])
 def test_lr03_schedule_length_shrinks_in_epochs_as_data_grows(n_train, scale, head, finetune):
     final, _ = run("LR03", {"epoch_scale": scale}, n_train=n_train)
     assert (final["head_epochs"], final["finetune_epochs"]) == (head, finetune)
+    assert final["patience"] == (10 if n_train < 2000 else 5)  # outlasts a small split's noise
 
 
 # BUD01 on 1000 images at 224 px probed at 224 px, 2 ms per image: a forward pass over the
