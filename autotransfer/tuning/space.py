@@ -279,8 +279,11 @@ def search_space(
         if rule == "FZ03" or not fines:
             low, high = HEAD_ONLY - 1, HEAD_ONLY
             why = ("unfreeze depth: head only or the last group; the recipe trains the head alone "
-                   "(a linear probe, FZ03's choice when a class is tiny), so deeper fine-tuning "
-                   "is left out")
+                   + {"FZ03": "(a linear probe, FZ03's choice when a class is tiny)",
+                      "FZ04": "(FZ04: a linear probe already separates the classes)",
+                      "BUD02": "(BUD02: fine-tuning does not fit the time budget)"}.get(
+                          rule or "", "(a linear probe)")
+                   + ", so deeper fine-tuning is left out")
         else:
             reach = 2 if _is_far(reason) or rule == "FZ02" else 1
             low, high = max(0, depth - reach), min(HEAD_ONLY, depth + reach)
