@@ -196,8 +196,7 @@ def budget_sizing(advice: Any, metrics: dict[str, Any], training_budget: float) 
     return {"training_budget_s": training_budget,
             "rules": sorted(r for r in fired if r.startswith("BUD")),
             "epoch_estimate_s": fired["BUD01"].set.get("epoch_estimate_s") if "BUD01" in fired else None,
-            "epoch_measured_s": statistics.median(deepest["epoch_seconds"]) if deepest else None,
-            "training_s": metrics.get("seconds")}
+            "epoch_measured_s": statistics.median(deepest["epoch_seconds"]) if deepest else None}
 
 
 def run_auto(name: str, args: argparse.Namespace, work: Path, root: Path, backbones: Any,
