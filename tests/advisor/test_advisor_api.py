@@ -57,3 +57,11 @@ def test_advise_command_writes_a_loadable_recipe_and_explains(dataset, tmp_path,
 def test_advise_rejects_an_unknown_preset_before_measuring(dataset, capsys):
     assert main(["advise", str(dataset), "--preset", "fastest"]) == 2
     assert "Unknown preset 'fastest'" in capsys.readouterr().err
+
+
+def test_advise_rejects_a_bad_time_budget_before_measuring(dataset, tmp_path, capsys):
+    assert main(["advise", str(dataset), "--time-budget", "soon", "-o",
+                 str(tmp_path / "r.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "time_budget" in err and "'soon'" in err and "30m" in err
+    assert not (tmp_path / "r.yaml").exists()
