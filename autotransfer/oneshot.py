@@ -48,11 +48,11 @@ from pathlib import Path
 from typing import Any
 
 from autotransfer._io import atomic_write_json, atomic_write_text
+from autotransfer.durations import format_duration, parse_duration
 from autotransfer.errors import RunDirectoryError
 from autotransfer.recipe.io import save_recipe
 from autotransfer.recipe.schema import Reason, Recipe
 from autotransfer.train.run import RunMetrics
-from autotransfer.durations import format_duration, parse_duration
 
 Progress = Callable[[str], None]
 #: share of one training's time kept for the search beyond trial 0 when sizing the recipe
@@ -284,7 +284,7 @@ def auto(
         left = None if budget is None else budget - (time.time() - started) - WRAP_UP_S
         recipe_final = final_recipe(refined, (best_metrics or {}).get("phases") or [],
                                     seconds_left=left, growth=(n_train + n_val) / max(1, n_train))
-        lengthened = any(r.rule == "FINAL" for r in recipe_final.reasons.values())
+        lengthened = [r.text for r in recipe_final.reasons.values() if r.rule == "FINAL"]
         step(4, "Final training on train + validation with the refined recipe "
                 f"({recipe_final.total_epochs} epochs, fixed by trial {tuning.best_trial}"
                 + (", the last phase lengthened: it was still improving" if lengthened else "")
@@ -293,8 +293,7 @@ def auto(
             f"Trained on train + validation ({n_train + n_val} images) with the refined recipe, "
             f"each phase for the epochs at which trial {tuning.best_trial} was best; the "
             "validation numbers of this model are on images it trained on: the test split is the "
-            "held-out measure." + "".join(
-                f" {r.text}" for r in recipe_final.reasons.values() if r.rule == "FINAL"))
+            "held-out measure." + "".join(f" {text}" for text in lengthened))
         final_splits = _merge_train_val(splits)
     else:
         recipe_final = refined

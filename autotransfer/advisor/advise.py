@@ -155,14 +155,14 @@ class Advisor:
         from autotransfer.probes.probe import probe_dataset
 
         load_preset(self.preset)  # fail fast on a bad preset and budget, before any measuring
-        parse_duration(self.time_budget)
+        budget = parse_duration(self.time_budget)
         profile = dataset if isinstance(dataset, DatasetProfile) else profile_dataset(dataset)
         probes = probe_dataset(profile, self.backbones, per_class=self.per_class,
                                total=self.max_total, seed=self.seed, cache=self.cache,
                                weights=self.weights, progress=progress)
         self.advice_ = decide(profile, probes, preset=self.preset, max_params_m=self.max_params_m,
                               allow=self.backbones, rules=self.rules, seed=self.seed,
-                              time_budget=parse_duration(self.time_budget))
+                              time_budget=budget)
         self.profile_, self.probes_ = self.advice_.profile, self.advice_.probes
         self.candidates_, self.facts_ = self.advice_.candidates, self.advice_.facts
         self.firings_, self.warnings_ = self.advice_.firings, self.advice_.warnings

@@ -2,9 +2,10 @@
 
 A rule has a stable id, a name, a group, documentation (when it applies and why), thresholds in
 ``params``, a ``when`` condition and ``set`` expressions over facts, earlier decisions and its
-params (evaluated in order: a later expression reads what an earlier one of the rule set) (a safe expression language: arithmetic, comparisons, ``and``/``or``/``not``,
-``x if c else y``, and the functions in :data:`FUNCTIONS`). A rule of kind ``warn`` only adds a
-warning. Every firing is recorded with the values the rule read (its evidence) and a sentence.
+params (a safe expression language: arithmetic, comparisons, ``and``/``or``/``not``,
+``x if c else y``, and the functions in :data:`FUNCTIONS`); a rule's ``set`` expressions are
+evaluated in order, so a later one reads what an earlier one set. A rule of kind ``warn`` only adds
+a warning. Every firing is recorded with the values the rule read (its evidence) and a sentence.
 """
 
 from __future__ import annotations

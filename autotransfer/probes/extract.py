@@ -10,6 +10,7 @@ and layer group, goes into one dict of arrays, so a cached extraction needs no m
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,32 +150,31 @@ def run_model(model: Any, images: np.ndarray, batch_size: int = 32,
     given, receives ``seconds_per_image``: the steady-state time (after the first, tracing batch;
     with a single batch, that batch run again).
     """
-    import time
-
     import tensorflow as tf
 
     spec = tf.TensorSpec((None, *images.shape[1:]), tf.as_dtype(images.dtype))
     forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    batches, steady_images, steady_s = [], 0, 0.0
+
+    def outputs_of(batch: Any) -> list[np.ndarray]:  # .numpy() waits for the result
+        out = forward(batch)
+        return [o.numpy() for o in out] if isinstance(out, list | tuple) else [out.numpy()]
+
+    batches: list[list[np.ndarray]] = []
+    steady_images, steady_s = 0, 0.0
     for batch in ds:
         t0 = time.perf_counter()
-        out = forward(batch)
-        out = [o.numpy() for o in out] if isinstance(out, list | tuple) else out.numpy()
-        if batches:  # the first batch traces the function
+        batches.append(outputs_of(batch))
+        if len(batches) > 1:  # the first batch traces the function
             steady_s += time.perf_counter() - t0
             steady_images += int(batch.shape[0])
-        batches.append(out)
     if clock is not None and not steady_images and len(images):  # one batch: time it again
-        first = tf.convert_to_tensor(images[:batch_size])
         t0 = time.perf_counter()
-        out_again = forward(first)
-        [o.numpy() for o in out_again] if isinstance(out_again, list | tuple) else out_again.numpy()
-        steady_s, steady_images = time.perf_counter() - t0, int(first.shape[0])
+        outputs_of(tf.convert_to_tensor(images[:batch_size]))
+        steady_s, steady_images = time.perf_counter() - t0, len(images[:batch_size])
     if clock is not None and steady_images:
         clock["seconds_per_image"] = steady_s / steady_images
-    batches = [list(b) if isinstance(b, list | tuple) else [b] for b in batches]
-    return [np.concatenate([np.asarray(b[i]) for b in batches], axis=0) for i in range(len(batches[0]))]
+    return [np.concatenate([b[i] for b in batches], axis=0) for i in range(len(batches[0]))]
 
 
 def bn_layer_stats(arrays: dict[str, np.ndarray]) -> list[BNLayerStats]:

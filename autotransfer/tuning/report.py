@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotransfer.recipe.schema import N_GROUPS, Recipe
 from autotransfer.durations import format_duration
+from autotransfer.recipe.schema import N_GROUPS, Recipe
 from autotransfer.tuning.tuner import markdown as tuning_markdown
 
 GROUPS = ("stem", "stage_s4", "stage_s8", "stage_s16", "stage_s32")

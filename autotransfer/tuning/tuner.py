@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from autotransfer._io import atomic_write_json, atomic_write_text
+from autotransfer.durations import format_duration, parse_duration
 from autotransfer.errors import AutoTransferError, InvalidParameterError, TuningError
 from autotransfer.recipe.io import load_recipe, save_recipe
 from autotransfer.recipe.schema import Reason, Recipe
-from autotransfer.durations import format_duration, parse_duration
 from autotransfer.tuning.space import SearchSpace, apply, search_space
 
 Progress = Callable[[str], None]
