@@ -95,7 +95,7 @@ def assemble(decisions: dict[str, Any], reasons: dict[str, Reason], *, name: str
         backbone=BackboneChoice(name=d["backbone"], input_size=d["input_size"], weights=weights),
         data=Data(batch_size=d["batch_size"], class_weighting=d["class_weighting"],
                   exclude_leaks=d["exclude_leaks"]),
-        head=Head(dropout=d["dropout"]),
+        head=Head(dropout=d["dropout"], solver=d["head_solver"]),
         bn_policy=d["bn_policy"],
         phases=phases,
         augmentation=build_augmentation(d),

@@ -26,6 +26,8 @@ DECISIONS: dict[str, tuple[type, tuple[str, ...], str]] = {
     "weight_decay": (float, ("phases.{phases}.weight_decay",), "decoupled weight decay"),
     "bn_policy": (str, ("bn_policy",), "BatchNorm in inference mode ('frozen') or updating"),
     "dropout": (float, ("head.dropout",), "dropout before the classifier"),
+    "head_solver": (str, ("head.solver",),
+                    "how head-only phases fit the head: 'gradient' or 'lbfgs' (exact, C by CV)"),
     "label_smoothing": (float, ("regularization.label_smoothing",), "label smoothing"),
     "aug_strength": (float, ("augmentation.zoom", "augmentation.translation", "augmentation.rotation",
                              "augmentation.brightness", "augmentation.contrast"),

@@ -51,6 +51,22 @@ class Head(_Strict):
     pooling: Literal["avg", "max"] = "avg"
     dropout: float = Field(default=0.2, ge=0.0, lt=1.0)
     hidden_units: int = Field(default=0, ge=0, description="0: a single dense layer.")
+    solver: Literal["gradient", "lbfgs"] = Field(
+        default="gradient",
+        description="How head-only phases train the head: 'gradient' (the phase's optimizer, "
+        "epochs and early stopping) or 'lbfgs' (logistic regression fitted exactly on the frozen "
+        "features, its L2 strength by k-fold cross-validation on the training images; needs "
+        "hidden_units 0; the phase's rate, epochs, dropout and label smoothing are not used).")
+    lbfgs_c: float | None = Field(
+        default=None, gt=0.0,
+        description="'lbfgs' only: the inverse L2 strength C; none: chosen by cross-validation.")
+
+    @model_validator(mode="after")
+    def _solver_fits(self) -> Head:
+        if self.solver == "lbfgs" and self.hidden_units:
+            raise ValueError(f"solver 'lbfgs' fits a linear head, but hidden_units is "
+                             f"{self.hidden_units}; set hidden_units to 0 or solver to 'gradient'")
+        return self
 
 
 class Phase(_Strict):

@@ -22,6 +22,8 @@ from autotransfer.train.checkpoint import CheckpointManager
 from autotransfer.train.data import TrainingInputs, epoch_seed
 from autotransfer.train.feature_cache import (DEFAULT_MAX_BYTES, DEFAULT_VIEWS, FeatureCache,
                                               plan_cache)
+from autotransfer.train.linear_head import (describe, solve_head_phase, solver_views_augmentation,
+                                            solves_phase)
 from autotransfer.train.metrics import classification_metrics
 from autotransfer.train.model import (build_classifier, set_trainable, variable_multipliers)
 from autotransfer.train.optimizers import make_optimizer
@@ -188,6 +190,9 @@ class Runner:
             self._adabn(p, bs)
 
         rec["trainable_params"] = set_trainable(self.clf, phase.trainable_from)
+        if solves_phase(recipe, phase):
+            self._solve_phase(p, rec, bs)
+            return
         plan = plan_cache(self.clf, phase.trainable_from, phase.epochs, recipe.augmentation,
                           self.inputs.n_train, enabled=self.use_cache, views=self.cache_views,
                           max_bytes=self.max_cache_bytes)
@@ -270,6 +275,34 @@ class Runner:
             if best is not None:
                 self.clf.model.set_weights(best)
         state["phase"] = p + 1
+        self._save(f"phase-{p + 1:02d}-start")
+
+    def _solve_phase(self, p: int, rec: dict[str, Any], bs: int) -> None:
+        """A head-only phase with ``head.solver: lbfgs``: the head fitted exactly, on the pooled
+        features of ``cache_views`` augmented views (always computed: the solver needs them)."""
+        recipe, phase = self.recipe, self.recipe.phases[p]
+        if rec["epochs_run"] == 0:
+            aug = solver_views_augmentation(recipe)
+            plan = plan_cache(self.clf, phase.trainable_from, self.cache_views, aug,
+                              self.inputs.n_train, views=self.cache_views,
+                              max_bytes=self.max_cache_bytes)
+            self.progress(f"Phase '{phase.name}': computing the frozen features ({plan.reason})")
+            with self.strategy.scope():
+                cache = FeatureCache(self.clf, phase.trainable_from, plan, self.inputs, aug,
+                                     seed=recipe.seed, phase=p, batch_size=bs,
+                                     verbose=self.verbose)
+            rec["feature_cache"] = plan.to_dict() | {"build_seconds": cache.build_seconds}
+            rec["batch_size"] = bs
+            fit = solve_head_phase(self.clf.model, cache.views, cache.val, self.inputs, recipe,
+                                   rec)
+            for key, values in rec["history"].items():
+                split = "validation" if key.startswith("val_") else "train"
+                self._scalar(split, "epoch_" + key.removeprefix("val_"), values[-1],
+                             self.state["global_epoch"] + 1)
+            self.state["global_epoch"] += 1
+            self.progress(f"Phase '{phase.name}': {describe(fit)}; validation accuracy "
+                          f"{rec['history']['val_accuracy'][-1]:.4f}")
+        self.state["phase"] = p + 1
         self._save(f"phase-{p + 1:02d}-start")
 
     def _adabn(self, p: int, bs: int) -> None:

@@ -103,6 +103,11 @@ def markdown_report(metrics: dict[str, Any]) -> str:
         lines.append(f"| {p['name']} | {p['trainable_from']} | {p['epochs_run']} / "
                      f"{p['epochs_planned']}{' (early stop)' if p['stopped_early'] else ''} | "
                      f"{best} | {p['seconds_per_epoch']:.2f} | {cache_text} |")
+    from autotransfer.train.linear_head import describe
+
+    for p in metrics["phases"]:
+        if p.get("solver"):
+            lines += ["", f"Phase '{p['name']}' fitted the head exactly: {describe(p['solver'])}."]
     if metrics.get("adabn"):
         a = metrics["adabn"]
         lines += ["", f"AdaBN before phase {a['before_phase']}: {a['n_layers']} BatchNorm layers "

@@ -12,6 +12,7 @@ Dimensions (each only where the recipe has something to tune):
 name                what it changes
 ==================  ===========================================================================
 head_lr             peak rate of the head-only phase(s); log range around the advised value
+                    (not searched when ``head.solver`` is 'lbfgs': the head is fitted exactly)
 finetune_lr         peak rate of the fine-tuning phase(s), all scaled by the same factor
 finetune_from       first trainable layer group of the deepest fine-tuning phase (5: head only)
 augmentation_scale  one factor on every augmentation magnitude (zoom, translation, rotation,
@@ -241,7 +242,12 @@ def search_space(
     notes: list[str] = []
     heads, fines = head_phases(recipe), finetune_phases(recipe)
 
-    if "head_lr" in wanted and heads:
+    solved = recipe.head.solver == "lbfgs"
+    if "head_lr" in wanted and heads and solved:
+        rule = _rule(recipe.reasons.get("head.solver"))
+        notes.append("head_lr is not searched: head.solver 'lbfgs' fits the head exactly, its L2 "
+                     "strength by cross-validation" + (f" ({rule})" if rule else ""))
+    if "head_lr" in wanted and heads and not solved:
         lr = recipe.phases[heads[0]].learning_rate
         paths = [f"phases.{i}.learning_rate" for i in heads]
         reason = _reason(recipe, paths)

@@ -126,13 +126,14 @@ def _classifier(recipe: Recipe, store: ActivationStore, inputs: Any,
 
 
 def _prefix_activations(clf: Any, recipe: Recipe, p: int, plan: Any, inputs: Any,
-                        store: ActivationStore, shareable: bool) -> dict[str, Any]:
+                        store: ActivationStore, shareable: bool,
+                        augmentation: Any = None) -> dict[str, Any]:
     from autotransfer.train.augment import is_identity
     from autotransfer.train.data import epoch_seed
 
     phase = recipe.phases[p]
-    key = _key(_backbone_key(recipe), recipe.augmentation.model_dump(mode="json"), p,
-               phase.trainable_from)
+    aug = recipe.augmentation if augmentation is None else augmentation
+    key = _key(_backbone_key(recipe), aug.model_dump(mode="json"), p, phase.trainable_from)
     entry = store.activations.get(key) if shareable else None
     if entry is not None:
         store.hits += 1
@@ -146,13 +147,13 @@ def _prefix_activations(clf: Any, recipe: Recipe, p: int, plan: Any, inputs: Any
         if shareable:
             store.evict(keep=int(entry["val"].nbytes * (plan.views + 2)))
             store.activations[key] = entry
-    identity = is_identity(recipe.augmentation)
+    identity = is_identity(aug)
     while len(entry["views"]) < plan.views:
         started = time.perf_counter()
         view = len(entry["views"])
         prefix = entry.get("prefix") or keras.Model(clf.model.input,
                                                     clf.boundary(phase.trainable_from))
-        ds = inputs.train_epoch(recipe.augmentation, recipe.data.batch_size,
+        ds = inputs.train_epoch(aug, recipe.data.batch_size,
                                 epoch_seed(recipe.seed, p, 10_000 + view), shuffle=False,
                                 augment=not identity, mix=False)
         entry["views"].append(np.asarray(prefix.predict(ds.map(lambda x, y, w: x), verbose=0)))
@@ -182,6 +183,8 @@ def run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
 def _run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
                callbacks: Sequence[Any], progress: Callable[[str], None] | None) -> dict[str, Any]:
     from autotransfer.train.feature_cache import DEFAULT_MAX_BYTES, DEFAULT_VIEWS, plan_cache
+    from autotransfer.train.linear_head import (describe, solve_head_phase,
+                                                solver_views_augmentation, solves_phase)
     from autotransfer.train.data import epoch_seed
     from autotransfer.train.metrics import classification_metrics
     from autotransfer.train.model import set_trainable, variable_multipliers
@@ -203,9 +206,25 @@ def _run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
     for p, phase in enumerate(recipe.phases):
         phase_started = time.perf_counter()
         set_trainable(clf, phase.trainable_from)
-        plan = plan_cache(clf, phase.trainable_from, phase.epochs, recipe.augmentation,
-                          inputs.n_train, views=DEFAULT_VIEWS, max_bytes=DEFAULT_MAX_BYTES)
+        solver = solves_phase(recipe, phase)
+        aug = solver_views_augmentation(recipe) if solver else recipe.augmentation
+        plan = plan_cache(clf, phase.trainable_from, DEFAULT_VIEWS if solver else phase.epochs,
+                          aug, inputs.n_train, views=DEFAULT_VIEWS, max_bytes=DEFAULT_MAX_BYTES)
         shareable = all(q.trainable_from >= phase.trainable_from for q in recipe.phases[:p])
+        if solver:
+            cached = _prefix_activations(clf, recipe, p, plan, inputs, store, shareable, aug)
+            rec = {"name": phase.name, "trainable_from": phase.trainable_from,
+                   "epochs_planned": phase.epochs, "monitor": es.monitor,
+                   "feature_cache": plan.to_dict() | {"shared": shareable}}
+            fit = solve_head_phase(clf.model, cached["views"][:plan.views], cached["val"], inputs,
+                                   recipe, rec)
+            say(f"Phase '{phase.name}': {describe(fit)}; validation accuracy "
+                f"{rec['history']['val_accuracy'][-1]:.4f}")
+            global_epoch += 1
+            rec["seconds"] = time.perf_counter() - phase_started
+            records.append(rec)
+            last = (keras.Model(clf.boundary(phase.trainable_from), clf.model.output), cached)
+            continue
         cached = None
         if plan.used:
             cached = _prefix_activations(clf, recipe, p, plan, inputs, store, shareable)

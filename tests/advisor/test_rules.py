@@ -70,6 +70,14 @@ def test_fz04_head_only_when_a_linear_probe_already_separates_near_small_data(
         assert fired[0].thresholds["separable"] == 0.92
 
 
+@pytest.mark.parametrize("finetune_from, solver", [(5, "lbfgs"), (4, "gradient"), (0, "gradient")])
+def test_head01_exact_linear_head_only_when_the_head_trains_alone(finetune_from, solver):
+    final, fired = run("HEAD01", {"finetune_from": finetune_from})
+    assert final["head_solver"] == solver and bool(fired) == (solver == "lbfgs")
+    if fired:
+        assert "cross-validation" in fired[0].text and fired[0].evidence["finetune_from"] == 5
+
+
 @pytest.mark.parametrize("start, gradual", [(3, True), (0, True), (4, False), (5, False)])
 def test_uf01_gradual_unfreezing_below_the_last_group(start, gradual):
     final, _ = run("UF01", {"finetune_from": start, "gradual": False})
