@@ -224,6 +224,15 @@ def run_auto(name: str, args: argparse.Namespace, work: Path, root: Path, backbo
                           "\n\n" + report.read_text(encoding="utf-8"), encoding="utf-8")
 
 
+def wilson(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of an accuracy measured on ``n`` images."""
+    if n <= 0:
+        return (0.0, 1.0)
+    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
 def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
@@ -237,7 +246,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
              "- budget: wall clock per method, reading the data (and, for advised and auto, "
              "probing and advising, with a cold probe-feature cache) included; a run still "
              "training when it is spent is cut (every further epoch ends after one batch)",
-             "- every method uses the advised backbone and input size", ""]
+             "- every method uses the advised backbone and input size",
+             "- the interval is the 95% Wilson score interval of each accuracy: methods whose "
+             "intervals overlap widely are not told apart by this test split", ""]
     for r in results:
         lines += [f"## {r['dataset']}", ""]
         runs: dict[str, list[str]] = {}
@@ -257,7 +268,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
                   f"{r['n_train']} training, {r['n_val']} validation, {r['n_test']} test images; "
                   f"{r['backbone']} at {r['input_size']} px (the advised backbone, for every "
                   "method).", "",
-                  "| method | test accuracy | balanced | wall time | notes |", "|---|---|---|---|---|"]
+                  "| method | test accuracy | right / test images (95% interval) | balanced | "
+                  "wall time | notes |", "|---|---|---|---|---|---|"]
         for method in METHODS:
             m = r["methods"].get(method)
             if m is None:
@@ -278,7 +290,10 @@ def markdown(results: list[dict[str, Any]]) -> str:
                          f"{b['advise_seconds']:.0f} s, tune {b['tune_seconds']:.0f} s, final "
                          f"training ({m['final']}) {b['final_seconds']:.0f} s"
                          + ("; " + notes if notes else ""))
+            n = int(r["n_test"])
+            low, high = wilson(m["test_accuracy"], n)
             lines.append(f"| {method} | {m['test_accuracy']:.4f} | "
+                         f"{round(m['test_accuracy'] * n)} / {n} ({low:.3f}–{high:.3f}) | "
                          f"{m['test_balanced_accuracy']:.4f} | {m['seconds']:.0f} s | {notes} |")
         auto_changes = r["methods"].get("auto", {}).get("changes") or []
         if auto_changes:

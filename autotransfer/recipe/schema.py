@@ -171,6 +171,10 @@ class Recipe(_Strict):
             )
         return self
 
+    def solves_head(self, phase: Phase) -> bool:
+        """Whether ``phase`` fits the head exactly (``head.solver`` 'lbfgs', only the head trains)."""
+        return self.head.solver == "lbfgs" and phase.trainable_from >= N_GROUPS
+
     @property
     def total_epochs(self) -> int:
         return sum(p.epochs for p in self.phases)

@@ -27,6 +27,10 @@ def render_recipe(recipe: Recipe, console: Console) -> None:
     for col in ("phase", "epochs", "trains", "peak LR", "warm-up", "LR × per group"):
         table.add_column(col)
     for p in recipe.phases:
+        if recipe.solves_head(p):
+            table.add_row(p.name, "1 exact fit", _trainable(p.trainable_from),
+                          "L-BFGS, L2 by CV", "-", "-")
+            continue
         mult = "-" if p.trainable_from >= N_GROUPS else " ".join(f"{m:g}" for m in p.group_lr_multipliers[p.trainable_from:])
         table.add_row(p.name, str(p.epochs), _trainable(p.trainable_from),
                       f"{p.learning_rate:.1e}", f"{p.warmup_epochs:g}", mult)

@@ -22,8 +22,7 @@ from autotransfer.train.checkpoint import CheckpointManager
 from autotransfer.train.data import TrainingInputs, epoch_seed
 from autotransfer.train.feature_cache import (DEFAULT_MAX_BYTES, DEFAULT_VIEWS, FeatureCache,
                                               plan_cache)
-from autotransfer.train.linear_head import (describe, solve_head_phase, solver_views_augmentation,
-                                            solves_phase)
+from autotransfer.train.linear_head import describe, solve_head_phase, solver_views_augmentation
 from autotransfer.train.metrics import classification_metrics
 from autotransfer.train.model import (build_classifier, set_trainable, variable_multipliers)
 from autotransfer.train.optimizers import make_optimizer
@@ -190,7 +189,7 @@ class Runner:
             self._adabn(p, bs)
 
         rec["trainable_params"] = set_trainable(self.clf, phase.trainable_from)
-        if solves_phase(recipe, phase):
+        if recipe.solves_head(phase):
             self._solve_phase(p, rec, bs)
             return
         plan = plan_cache(self.clf, phase.trainable_from, phase.epochs, recipe.augmentation,

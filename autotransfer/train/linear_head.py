@@ -188,14 +188,6 @@ def set_head_weights(model: Any, fit: LinearFit, layer: str = "predictions") -> 
 
 
 # ----------------------------------------------------------------------------- phases
-def solves_phase(recipe: Any, phase: Any) -> bool:
-    """Whether ``phase`` fits the head with L-BFGS: ``head.solver`` is 'lbfgs' and only the head
-    trains."""
-    from autotransfer.recipe.schema import N_GROUPS
-
-    return recipe.head.solver == "lbfgs" and phase.trainable_from >= N_GROUPS
-
-
 def solver_views_augmentation(recipe: Any) -> Any:
     """The augmentation of the views the solver fits on: the recipe's, without MixUp/CutMix
     (they mix images, which cached features cannot reproduce; a later phase still mixes)."""

@@ -32,6 +32,10 @@ def recipe_table(recipe: Recipe) -> list[str]:
              "| phase | epochs | trains | peak LR | warm-up | weight decay |",
              "|---|---|---|---|---|---|"]
     for p in recipe.phases:
+        if recipe.solves_head(p):
+            lines.append(f"| {p.name} | one exact fit | {_trains(p.trainable_from)} | L-BFGS "
+                         "logistic regression, L2 by cross-validation | – | – |")
+            continue
         lines.append(f"| {p.name} | {p.epochs} | {_trains(p.trainable_from)} | "
                      f"{p.learning_rate:.2e} | {p.warmup_epochs:g} | {p.weight_decay:.2e} |")
     a = recipe.augmentation

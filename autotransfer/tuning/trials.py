@@ -184,7 +184,7 @@ def _run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
                callbacks: Sequence[Any], progress: Callable[[str], None] | None) -> dict[str, Any]:
     from autotransfer.train.feature_cache import DEFAULT_MAX_BYTES, DEFAULT_VIEWS, plan_cache
     from autotransfer.train.linear_head import (describe, solve_head_phase,
-                                                solver_views_augmentation, solves_phase)
+                                                solver_views_augmentation)
     from autotransfer.train.data import epoch_seed
     from autotransfer.train.metrics import classification_metrics
     from autotransfer.train.model import set_trainable, variable_multipliers
@@ -206,7 +206,7 @@ def _run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
     for p, phase in enumerate(recipe.phases):
         phase_started = time.perf_counter()
         set_trainable(clf, phase.trainable_from)
-        solver = solves_phase(recipe, phase)
+        solver = recipe.solves_head(phase)
         aug = solver_views_augmentation(recipe) if solver else recipe.augmentation
         plan = plan_cache(clf, phase.trainable_from, DEFAULT_VIEWS if solver else phase.epochs,
                           aug, inputs.n_train, views=DEFAULT_VIEWS, max_bytes=DEFAULT_MAX_BYTES)

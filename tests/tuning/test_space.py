@@ -146,3 +146,14 @@ def test_the_space_imports_no_tensorflow():
             "from tests.train.helpers import tiny_recipe; search_space(tiny_recipe()); "
             "sys.exit('tensorflow' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_an_exactly_fitted_head_has_no_learning_rate_to_search():
+    tiny = tiny_classes_recipe()  # FZ03 keeps the backbone frozen, so HEAD01 fits the head
+    assert tiny.head.solver == "lbfgs" and tiny.reasons["head.solver"].rule == "HEAD01"
+    space = search_space(tiny)
+    assert "head_lr" not in space.names and any("HEAD01" in n for n in space.notes)
+    fine = apply(tiny, {**space.defaults(), "finetune_from": 4}, space)
+    assert fine.head.solver == "lbfgs" and fine.solves_head(fine.phases[0])  # then fine-tunes
+    assert not fine.solves_head(fine.phases[-1])
+    assert "head_lr" in search_space(near_recipe()).names
