@@ -11,8 +11,8 @@ measured, not guessed). The advised recipe is then sized so that one training of
 ``remaining / (1 + factor + SEARCH_SHARE)`` (rules BUD01 and BUD02 shorten fine-tuning, or drop it,
 from the forward pass timed while probing): room for trial 0, the final training and some search.
 Tuning gets the rest, keeping free at its end room for the final
-training: ``reserve = factor × (trial 0's duration)``, known once trial 0 — the advised recipe
-itself — has run (trials run in memory and save no model; the final model is trained by the
+training: ``reserve = factor × (the longest completed trial's duration)``, updated after every
+trial, so that whichever trial wins can be trained again (trials run in memory and save no model; the final model is trained by the
 recipe executor, :func:`autotransfer.train.train`, with checkpoints, plots and exports):
 
 * ``final="train+val"`` (the default when the dataset has a test split, so the held-out numbers
@@ -93,7 +93,7 @@ class AutoResult(RunMetrics):
                 "tuning": {"trials": len(t.trials), "baseline_val_accuracy": t.baseline_accuracy,
                            "best_val_accuracy": t.best_accuracy, "gain": t.gain,
                            "best_trial": t.best_trial, "changes": t.changes,
-                           "stopped_because": t.stopped_because},
+                           "selection": t.selection, "stopped_because": t.stopped_because},
                 "budget": self.budget, "seconds": self.seconds}
 
 
@@ -261,7 +261,7 @@ def auto(
 
     # 3: tune, keeping room for the final training
     remaining = None if budget is None else max(1.0, budget - advise_seconds)
-    step(3, f"Tuning for {format_duration(remaining)}, keeping {factor:.2f} × trial 0's time for "
+    step(3, f"Tuning for {format_duration(remaining)}, keeping {factor:.2f} × the longest trial's time for "
             "the final training")
     tuning = tune(splits, recipe, partial / "tuning", trials=trials, time_budget=remaining,
                   algorithm=algorithm, reserve_factor=factor, seed=None,

@@ -35,4 +35,6 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, probabilities: np
         "per_class": per_class,
         "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
         "class_names": list(class_names),
+        # per image, in split order: 1 where the prediction is right (paired comparisons)
+        "correct": (pred == y).astype(int).tolist(),
     }

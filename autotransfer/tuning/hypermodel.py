@@ -141,7 +141,8 @@ class RecipeHyperModel(keras_tuner.HyperModel):
                      "val_balanced_accuracy": float(val.get("balanced_accuracy", val["accuracy"])),
                      "seconds": time.perf_counter() - started, "epochs": float(epochs)}
         atomic_write_json(done, {"objective": objective, "kind": kind,
-                                 "phases": _phase_summary(metrics)})
+                                 "phases": _phase_summary(metrics),
+                                 "val_correct": val.get("correct")})
         return objective
 
 

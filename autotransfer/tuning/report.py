@@ -140,7 +140,7 @@ def markdown_report(result: Any, advised: Recipe, refined: Recipe, profile: Any)
     out += ["## 6. Time", "",
             f"- profiling, probing and advising: {format_duration(budget['advise_seconds'])}",
             f"- tuning: {format_duration(budget['tune_seconds'])} ({len(tuning.trials)} trials; "
-            f"{tuning.stopped_because}); {budget['reserve_factor']:.2f} × trial 0's time was kept "
+            f"{tuning.stopped_because}); {budget['reserve_factor']:.2f} × the longest trial's time was kept "
             "for the final step",
             f"- final model: {format_duration(budget['final_seconds'])} ({budget['final']})", ""]
     return "\n".join(out) + "\n"

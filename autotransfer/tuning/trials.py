@@ -9,8 +9,8 @@ dropout, label smoothing, epochs — so those activations are the same from tria
 :func:`run_trial` executes a recipe with the trainer's own pieces — :func:`build_classifier`,
 :func:`set_trainable` (BN policy), :func:`plan_cache`, the augmented views and seeds of its
 feature cache (:func:`epoch_seed`), :func:`make_optimizer` with per-group rates,
-:func:`phase_schedule`, its early stopping and best-weight restoring, :func:`adapt_batchnorm` —
-and keeps in an :class:`ActivationStore` what does not depend on the trial's training:
+:func:`phase_schedule`, its early stopping and best-weight restoring, :func:`adapt_batchnorm`,
+the exact head fit of ``head.solver: lbfgs`` (:func:`solve_head_phase`) — and keeps in an :class:`ActivationStore` what does not depend on the trial's training:
 
 * the decoded images (per input size, crop and class weighting);
 * the backbone's weights after AdaBN (per backbone, weights, input size, seed);
@@ -182,10 +182,10 @@ def run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
 
 def _run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
                callbacks: Sequence[Any], progress: Callable[[str], None] | None) -> dict[str, Any]:
+    from autotransfer.train.data import epoch_seed
     from autotransfer.train.feature_cache import DEFAULT_MAX_BYTES, DEFAULT_VIEWS, plan_cache
     from autotransfer.train.linear_head import (describe, solve_head_phase,
                                                 solver_views_augmentation)
-    from autotransfer.train.data import epoch_seed
     from autotransfer.train.metrics import classification_metrics
     from autotransfer.train.model import set_trainable, variable_multipliers
     from autotransfer.train.optimizers import make_optimizer

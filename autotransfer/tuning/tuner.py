@@ -35,6 +35,8 @@ from autotransfer.durations import format_duration, parse_duration
 from autotransfer.errors import AutoTransferError, InvalidParameterError, TuningError
 from autotransfer.recipe.io import load_recipe, save_recipe
 from autotransfer.recipe.schema import Reason, Recipe
+from autotransfer.tuning.selection import decide as decide_selection
+from autotransfer.tuning.selection import val_correct
 from autotransfer.tuning.space import SearchSpace, apply, search_space
 
 Progress = Callable[[str], None]
@@ -78,6 +80,8 @@ class TuneResult:
     stopped_because: str = ""
     seconds: float = 0.0
     algorithm: str = "bayesian"
+    #: how the kept trial was chosen (see :mod:`.selection`): the candidate, the test, why
+    selection: dict[str, Any] = field(default_factory=dict)
 
     @property
     def refined_path(self) -> Path:
@@ -104,6 +108,7 @@ class TuneResult:
                 "baseline_val_accuracy": self.baseline_accuracy,
                 "best_val_accuracy": self.best_accuracy, "gain": self.gain,
                 "changes": self.changes, "stopped_because": self.stopped_because,
+                "selection": self.selection,
                 "seconds": self.seconds, "space": self.space.to_dict(),
                 "trials": [t.to_dict() for t in self.trials]}
 
@@ -184,10 +189,10 @@ def _tuner_class() -> type:
             super().on_trial_end(trial)
             oracle = self.oracle
             if self.reserve_factor and hasattr(oracle, "trials"):
-                first = next(iter(sorted(oracle.trials)), None)
+                # room to retrain whichever trial wins: the longest one so far
                 seconds = getattr(oracle, "trial_seconds", lambda: [])()
-                if first == trial.trial_id and seconds:
-                    oracle.reserve = self.reserve_factor * seconds[0]
+                if seconds:
+                    oracle.reserve = self.reserve_factor * max(seconds)
             status = getattr(trial, "status", "")
             self._say(f"Trial {trial.trial_id} {str(status).lower()}")
 
@@ -280,7 +285,7 @@ def _scalar(value: Any) -> float | int | str | bool | None:
 
 def with_provenance(advised: Recipe, refined: Recipe, changes: list[dict[str, Any]], *,
                     best: TrialRecord, baseline: TrialRecord | None, n_trials: int,
-                    space: SearchSpace) -> Recipe:
+                    space: SearchSpace, selection: dict[str, Any] | None = None) -> Recipe:
     """``refined`` with a TUNE reason on every changed field (the others keep theirs)."""
     reasons = dict(refined.reasons)
     base_acc = baseline.val_accuracy if baseline is not None else None
@@ -296,18 +301,24 @@ def with_provenance(advised: Recipe, refined: Recipe, changes: list[dict[str, An
                 f"{_short(change['after'])}: validation accuracy {best.val_accuracy:.4f}")
         text += (f", {gain:+.4f} over trial 0 (the advised recipe, {base_acc:.4f})"
                  if gain is not None else " (trial 0 did not complete)")
-        text += f"; best of {n_trials} trial(s), trial {best.trial_id}."
+        text += f"; best of {n_trials} trial(s), trial {best.trial_id}"
+        test = (selection or {}).get("test")
+        text += (f" (exact McNemar p = {test['p']:.3g}: {test['gained']} validation image(s) "
+                 f"gained, {test['lost']} lost)." if test else ".")
         evidence: dict[str, Any] = {
             "before": _scalar(change["before"]), "after": _scalar(change["after"]),
             "trial": best.trial_id, "val_accuracy": best.val_accuracy,
             "val_accuracy_trial0": base_acc, "gain": gain, "trials": n_trials,
-            "advised_by": earlier.rule if earlier is not None else None}
+            "advised_by": earlier.rule if earlier is not None else None,
+            "mcnemar_p": test["p"] if test else None}
         thresholds: dict[str, Any] = {}
         for d in dims:
             if d.kind == "choice":
                 thresholds[f"{d.name}.values"] = ",".join(str(v) for v in d.values)
             else:
                 thresholds[f"{d.name}.low"], thresholds[f"{d.name}.high"] = d.low, d.high
+        if test:
+            thresholds["alpha"] = selection["alpha"]
         reasons[path] = Reason(rule="TUNE", text=text, evidence=evidence, thresholds=thresholds)
     return refined.model_copy(update={"reasons": dict(sorted(reasons.items())),
                                       "name": f"{advised.name} (tuned)"})
@@ -327,16 +338,23 @@ def summarise(out: Path, recipe: Recipe, space: SearchSpace, records: list[Trial
     # evidence of a gain), other ties go to the lower validation loss
     best = max(done, key=lambda t: (t.val_accuracy, not t.changed, -(t.val_loss if t.val_loss
                                                                      is not None else 1e9)))
+    selection: dict[str, Any] = {"candidate": best.trial_id}
+    if best.changed and baseline is not None:  # ... and it must beat trial 0 by more than chance
+        search = out / PROJECT
+        selection |= decide_selection(val_correct(search / f"trial_{baseline.trial_id}"),
+                                      val_correct(search / f"trial_{best.trial_id}"))
+        if not selection["replace"]:
+            best = baseline
     values = {k: v for k, v in best.values.items() if not k.startswith("tuner/")}
     refined = apply(recipe, values, space)
     changes = recipe_changes(recipe, refined)
     refined = with_provenance(recipe, refined, changes, best=best, baseline=baseline,
-                              n_trials=len(records), space=space)
+                              n_trials=len(records), space=space, selection=selection)
     gain = (None if baseline is None or best.val_accuracy is None
             else best.val_accuracy - (baseline.val_accuracy or 0.0))
     return TuneResult(out, role_name, recipe, space, records, refined,
                       baseline.trial_id if baseline else None, best.trial_id, gain, changes,
-                      stopped, seconds, algorithm)
+                      stopped, seconds, algorithm, selection)
 
 
 def markdown(result: TuneResult) -> str:
@@ -368,8 +386,14 @@ def markdown(result: TuneResult) -> str:
         lines.append(f"| {t.trial_id}{mark} | {t.tuner_id or ''} | {t.status.lower()} | {acc} | "
                      f"{loss} | {secs} | {changed} |")
     lines += ["", "## Changes", ""]
+    why = result.selection.get("why")
     if not result.changes:
-        lines.append("None: no trial beat the recipe as given, which is kept.")
+        lines.append(f"None: trial {result.selection['candidate']} had the best validation "
+                     f"accuracy, but {why}." if why and not result.selection.get("replace")
+                     else "None: no trial beat the recipe as given, which is kept.")
+    elif why:
+        lines.append(f"Trial {result.best_trial} replaces the recipe: {why}.")
+        lines.append("")
     for c in result.changes:
         lines.append(f"- `{c['path']}`: {_short(c['before'])} → {_short(c['after'])}")
     return "\n".join(lines) + "\n"
@@ -455,8 +479,8 @@ def tune(
         backbones: alternatives to the recipe's backbone (default: the runner-ups in its
             ``BB01`` reason; ``[]`` keeps the backbone fixed).
         include, exclude: which dimensions of :mod:`.space` to search.
-        reserve_factor: keep this many times trial 0's duration free at the end of the budget
-            (``auto`` keeps room for the final training).
+        reserve_factor: keep this many times the longest completed trial's duration free at the
+            end of the budget (``auto`` keeps room for the final training, whichever trial wins).
         shared_cache: run trials in memory, sharing the frozen layers' activations across
             trials (:mod:`.trials`; head-only trials take seconds); ``False`` runs every trial
             through :func:`autotransfer.train.train` (checkpoints: an interrupted trial
@@ -535,8 +559,8 @@ def tune(
                       overwrite=False, hard_deadline=hard, reserve_factor=reserve_factor,
                       progress=say)
         done_before = oracle.trial_seconds() if my_role != "worker" else []
-        if reserve_factor and done_before:  # resumed: trial 0's duration is known already
-            oracle.reserve = reserve_factor * done_before[0]
+        if reserve_factor and done_before:  # resumed: the trials' durations are known already
+            oracle.reserve = reserve_factor * max(done_before)
         say(f"Searching: {len(space)} hyperparameter(s), up to {trials} trial(s), budget "
             f"{format_duration(budget)}" + ("" if my_role == "local" else f" ({my_role})"))
         try:
@@ -568,6 +592,11 @@ def tune(
                           f"({failures or 'none ran'}). "
                           "See the trial folders under "
                           f"'{out / PROJECT}' and fix the recipe or the data.")
-    say(f"Best trial {result.best_trial}: validation accuracy {result.best_accuracy:.4f}"
-        + (f" ({result.gain:+.4f} over the recipe as given)" if result.gain is not None else ""))
+    if result.selection.get("replace") is False:
+        say(f"Keeping the recipe as given: trial {result.selection['candidate']} was best, but "
+            f"{result.selection['why']}")
+    else:
+        say(f"Best trial {result.best_trial}: validation accuracy {result.best_accuracy:.4f}"
+            + (f" ({result.gain:+.4f} over the recipe as given)" if result.gain is not None
+               else ""))
     return result

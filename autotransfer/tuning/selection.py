@@ -1,0 +1,64 @@
+"""Which recipe a search keeps: the best trial, when it beats the advised recipe by more than chance.
+
+The advised recipe (trial 0) is the prior. The best of many trials on a validation split of a
+few dozen images is biased upwards (the maximum of noisy estimates), and a gain of one or two
+images is what chance alone gives. So the best trial replaces the recipe only when, on the same
+validation images, it is right on significantly more of those where the two disagree: a one-sided
+exact McNemar test (a binomial test on the discordant images, McNemar 1947; Dietterich 1998 for
+comparing classifiers) at ``ALPHA``. Without per-image results (a trial from an older version, or
+another machine's folder) the best trial is kept, as the record says.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+#: one-sided significance level the best trial's gain over trial 0 must reach
+ALPHA = 0.05
+
+
+def mcnemar(base_correct: Sequence[int], best_correct: Sequence[int]) -> dict[str, Any]:
+    """Exact one-sided McNemar test that ``best`` is right more often than ``base``.
+
+    ``gained``: images the best trial gets right and the base wrong; ``lost``: the reverse;
+    ``p``: the probability of ``gained`` or more of the ``gained + lost`` discordant images under
+    equal accuracy (1 when they never disagree).
+    """
+    from scipy.stats import binomtest
+
+    if len(base_correct) != len(best_correct):
+        raise ValueError(f"paired results need the same images: {len(base_correct)} and "
+                         f"{len(best_correct)} results")
+    gained = sum(1 for a, b in zip(base_correct, best_correct, strict=True) if b and not a)
+    lost = sum(1 for a, b in zip(base_correct, best_correct, strict=True) if a and not b)
+    n = gained + lost
+    p = 1.0 if n == 0 else float(binomtest(gained, n, 0.5, alternative="greater").pvalue)
+    return {"gained": gained, "lost": lost, "n_images": len(best_correct), "p": p}
+
+
+def val_correct(trial_dir: Path) -> list[int] | None:
+    """The per-image validation results a trial recorded (``trial_result.json``), if any."""
+    path = trial_dir / "trial_result.json"
+    if not path.is_file():
+        return None
+    value = json.loads(path.read_text(encoding="utf-8")).get("val_correct")
+    return None if value is None else [int(v) for v in value]
+
+
+def decide(base_correct: Sequence[int] | None, best_correct: Sequence[int] | None, *,
+           alpha: float = ALPHA) -> dict[str, Any]:
+    """Whether the best trial replaces trial 0: ``{"replace", "test", "why"}``."""
+    if base_correct is None or best_correct is None or len(base_correct) != len(best_correct):
+        return {"replace": True, "test": None, "alpha": alpha,
+                "why": "no per-image validation results to test the gain: the best trial is kept"}
+    test = mcnemar(base_correct, best_correct)
+    replace = test["p"] <= alpha
+    why = (f"on the {test['n_images']} validation images the best trial gets {test['gained']} "
+           f"right that trial 0 gets wrong and {test['lost']} the reverse: exact McNemar p = "
+           f"{test['p']:.3g} {'≤' if replace else '>'} {alpha:g}, "
+           + ("a significant gain" if replace else
+              "within chance, so the advised recipe is kept"))
+    return {"replace": replace, "test": test, "alpha": alpha, "why": why}
