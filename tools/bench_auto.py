@@ -214,7 +214,7 @@ def run_auto(name: str, args: argparse.Namespace, work: Path, root: Path, backbo
     t = result.tuning
     record("auto", started, result.metrics, result.seconds > budget * 1.02,
            trials=len(t.trials), completed=sum(x.status == "COMPLETED" for x in t.trials),
-           gain_val=t.gain, changes=t.changes, final=result.final,
+           gain_val=t.gain, changes=t.changes, selection=t.selection, final=result.final,
            budget_split=result.budget)
     report = work / "runs" / name / "auto" / "report.md"
     if args.keep_reports:
@@ -290,6 +290,12 @@ def markdown(results: list[dict[str, Any]]) -> str:
                          f"{b['advise_seconds']:.0f} s, tune {b['tune_seconds']:.0f} s, final "
                          f"training ({m['final']}) {b['final_seconds']:.0f} s"
                          + ("; " + notes if notes else ""))
+                sel = m.get("selection") or {}
+                if sel.get("replace") is False and sel.get("test"):
+                    test = sel["test"]
+                    notes += (f"; trial {sel['candidate']} was best on validation ({test['gained']} "
+                              f"image(s) gained, {test['lost']} lost: McNemar p = "
+                              f"{test['p']:.2g}), so the advised recipe was kept")
             n = int(r["n_test"])
             low, high = wilson(m["test_accuracy"], n)
             lines.append(f"| {method} | {m['test_accuracy']:.4f} | "

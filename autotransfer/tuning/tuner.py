@@ -188,11 +188,8 @@ def _tuner_class() -> type:
             self.ran.append(trial.trial_id)
             super().on_trial_end(trial)
             oracle = self.oracle
-            if self.reserve_factor and hasattr(oracle, "trials"):
-                # room to retrain whichever trial wins: the longest one so far
-                seconds = getattr(oracle, "trial_seconds", lambda: [])()
-                if seconds:
-                    oracle.reserve = self.reserve_factor * max(seconds)
+            if self.reserve_factor and hasattr(oracle, "keep_for_final"):  # not on a worker
+                oracle.keep_for_final(self.reserve_factor)
             status = getattr(trial, "status", "")
             self._say(f"Trial {trial.trial_id} {str(status).lower()}")
 
@@ -558,9 +555,8 @@ def tune(
         tuner = Tuner(oracle, hypermodel, directory=str(out), project_name=PROJECT,
                       overwrite=False, hard_deadline=hard, reserve_factor=reserve_factor,
                       progress=say)
-        done_before = oracle.trial_seconds() if my_role != "worker" else []
-        if reserve_factor and done_before:  # resumed: the trials' durations are known already
-            oracle.reserve = reserve_factor * max(done_before)
+        if my_role != "worker":  # resumed: the trials' durations are known already
+            oracle.keep_for_final(reserve_factor)
         say(f"Searching: {len(space)} hyperparameter(s), up to {trials} trial(s), budget "
             f"{format_duration(budget)}" + ("" if my_role == "local" else f" ({my_role})"))
         try:

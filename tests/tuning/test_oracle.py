@@ -54,3 +54,16 @@ def test_state_round_trips_who_ran_what(tmp_path):
     again.trials = dict(oracle.trials)
     again.set_state(state)
     assert again.tuner_of == {trial.trial_id: "worker-a"}
+
+
+def test_the_reserve_follows_the_longest_completed_trial(tmp_path):
+    oracle, _ = oracle_for(tmp_path, "random")
+    for seconds in (5.0, 40.0, 12.0):  # a quick advised head fit, a fine-tuning trial, ...
+        trial = oracle.create_trial("tuner0")
+        oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5, "seconds": seconds})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+        oracle.keep_for_final(1.5)
+    assert oracle.reserve == pytest.approx(1.5 * 40.0)  # the winner may be the slow one
+    oracle.deadline = time.time() + 50.0  # less left than the reserve: no new trial
+    assert oracle.create_trial("tuner0").status == "STOPPED"
