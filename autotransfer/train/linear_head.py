@@ -157,7 +157,6 @@ def fit_linear_head(views: Sequence[np.ndarray], labels: np.ndarray, n_classes: 
         chosen, how, k = 1.0, "default (too few images per class to cross-validate)", 0
     else:
         splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-        folds_of = list(splitter.split(np.zeros(n), y))
         grid = sorted(float(g) for g in grid)  # strong to weak: each fit warm-starts the next
         scores = np.zeros((len(grid), k, 2))
         for f, (train_idx, held_idx) in enumerate(splitter.split(np.zeros(n), y)):

@@ -242,12 +242,11 @@ def search_space(
     notes: list[str] = []
     heads, fines = head_phases(recipe), finetune_phases(recipe)
 
-    solved = recipe.head.solver == "lbfgs"
-    if "head_lr" in wanted and heads and solved:
+    if "head_lr" in wanted and heads and recipe.head.solver == "lbfgs":
         rule = _rule(recipe.reasons.get("head.solver"))
         notes.append("head_lr is not searched: head.solver 'lbfgs' fits the head exactly, its L2 "
                      "strength by cross-validation" + (f" ({rule})" if rule else ""))
-    if "head_lr" in wanted and heads and not solved:
+    elif "head_lr" in wanted and heads:
         lr = recipe.phases[heads[0]].learning_rate
         paths = [f"phases.{i}.learning_rate" for i in heads]
         reason = _reason(recipe, paths)
