@@ -137,9 +137,14 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         val = metrics["val"]
         if not math.isfinite(float(val["loss"])):
             raise TrialFailed(f"the validation loss is {val['loss']}")
+        seconds = time.perf_counter() - started
+        # cold_seconds: what the trial would have taken without the work it reused from earlier
+        # trials (AdaBN, frozen activations); the final training redoes that work
         objective = {"val_accuracy": float(val["accuracy"]), "val_loss": float(val["loss"]),
                      "val_balanced_accuracy": float(val.get("balanced_accuracy", val["accuracy"])),
-                     "seconds": time.perf_counter() - started, "epochs": float(epochs)}
+                     "seconds": seconds,
+                     "cold_seconds": seconds + float(metrics.get("seconds_reused", 0.0)),
+                     "epochs": float(epochs)}
         atomic_write_json(done, {"objective": objective, "kind": kind,
                                  "phases": _phase_summary(metrics),
                                  "val_correct": val.get("correct")})

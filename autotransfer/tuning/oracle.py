@@ -11,7 +11,8 @@ Both oracles also
 
 * stop creating trials once ``deadline`` (a ``time.time()`` value, set by the tuner for each
   invocation) has passed, or when the time left is below ``reserve`` seconds (``keep_for_final``:
-  a multiple of the longest trial's duration) plus the median trial's duration (a trial that
+  a multiple of the longest trial's cold duration, the work it reused from earlier trials
+  included) plus the median trial's duration (a trial that
   would likely eat into the reserve is not started); trial 0 always runs;
 * remember which tuner (``KERASTUNER_TUNER_ID``) ran each trial, so the chief of a distributed
   search can say who ran what.
@@ -48,18 +49,25 @@ class AdvisedFirstMixin:
             return defaults
         return super()._random_values()  # type: ignore[misc]
 
-    def trial_seconds(self) -> list[float]:
+    def trial_seconds(self, metric: str = "seconds") -> list[float]:
+        """``metric`` of each completed trial: ``seconds`` (as run) or ``cold_seconds`` (as run
+        plus the AdaBN and frozen activations it reused from earlier trials; ``seconds`` for a
+        trial that did not record it)."""
         seconds = []
         for trial in self.trials.values():  # type: ignore[attr-defined]
-            done = trial.status == trial_module.TrialStatus.COMPLETED
-            if done and trial.metrics.exists("seconds"):
-                seconds.append(float(trial.metrics.get_last_value("seconds")))
+            if trial.status != trial_module.TrialStatus.COMPLETED:
+                continue
+            for name in (metric, "seconds"):
+                if trial.metrics.exists(name):
+                    seconds.append(float(trial.metrics.get_last_value(name)))
+                    break
         return seconds
 
     def keep_for_final(self, factor: float) -> None:
-        """Reserve ``factor`` × the longest completed trial's duration at the end of the budget:
-        whichever trial wins can be trained again."""
-        seconds = self.trial_seconds()
+        """Reserve ``factor`` × the longest completed trial's *cold* duration at the end of the
+        budget: whichever trial wins can be trained again, from nothing, as the final training
+        does."""
+        seconds = self.trial_seconds("cold_seconds")
         if factor and seconds:
             self.reserve = factor * max(seconds)
 

@@ -67,6 +67,10 @@ class ActivationStore:
         self.activations: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        #: seconds of AdaBN per backbone key, to charge a trial that reuses the adapted weights
+        self.backbone_seconds: dict[str, float] = {}
+        #: seconds the current trial saved by reusing stored work (reset by :func:`run_trial`)
+        self.reused_seconds = 0.0
 
     @property
     def splits(self) -> DataSplits:
@@ -116,12 +120,15 @@ def _classifier(recipe: Recipe, store: ActivationStore, inputs: Any,
     clf = build_classifier(recipe, inputs.n_classes, weights=True if saved is None else False)
     if saved is not None:
         clf.backbone.set_weights(saved)
+        store.reused_seconds += store.backbone_seconds.get(key, 0.0)
         return clf
+    started = time.perf_counter()
     if recipe.domain_adaptation.method == "adabn":
         say("AdaBN: re-estimating BatchNorm statistics (kept for the next trials)")
         bs = recipe.data.batch_size
         adapt_batchnorm(clf.model, inputs.eval_set("train", bs).map(lambda x, y: x))
     store.backbones[key] = clf.backbone.get_weights()
+    store.backbone_seconds[key] = time.perf_counter() - started
     return clf
 
 
@@ -138,12 +145,17 @@ def _prefix_activations(clf: Any, recipe: Recipe, p: int, plan: Any, inputs: Any
     if entry is not None:
         store.hits += 1
         store.activations.move_to_end(key)
+        # what this trial would have spent on the views it reuses (the final training will)
+        reused = min(plan.views, len(entry["views"]))
+        store.reused_seconds += entry["val_seconds"] + sum(entry["view_seconds"][:reused])
     else:
         store.misses += 1
+        started = time.perf_counter()
         prefix = keras.Model(clf.model.input, clf.boundary(phase.trainable_from), name="prefix")
         val = prefix.predict(inputs.eval_set("val", recipe.data.batch_size).map(lambda x, y: x),
                              verbose=0)
-        entry = {"prefix": prefix, "views": [], "val": np.asarray(val), "seconds": 0.0}
+        entry = {"prefix": prefix, "views": [], "val": np.asarray(val), "view_seconds": [],
+                 "val_seconds": time.perf_counter() - started}
         if shareable:
             store.evict(keep=int(entry["val"].nbytes * (plan.views + 2)))
             store.activations[key] = entry
@@ -157,7 +169,7 @@ def _prefix_activations(clf: Any, recipe: Recipe, p: int, plan: Any, inputs: Any
                                 epoch_seed(recipe.seed, p, 10_000 + view), shuffle=False,
                                 augment=not identity, mix=False)
         entry["views"].append(np.asarray(prefix.predict(ds.map(lambda x, y, w: x), verbose=0)))
-        entry["seconds"] += time.perf_counter() - started
+        entry["view_seconds"].append(time.perf_counter() - started)
     entry.pop("prefix", None)  # the model belongs to this trial's Keras graph
     return entry
 
@@ -193,6 +205,7 @@ def _run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
 
     say = progress or (lambda text: None)
     started = time.perf_counter()
+    store.reused_seconds = 0.0
     out.mkdir(parents=True, exist_ok=True)
     save_recipe(recipe, out / "recipe.yaml")
     inputs = store.training_inputs(recipe)
@@ -298,6 +311,9 @@ def _run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
     metrics = {"kind": "in-memory trial (shared frozen activations)", "val": val,
                "phases": records, "n_train": inputs.n_train,
                "store": {"hits": store.hits, "misses": store.misses, "bytes": store.bytes()},
-               "seconds_total": time.perf_counter() - started}
+               "seconds_total": time.perf_counter() - started,
+               # the decoded images are reused too, but the trainer streams them, so decoding is
+               # part of its epochs, not a cost of its own
+               "seconds_reused": store.reused_seconds}
     atomic_write_json(out / "metrics.json", metrics)
     return metrics

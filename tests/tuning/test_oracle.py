@@ -67,3 +67,18 @@ def test_the_reserve_follows_the_longest_completed_trial(tmp_path):
     assert oracle.reserve == pytest.approx(1.5 * 40.0)  # the winner may be the slow one
     oracle.deadline = time.time() + 50.0  # less left than the reserve: no new trial
     assert oracle.create_trial("tuner0").status == "STOPPED"
+
+
+def test_the_reserve_counts_the_work_a_trial_reused(tmp_path):
+    # an in-memory trial that reused AdaBN and cached activations ran in 30 s, but the final
+    # training redoes that work: 30 s + 50 s reused; a trial without cold_seconds counts as run
+    oracle, _ = oracle_for(tmp_path, "random")
+    for metrics in ({"seconds": 60.0}, {"seconds": 30.0, "cold_seconds": 80.0}):
+        trial = oracle.create_trial("tuner0")
+        oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5, **metrics})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    assert oracle.trial_seconds() == [60.0, 30.0]
+    assert oracle.trial_seconds("cold_seconds") == [60.0, 80.0]
+    oracle.keep_for_final(1.5)
+    assert oracle.reserve == pytest.approx(1.5 * 80.0)

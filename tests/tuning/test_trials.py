@@ -34,4 +34,11 @@ def test_an_in_memory_trial_gives_the_trainers_numbers_and_shares_activations(tm
     second = run_trial(faster, store, tmp_path / "trial2")
     assert store.hits == 2 and store.misses == 2
     assert all(p["feature_cache"]["shared"] for p in second["phases"])
+    # the work it reused is charged to its cold duration: AdaBN and both phases' activations
+    assert trial["seconds_reused"] == 0.0
+    views = [p["feature_cache"]["views"] for p in second["phases"]]
+    reused = sum(store.backbone_seconds.values()) + sum(
+        e["val_seconds"] + sum(e["view_seconds"][:n])
+        for e, n in zip(store.activations.values(), views, strict=True))
+    assert second["seconds_reused"] == pytest.approx(reused) and reused > 0
     assert (tmp_path / "trial2" / "recipe.yaml").is_file()
