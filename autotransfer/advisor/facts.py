@@ -40,6 +40,10 @@ FACTS: dict[str, str] = {
     "deep_shift": "BN shift of the last two groups (stage_s16, stage_s32): high-level statistics",
     "entropy_known": "an ImageNet classifier was available to measure prediction entropy",
     "entropy": "mean ImageNet prediction entropy / ln(1000), in [0, 1] (NaN if unknown)",
+    "adabn_known": "the linear probe was measured again after AdaBN on the sample",
+    "adabn_linear_acc": "cross-validated linear-probe accuracy after AdaBN on the sample (NaN if "
+                        "not measured)",
+    "adabn_gain": "adabn_linear_acc minus linear_acc (same folds): > 0 when AdaBN helps",
     "orientation_known": "rotation and flip predictability were measured",
     "rotation_acc": "accuracy of predicting quarter-turn rotations from features (chance 0.25)",
     "flip_acc": "accuracy of predicting horizontal mirroring from features (chance 0.5)",
@@ -105,6 +109,9 @@ def backbone_facts(probe: BackboneProbe, runner_up: BackboneProbe | None) -> dic
         "default_size": spec.default_input_size,
         "min_size": spec.min_input_size,
         "bn_folded": spec.bn_statistics == "folded" or shift.reason.startswith("BatchNorm is folded"),
+        "adabn_known": probe.adabn is not None,
+        "adabn_linear_acc": probe.adabn.adapted_linear_probe_accuracy if probe.adabn else NAN,
+        "adabn_gain": probe.adabn.gain if probe.adabn else NAN,
         "forward_ms": _nan(probe.forward_ms),
         "probe_size": probe.input_size,
     }

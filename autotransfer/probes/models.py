@@ -35,6 +35,29 @@ class ImageNetView(_Model):
     )
 
 
+class AdaBNCheck(_Model):
+    """The sample's linear probe with ImageNet's BN statistics and with re-estimated ones (AdaBN)."""
+
+    linear_probe_accuracy: float = Field(description="With ImageNet's BN statistics.")
+    adapted_linear_probe_accuracy: float = Field(
+        description="With every BN layer's statistics re-estimated on the sample (same folds).")
+    knn_accuracy: float
+    adapted_knn_accuracy: float
+    n_samples: int
+    seconds: float = Field(description="Seconds for the AdaBN pass and the second extraction "
+                           "(0 when cached).")
+
+    @property
+    def gain(self) -> float:
+        """Adapted minus ImageNet linear-probe accuracy: > 0 when AdaBN helps."""
+        return self.adapted_linear_probe_accuracy - self.linear_probe_accuracy
+
+    def describe(self) -> str:
+        return (f"linear probe {self.linear_probe_accuracy:.1%} with ImageNet's BatchNorm "
+                f"statistics, {self.adapted_linear_probe_accuracy:.1%} with statistics "
+                f"re-estimated on the {self.n_samples} sample images (AdaBN)")
+
+
 class BackboneProbe(_Model):
     """Every measurement of one backbone on the sample."""
 
@@ -53,6 +76,9 @@ class BackboneProbe(_Model):
         "cached features); None when not measured.")
     measure_s: float = Field(description="Seconds for the statistics on the features.")
     cached: bool = Field(description="Features came from the on-disk cache.")
+    adabn: AdaBNCheck | None = Field(
+        default=None, description="The linear probe after AdaBN on the sample; None when not "
+        "measured (BN folded or absent, or not the best-ranked backbone).")
 
 
 class ProbeReport(_Model):

@@ -51,6 +51,7 @@ def probe_dataset(
     weights: str | None = "imagenet",
     cache: FeatureCache | bool = True,
     measure_orientation_with: str = "smallest",
+    adabn_check: str = "best",
     progress: ProgressCallback | None = None,
 ) -> ProbeReport:
     """Measure domain shift and transferability of each backbone on a sample of ``dataset``.
@@ -60,7 +61,15 @@ def probe_dataset(
     training split. Extracted features are cached on disk (``cache=False`` to disable).
     Orientation (are rotations and mirror images distinguishable?) is measured with the smallest
     probed backbone on a subset (``measure_orientation_with``: "smallest", a name, or "none").
+    Whether AdaBN improves the linear probe (:mod:`.adabn_check`: one more pass over the sample)
+    is measured for the backbone with the highest LogME (``adabn_check="best"``), for every
+    backbone with BatchNorm statistics (``"all"``), or not at all (``"none"``).
     """
+    if adabn_check not in ("best", "all", "none"):
+        from autotransfer.errors import InvalidParameterError
+
+        raise InvalidParameterError(f"adabn_check must be 'best', 'all' or 'none'. Got "
+                                    f"{adabn_check!r} instead.")
     from autotransfer.data.profile import profile_dataset
 
     started = time.perf_counter()
@@ -109,6 +118,32 @@ def probe_dataset(
         t0 = time.perf_counter()
         probes.append(_measure(spec, plan.input_size, arrays, labels, classes, plan.top_note,
                                seed, extract_s, cached, t0))
+
+    with_stats = [p for p in probes if p.bn_shift.applicable]
+    if adabn_check == "best" and with_stats:
+        with_stats = [max(with_stats, key=lambda p: p.transferability.logme)]
+    for probe in with_stats if adabn_check != "none" else []:
+        plan = plans[probe.backbone]
+        key = _key(plan, hashes, seed, extra="adabn")
+        arrays = store.load(key) if store else None
+        seconds = 0.0
+        if arrays is None:
+            images = images_at(plan.input_size)
+            say(probe.backbone, "re-estimating BatchNorm statistics (AdaBN) and extracting again")
+            t0 = time.perf_counter()
+            from autotransfer.probes.adabn_check import adapted_features
+
+            arrays = {"features": adapted_features(plan, images)}
+            seconds = time.perf_counter() - t0
+            if store:
+                store.save(key, arrays)
+        from autotransfer.probes.adabn_check import compare
+
+        t = probe.transferability
+        check = compare(arrays["features"], labels,
+                        imagenet_linear=t.linear_probe_accuracy, imagenet_knn=t.knn_accuracy,
+                        seed=seed, seconds=seconds)
+        probes[probes.index(probe)] = probe.model_copy(update={"adabn": check})
 
     orientation = None
     if measure_orientation_with != "none":

@@ -63,6 +63,9 @@ def render_advice(advice: Advice, console: Console, *, show_probes: bool = True)
         console.print(f"[bold red]Warning:[/bold red] {warning}")
     if show_probes:
         render_probe(advice.probes, console)
+    for p in advice.probes.probes:
+        if p.adabn is not None:
+            console.print(f"AdaBN check ({p.backbone}): {p.adabn.describe()}")
     o = advice.probes.orientation
     if o is not None:
         console.print(f"Orientation ({o.backbone}, {o.n_images} images): quarter turns predicted with "

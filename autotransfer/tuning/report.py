@@ -94,6 +94,9 @@ def markdown_report(result: Any, advised: Recipe, refined: Recipe, profile: Any)
         out.append(f"| {c.rank} | {c.backbone}{status} | {c.logme:.3f} | {c.linear_acc:.1%} | "
                    f"{c.knn_acc:.1%} | {_num(p.bn_shift.overall, '.2f')} | "
                    f"{p.bn_shift.peak_group or '–'} | {_num(entropy, '.2f')} | {c.params_m:.1f}M |")
+    for p in advice.probes.probes:
+        if p.adabn is not None:
+            out.append(f"\nAdaBN check ({p.backbone}): {p.adabn.describe()}.")
     o = advice.probes.orientation
     if o is not None:
         out.append(f"\nOrientation: quarter turns predicted with accuracy "

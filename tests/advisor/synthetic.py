@@ -22,6 +22,7 @@ def facts(**overrides: Any) -> dict[str, Any]:
         bn_shift=0.1, early_shift=0.1, deep_shift=0.1, entropy_known=True, entropy=0.3,
         orientation_known=True, rotation_acc=0.6, flip_acc=0.5, params_m=2.3, default_size=224,
         min_size=32, bn_folded=False, forward_ms=NAN, probe_size=224, budget_s=NAN,
+        adabn_known=False, adabn_linear_acc=NAN, adabn_gain=NAN,
     )
     unknown = set(overrides) - set(base)
     assert not unknown, unknown

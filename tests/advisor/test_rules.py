@@ -204,6 +204,20 @@ def test_da01_adabn_when_the_shift_is_large(shift, folded, adabn):
     assert run("DA01", bn_shift=shift, bn_folded=folded)[0]["adabn"] is adabn
 
 
+@pytest.mark.parametrize("shift, gain, rule, adabn", [
+    (0.6, 0.02, "DA02", True), (0.6, 0.0, "DA03", False), (0.6, -0.06, "DA03", False),
+    (0.4, 0.05, None, False)])
+def test_a_measured_adabn_gain_decides_over_the_shift(shift, gain, rule, adabn):
+    facts = dict(bn_shift=shift, bn_folded=False, adabn_known=True, linear_acc=0.9,
+                 adabn_linear_acc=0.9 + gain, adabn_gain=gain)
+    fired = {r: bool(run(r, **facts)[1]) for r in ("DA01", "DA02", "DA03")}
+    assert [r for r, f in fired.items() if f] == ([rule] if rule else [])
+    if rule:
+        decisions, firings = run(rule, **facts)
+        assert decisions["adabn"] is adabn
+        assert f"{0.9 + gain:.1%}" in firings[0].text
+
+
 @pytest.mark.parametrize("per_class, shift, folded, policy", [
     (1000, 0.6, False, "trainable"), (999, 0.6, False, "frozen"), (1000, 0.4, False, "frozen"),
     (1000, 0.6, True, "frozen")])
