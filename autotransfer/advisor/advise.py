@@ -160,9 +160,23 @@ class Advisor:
         probes = probe_dataset(profile, self.backbones, per_class=self.per_class,
                                total=self.max_total, seed=self.seed, cache=self.cache,
                                weights=self.weights, progress=progress)
-        self.advice_ = decide(profile, probes, preset=self.preset, max_params_m=self.max_params_m,
-                              allow=self.backbones, rules=self.rules, seed=self.seed,
-                              time_budget=budget)
+        def decided(probes: Any) -> Advice:
+            return decide(profile, probes, preset=self.preset, max_params_m=self.max_params_m,
+                          allow=self.backbones, rules=self.rules, seed=self.seed,
+                          time_budget=budget)
+
+        self.advice_ = decided(probes)
+        da = self.advice_.recipe.reasons.get("domain_adaptation.method")
+        if da is not None and da.rule == "DA01":
+            # AdaBN advised on the shift alone: measure whether it helps the chosen backbone's
+            # linear probe (one more pass over the sample), and decide again (DA02 / DA03)
+            from autotransfer.probes.probe import measure_adabn
+
+            probes = measure_adabn(probes, profile, self.advice_.recipe.backbone.name,
+                                   per_class=self.per_class, total=self.max_total,
+                                   weights=self.weights, cache=self.cache,
+                                   progress=progress)
+            self.advice_ = decided(probes)
         self.profile_, self.probes_ = self.advice_.profile, self.advice_.probes
         self.candidates_, self.facts_ = self.advice_.candidates, self.advice_.facts
         self.firings_, self.warnings_ = self.advice_.firings, self.advice_.warnings

@@ -78,7 +78,7 @@ class BackboneProbe(_Model):
     cached: bool = Field(description="Features came from the on-disk cache.")
     adabn: AdaBNCheck | None = Field(
         default=None, description="The linear probe after AdaBN on the sample; None when not "
-        "measured (BN folded or absent, or not the best-ranked backbone).")
+        "measured (BN folded or absent, or AdaBN not in question: see Advisor.fit).")
 
 
 class ProbeReport(_Model):

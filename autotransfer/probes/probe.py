@@ -51,7 +51,7 @@ def probe_dataset(
     weights: str | None = "imagenet",
     cache: FeatureCache | bool = True,
     measure_orientation_with: str = "smallest",
-    adabn_check: str = "best",
+    adabn_for: Sequence[str] = (),
     progress: ProgressCallback | None = None,
 ) -> ProbeReport:
     """Measure domain shift and transferability of each backbone on a sample of ``dataset``.
@@ -61,15 +61,10 @@ def probe_dataset(
     training split. Extracted features are cached on disk (``cache=False`` to disable).
     Orientation (are rotations and mirror images distinguishable?) is measured with the smallest
     probed backbone on a subset (``measure_orientation_with``: "smallest", a name, or "none").
-    Whether AdaBN improves the linear probe (:mod:`.adabn_check`: one more pass over the sample)
-    is measured for the backbone with the highest LogME (``adabn_check="best"``), for every
-    backbone with BatchNorm statistics (``"all"``), or not at all (``"none"``).
+    For the backbones named in ``adabn_for`` (and with BatchNorm statistics), whether AdaBN
+    improves the linear probe is measured too (:mod:`.adabn_check`: one more pass over the sample;
+    :func:`measure_adabn` does it later, for one backbone of a finished report).
     """
-    if adabn_check not in ("best", "all", "none"):
-        from autotransfer.errors import InvalidParameterError
-
-        raise InvalidParameterError(f"adabn_check must be 'best', 'all' or 'none'. Got "
-                                    f"{adabn_check!r} instead.")
     from autotransfer.data.profile import profile_dataset
 
     started = time.perf_counter()
@@ -119,31 +114,11 @@ def probe_dataset(
         probes.append(_measure(spec, plan.input_size, arrays, labels, classes, plan.top_note,
                                seed, extract_s, cached, t0))
 
-    with_stats = [p for p in probes if p.bn_shift.applicable]
-    if adabn_check == "best" and with_stats:
-        with_stats = [max(with_stats, key=lambda p: p.transferability.logme)]
-    for probe in with_stats if adabn_check != "none" else []:
-        plan = plans[probe.backbone]
-        key = _key(plan, hashes, seed, extra="adabn")
-        arrays = store.load(key) if store else None
-        seconds = 0.0
-        if arrays is None:
-            images = images_at(plan.input_size)
-            say(probe.backbone, "re-estimating BatchNorm statistics (AdaBN) and extracting again")
-            t0 = time.perf_counter()
-            from autotransfer.probes.adabn_check import adapted_features
-
-            arrays = {"features": adapted_features(plan, images)}
-            seconds = time.perf_counter() - t0
-            if store:
-                store.save(key, arrays)
-        from autotransfer.probes.adabn_check import compare
-
-        t = probe.transferability
-        check = compare(arrays["features"], labels,
-                        imagenet_linear=t.linear_probe_accuracy, imagenet_knn=t.knn_accuracy,
-                        seed=seed, seconds=seconds)
-        probes[probes.index(probe)] = probe.model_copy(update={"adabn": check})
+    for name in adabn_for:
+        i = next((i for i, p in enumerate(probes) if p.backbone == name), None)
+        if i is not None and probes[i].bn_shift.applicable:
+            probes[i] = _with_adabn(probes[i], plans[name], images_at, hashes, labels, seed,
+                                    store, say)
 
     orientation = None
     if measure_orientation_with != "none":
@@ -174,6 +149,64 @@ def probe_dataset(
         probes=probes,
         orientation=orientation,
     )
+
+
+def measure_adabn(report: ProbeReport, profile: DatasetProfile, backbone: str, *,
+                  per_class: int = DEFAULT_PER_CLASS, total: int = DEFAULT_TOTAL,
+                  weights: str | None = "imagenet", cache: FeatureCache | bool = True,
+                  progress: ProgressCallback | None = None) -> ProbeReport:
+    """``report`` with AdaBN's effect on ``backbone``'s linear probe measured (same sample: pass
+    the ``per_class`` and ``total`` of the probe); unchanged when the backbone has no BatchNorm
+    statistics or it is already measured."""
+    i = next(i for i, p in enumerate(report.probes) if p.backbone == backbone)
+    probe = report.probes[i]
+    if probe.adabn is not None or not probe.bn_shift.applicable:
+        return report
+    say = progress or (lambda backbone, what: None)
+    records = sample_records(profile, per_class=per_class, total=total, seed=report.seed)
+    classes = sorted({r.label for r in records})
+    labels = np.asarray([classes.index(r.label) for r in records])
+    if len(records) != probe.n_samples:
+        from autotransfer.errors import InvalidParameterError
+
+        raise InvalidParameterError(
+            f"The sample of per_class={per_class}, total={total} has {len(records)} images, but "
+            f"the probe of {backbone} measured {probe.n_samples}: pass the per_class and total "
+            "that the probe used.")
+
+    def images_at(size: int) -> np.ndarray:
+        from autotransfer.probes.extract import decode_sample
+
+        return decode_sample(records, profile.root, size)
+
+    plan = plan_extraction(get_backbone(backbone), probe.input_size, weights)
+    store = FeatureCache() if cache is True else (cache or None)
+    probes = list(report.probes)
+    probes[i] = _with_adabn(probe, plan, images_at, [r.sha for r in records], labels,
+                            report.seed, store, say)
+    return report.model_copy(update={"probes": probes})
+
+
+def _with_adabn(probe: BackboneProbe, plan: ExtractionPlan, images_at: Callable[[int], np.ndarray],
+                hashes: list[str], labels: np.ndarray, seed: int, store: FeatureCache | None,
+                say: ProgressCallback) -> BackboneProbe:
+    from autotransfer.probes.adabn_check import adapted_features, compare
+
+    key = _key(plan, hashes, seed, extra="adabn")
+    arrays = store.load(key) if store else None
+    seconds = 0.0
+    if arrays is None:
+        images = images_at(plan.input_size)
+        say(probe.backbone, "re-estimating BatchNorm statistics (AdaBN) and extracting again")
+        t0 = time.perf_counter()
+        arrays = {"features": adapted_features(plan, images)}
+        seconds = time.perf_counter() - t0
+        if store:
+            store.save(key, arrays)
+    t = probe.transferability
+    check = compare(arrays["features"], labels, imagenet_linear=t.linear_probe_accuracy,
+                    imagenet_knn=t.knn_accuracy, seed=seed, seconds=seconds)
+    return probe.model_copy(update={"adabn": check})
 
 
 def _key(plan: ExtractionPlan, hashes: list[str], seed: int, extra: str) -> str:

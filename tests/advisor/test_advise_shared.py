@@ -34,20 +34,22 @@ def test_far_domains_unfreeze_deeper_and_consider_domain_adaptation(advice):
     near = advice["hymenoptera"]
     assert finetune_from(near) >= 4  # near and small: mostly frozen
     assert near.recipe.domain_adaptation.method == "none"
+    assert all(p.adabn is None for p in near.probes.probes)  # small shift: no pass spent on it
     for far in (advice["eurosat_rgb_3k"], advice["chest_xray_224"]):
         assert finetune_from(far) < finetune_from(near)
-        # AdaBN is measured on the best-ranked backbone, and the measurement decides
-        best = far.probes.ranked()[0]
-        assert best.adabn is not None and best.adabn.n_samples == best.n_samples
-        if far.recipe.backbone.name == best.backbone:
-            helps = best.adabn.gain > 0
-            assert far.recipe.domain_adaptation.method == ("adabn" if helps else "none")
-            assert far.recipe.reasons["domain_adaptation.method"].rule == ("DA02" if helps
-                                                                           else "DA03")
+        # the shift alone would advise AdaBN (DA01): its effect on the chosen backbone is measured
+        # instead, and the measurement decides
+        chosen = far.probes.get(far.recipe.backbone.name)
+        assert chosen.adabn is not None and chosen.adabn.n_samples == chosen.n_samples
+        helps = chosen.adabn.gain > 0
+        assert far.recipe.domain_adaptation.method == ("adabn" if helps else "none")
+        assert far.recipe.reasons["domain_adaptation.method"].rule == ("DA02" if helps
+                                                                       else "DA03")
     # on EuroSAT the re-estimated statistics make MobileNetV2's features worse (0.91 → 0.85 for
     # an exact head on the 1600 training images): the finding behind DA03
-    eurosat = advice["eurosat_rgb_3k"].probes.get("mobilenet_v2").adabn
-    assert eurosat is not None and eurosat.gain < 0, eurosat
+    eurosat = advice["eurosat_rgb_3k"]
+    assert eurosat.recipe.backbone.name == "mobilenet_v2" and eurosat.probes.get(
+        "mobilenet_v2").adabn.gain < 0
 
 
 def test_chest_xray_gets_class_weights_and_no_colour_jitter(advice):

@@ -23,9 +23,27 @@ def test_features_that_separate_the_classes_after_adabn_give_a_positive_gain():
     assert f"{before:.1%}" in check.describe() and "100.0%" in check.describe()
 
 
-def test_an_unknown_adabn_check_mode_is_a_clear_error(tmp_path):
+def test_measure_adabn_leaves_a_backbone_without_bn_statistics_alone_and_checks_the_sample(
+        tmp_path):
+    pytest.importorskip("keras")
+    from autotransfer.data.profile import profile_dataset
     from autotransfer.errors import InvalidParameterError
-    from autotransfer.probes.probe import probe_dataset
+    from autotransfer.probes.probe import measure_adabn, probe_dataset
+    from tests.data.builders import make_class_folders
 
-    with pytest.raises(InvalidParameterError, match="'best', 'all' or 'none'. Got 'some'"):
-        probe_dataset(tmp_path, ["test_tiny"], adabn_check="some")
+    profile = profile_dataset(make_class_folders(tmp_path / "ds", {"a": 6, "b": 6}, size=32))
+    report = probe_dataset(profile, ["test_tiny"], weights=None, per_class=4, cache=False,
+                           measure_orientation_with="none")
+    assert not report.get("test_tiny").bn_shift.applicable  # random init: BN folded (0 / 1)
+    assert measure_adabn(report, profile, "test_tiny", per_class=4, weights=None,
+                         cache=False) is report
+    applicable = report.get("test_tiny").bn_shift.model_copy(update={"applicable": True})
+    faked = report.model_copy(update={"probes": [
+        report.get("test_tiny").model_copy(update={"bn_shift": applicable})]})
+    with pytest.raises(InvalidParameterError, match="has 12 images, but the probe of test_tiny "
+                                                    "measured 8"):
+        measure_adabn(faked, profile, "test_tiny", per_class=6, weights=None, cache=False)
+    measured = measure_adabn(faked, profile, "test_tiny", per_class=4, weights=None, cache=False)
+    check = measured.get("test_tiny").adabn
+    assert check is not None and check.n_samples == 8 and check.seconds > 0
+    assert check.linear_probe_accuracy == report.get("test_tiny").transferability.linear_probe_accuracy

@@ -85,6 +85,22 @@ def test_savedmodel_serves_the_same_predictions(run):
                                atol=1e-6)
 
 
+def test_tflite_export_runs_in_the_interpreter_with_the_same_predictions(run, tmp_path):
+    from autotransfer.train.export import export_tflite, inference_copy, load_model
+
+    model = load_model(run.model_path)
+    path = export_tflite(inference_copy(model), tmp_path / "model.tflite")
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    x = np.random.default_rng(1).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
+    interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    probs = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(probs, model.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
+    assert probs.shape == (1, 3) and not list(tmp_path.glob(".*"))  # no temporary file left
+
+
 def test_evaluate_reproduces_the_runs_validation_metrics(run, dataset):
     result = evaluate(run.out, dataset)
     assert result.split == "val"
