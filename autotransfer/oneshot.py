@@ -10,7 +10,12 @@ a submodule of that name would replace it as an attribute of the package once im
 measured, not guessed). The advised recipe is then sized so that one training of it takes
 ``remaining / (1 + factor + SEARCH_SHARE)`` (rules BUD01 and BUD02 shorten fine-tuning, or drop it,
 from the forward pass timed while probing): room for trial 0, the final training and some search.
-Tuning gets the rest, keeping free at its end room for the final
+When the budget *binds* a fine-tuning schedule — sized to that share, BUD01 shortens it or BUD02
+drops fine-tuning, while the whole budget would hold more of it — no search runs
+(:func:`search_skipped`): every trial would come out of the final model's training, and one or
+two trials beyond trial 0 cannot tell a better recipe from chance. The advised recipe is then
+sized to the whole budget and trained once, as the final model. Otherwise
+tuning gets the rest, keeping free at its end room for the final
 training: ``reserve = factor × (the longest completed trial's duration)``, updated after every
 trial, so that whichever trial wins can be trained again (trials run in memory and save no model; the final model is trained by the
 recipe executor, :func:`autotransfer.train.train`, with checkpoints, plots and exports):
@@ -70,7 +75,7 @@ class AutoResult(RunMetrics):
 
     out: Path
     advice: Any = field(repr=False)
-    tuning: Any = field(repr=False)
+    tuning: Any = field(repr=False)  # None when the search was skipped (see search_skipped)
     metrics: dict[str, Any] = field(repr=False)
     final: str
     budget: dict[str, Any]
@@ -86,15 +91,16 @@ class AutoResult(RunMetrics):
 
     def to_dict(self) -> dict[str, Any]:
         t = self.tuning
+        tuning = {"skipped": self.budget.get("search_skipped")} if t is None else {
+            "trials": len(t.trials), "baseline_val_accuracy": t.baseline_accuracy,
+            "best_val_accuracy": t.best_accuracy, "gain": t.gain, "best_trial": t.best_trial,
+            "changes": t.changes, "selection": t.selection, "stopped_because": t.stopped_because}
         return {"out": str(self.out), "model": str(self.model_path),
                 "report": str(self.report_path), "final": self.final,
                 "val_accuracy": self.val_accuracy, "test_accuracy": self.test_accuracy,
-                "backbone": t.refined.backbone.name if t.refined is not None else None,
-                "tuning": {"trials": len(t.trials), "baseline_val_accuracy": t.baseline_accuracy,
-                           "best_val_accuracy": t.best_accuracy, "gain": t.gain,
-                           "best_trial": t.best_trial, "changes": t.changes,
-                           "selection": t.selection, "stopped_because": t.stopped_because},
-                "budget": self.budget, "seconds": self.seconds}
+                "backbone": self.advice.recipe.backbone.name if t is None or t.refined is None
+                else t.refined.backbone.name,
+                "tuning": tuning, "budget": self.budget, "seconds": self.seconds}
 
 
 def _merge_train_val(splits: Any) -> Any:
@@ -248,10 +254,17 @@ def auto(
     n_train, n_val = len(splits.train), len(splits.val)
     factor = 1.2 * (n_train + n_val) / max(1, n_train) if mode == "train+val" else 1.2
     remaining = None if budget is None else max(1.0, budget - (time.time() - started))
+    skip_search = None
     if remaining is not None:  # size the recipe to its share of the budget (rules BUD01, BUD02)
-        advice = decide(advice.profile, advice.probes, preset=preset, max_params_m=max_params_m,
-                        allow=backbones, seed=seed,
-                        time_budget=remaining / (1.0 + factor + SEARCH_SHARE))
+        def sized(seconds: float) -> Any:
+            return decide(advice.profile, advice.probes, preset=preset, max_params_m=max_params_m,
+                          allow=backbones, seed=seed, time_budget=seconds)
+
+        whole = sized(max(1.0, remaining - WRAP_UP_S))
+        advice = sized(remaining / (1.0 + factor + SEARCH_SHARE))
+        skip_search = search_skipped(advice.recipe, whole.recipe, trials)
+        if skip_search:
+            advice = whole
     recipe = advice.recipe
     step(2, f"Advised {recipe.backbone.name} at {recipe.backbone.input_size} px, "
             f"{recipe.total_epochs} epochs at most")
@@ -261,21 +274,26 @@ def auto(
 
     # 3: tune, keeping room for the final training
     remaining = None if budget is None else max(1.0, budget - advise_seconds)
-    step(3, f"Tuning for {format_duration(remaining)}, keeping {factor:.2f} × the longest trial's time for "
-            "the final training")
-    tuning = tune(splits, recipe, partial / "tuning", trials=trials, time_budget=remaining,
-                  algorithm=algorithm, reserve_factor=factor, seed=None,
-                  progress=lambda text: say(f"[3/{len(STEPS)}] {text}"))
-    assert tuning.refined is not None  # tune raises when no trial completed
-    refined = tuning.refined
-    save_recipe(refined, partial / "recipe.tuned.yaml")
+    tuning = None
+    if skip_search:
+        step(3, f"No search: {skip_search}")
+        refined = recipe
+    else:
+        step(3, f"Tuning for {format_duration(remaining)}, keeping {factor:.2f} × the longest "
+                "trial's time for the final training")
+        tuning = tune(splits, recipe, partial / "tuning", trials=trials, time_budget=remaining,
+                      algorithm=algorithm, reserve_factor=factor, seed=None,
+                      progress=lambda text: say(f"[3/{len(STEPS)}] {text}"))
+        assert tuning.refined is not None  # tune raises when no trial completed
+        refined = tuning.refined
+        save_recipe(refined, partial / "recipe.tuned.yaml")
     tune_seconds = time.time() - started - advise_seconds
 
     # 4: final training, by the recipe executor
     from autotransfer.train.run import partial_dir, train
 
-    best_metrics = _read_json(partial / "tuning" / "search" / f"trial_{tuning.best_trial}" / "run"
-                              / "metrics.json")
+    best_metrics = None if tuning is None else _read_json(
+        partial / "tuning" / "search" / f"trial_{tuning.best_trial}" / "run" / "metrics.json")
     model_dir = partial / "model"
     if model_dir.exists():
         shutil.rmtree(model_dir)  # an interrupted final step starts over
@@ -285,20 +303,23 @@ def auto(
         recipe_final = final_recipe(refined, (best_metrics or {}).get("phases") or [],
                                     seconds_left=left, growth=(n_train + n_val) / max(1, n_train))
         lengthened = [r.text for r in recipe_final.reasons.values() if r.rule == "FINAL"]
-        step(4, "Final training on train + validation with the refined recipe "
-                f"({recipe_final.total_epochs} epochs, fixed by trial {tuning.best_trial}"
+        which = ("the advised recipe, for its own epochs" if tuning is None else
+                 f"the refined recipe, each phase for the epochs at which trial "
+                 f"{tuning.best_trial} was best")
+        step(4, f"Final training on train + validation with {which} "
+                f"({recipe_final.total_epochs} epochs"
                 + (", the last phase lengthened: it was still improving" if lengthened else "")
                 + ")")
         final_note = (
-            f"Trained on train + validation ({n_train + n_val} images) with the refined recipe, "
-            f"each phase for the epochs at which trial {tuning.best_trial} was best; the "
+            f"Trained on train + validation ({n_train + n_val} images) with {which}; the "
             "validation numbers of this model are on images it trained on: the test split is the "
             "held-out measure." + "".join(f" {text}" for text in lengthened))
         final_splits = _merge_train_val(splits)
     else:
         recipe_final = refined
-        step(4, "Final training with the refined recipe")
-        final_note = ("Trained with the refined recipe on the tuning splits (no test split: the "
+        step(4, "Final training with the " + ("advised" if tuning is None else "refined") + " recipe")
+        final_note = ("Trained with the " + ("advised" if tuning is None else "refined")
+                      + " recipe on the tuning splits (no test split: the "
                       "validation images stay out of training, and chose among the trials).")
         final_splits = splits
     run = train(final_splits, recipe_final, model_dir, export_savedmodel=export_savedmodel,
@@ -312,9 +333,11 @@ def auto(
     seconds = time.time() - started
     budget_info = {"total": budget, "advise_seconds": advise_seconds,
                    "tune_seconds": tune_seconds, "final_seconds": final_seconds,
-                   "reserve_factor": factor, "final": mode, "note": final_note}
+                   "reserve_factor": factor, "final": mode, "note": final_note,
+                   "search_skipped": skip_search}
     step(6, "Writing the report")
-    _plot_trials(tuning, partial / "tuning.png")
+    if tuning is not None:
+        _plot_trials(tuning, partial / "tuning.png")
     from autotransfer.tuning.report import markdown_report
 
     result = AutoResult(out, advice, tuning, metrics, mode, budget_info, seconds)
@@ -326,6 +349,29 @@ def auto(
     os.replace(partial, out)
     say(f"Done in {format_duration(time.time() - started)}: {out / 'report.md'}")
     return AutoResult(out, advice, tuning, metrics, mode, budget_info, time.time() - started)
+
+
+def search_skipped(split: Recipe, whole: Recipe, trials: int) -> str | None:
+    """Why ``auto`` should not search (``None``: it should).
+
+    ``split`` is the advised recipe sized to one share of the budget (room for trial 0, the final
+    training and some search), ``whole`` the same advice sized to the whole budget. When the
+    budget binds a fine-tuning schedule — BUD01 shortened it, or BUD02 dropped fine-tuning, to
+    fit a share — every trial of the search comes out of the final model's training, and a search
+    of one or two trials beyond trial 0 cannot tell a better recipe from chance. The whole budget
+    then goes to the advised recipe.
+    """
+    if trials <= 1:
+        return None  # the caller asked for trial 0 only: tune() runs it
+    fine_tunes = any(p.trainable_from < 5 for p in whole.phases)
+    if not fine_tunes or split.total_epochs >= whole.total_epochs:
+        return None
+    shorter = sum(p.epochs for p in split.phases if p.trainable_from < 5)
+    longer = sum(p.epochs for p in whole.phases if p.trainable_from < 5)
+    return (f"sized to a share of the budget, the advised recipe fine-tunes for {shorter} "
+            f"epoch(s) (BUD01/BUD02), against {longer} with the whole budget: a search would "
+            "take its trials out of the final model's training, and with so few trials it cannot "
+            "tell a better recipe from chance. The advised recipe gets the whole budget.")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

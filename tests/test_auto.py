@@ -144,3 +144,57 @@ def test_a_bad_budget_is_a_clean_error(tmp_path, capsys):
     code = main(["auto", str(tmp_path), "--time-budget", "soon"])
     assert code == EXIT_USER_ERROR
     assert "30m" in capsys.readouterr().err
+
+
+def _phases(*finetune_epochs: int) -> list[dict]:
+    return [{"name": "head", "epochs": 3, "trainable_from": 5, "learning_rate": 0.01},
+            *({"name": f"ft{i}", "epochs": e, "trainable_from": 2, "learning_rate": 0.001}
+              for i, e in enumerate(finetune_epochs))]
+
+
+@pytest.mark.parametrize("split, whole, trials, skipped", [
+    ((1, 1), (2, 4), 30, True),  # the budget binds: each trial would shorten the final training
+    ((), (2,), 30, True),  # BUD02 dropped fine-tuning from the share
+    ((2, 4), (2, 4), 30, False),  # the schedule fits a share: search
+    ((), (), 30, False),  # head only: trials take seconds
+    ((1, 1), (2, 4), 1, False),  # trial 0 only, as asked
+])
+def test_the_search_is_skipped_only_when_the_budget_binds_the_fine_tuning(split, whole, trials,
+                                                                          skipped):
+    from autotransfer.oneshot import search_skipped
+
+    reason = search_skipped(tiny_recipe(phases=_phases(*split)), tiny_recipe(phases=_phases(*whole)),
+                            trials)
+    assert bool(reason) is skipped
+    if skipped:
+        assert f"fine-tunes for {sum(split)} epoch(s)" in reason and f"against {sum(whole)}" in reason
+
+
+def test_without_a_search_the_advised_recipe_trains_on_train_and_val(tmp_path, monkeypatch):
+    # the decision is tested above; here, the path auto takes once it is made (the tiny data is
+    # advised a head-only recipe, which never skips the search: the decision is forced)
+    import autotransfer.oneshot as oneshot
+
+    seen = []
+
+    def skipped(split, whole, trials):
+        seen.append((split, whole))
+        return "sized to a share of the budget, the advised recipe fine-tunes for 1 epoch(s)"
+
+    monkeypatch.setattr(oneshot, "search_skipped", skipped)
+    dataset = tmp_path / "colours"
+    make_colour_dataset(dataset, COUNTS, split="train")
+    make_colour_dataset(dataset, {k: 4 for k in COUNTS}, split="test", seed=1)
+    result = auto(dataset, tmp_path / "run", time_budget="10m", preset="quick",
+                  backbones=["test_tiny"], weights=None)
+    (split, whole), = seen
+    assert result.tuning is None and result.advice.recipe == whole  # sized to the whole budget
+    assert result.advice.facts["budget_s"] > 500  # 10 min less probing and the wrap-up
+    assert not (result.out / "tuning").exists() and not (result.out / "recipe.tuned.yaml").exists()
+    summary = json.loads((result.out / "summary.json").read_text())
+    assert summary["tuning"] == {"skipped": result.budget["search_skipped"]}
+    assert summary["final"] == "train+val" and summary["test_accuracy"] is not None
+    assert result.metrics["n_train"] == 24  # train + validation
+    text = (result.out / "report.md").read_text()
+    assert "No search ran: sized to a share of the budget" in text and "tuning: none" in text
+    assert "with the advised recipe, for its own epochs" in text

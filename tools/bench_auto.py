@@ -213,8 +213,10 @@ def run_auto(name: str, args: argparse.Namespace, work: Path, root: Path, backbo
                   progress=lambda s: print("    " + s, flush=True) if args.verbose else None)
     t = result.tuning
     record("auto", started, result.metrics, result.seconds > budget * 1.02,
-           trials=len(t.trials), completed=sum(x.status == "COMPLETED" for x in t.trials),
-           gain_val=t.gain, changes=t.changes, selection=t.selection, final=result.final,
+           trials=0 if t is None else len(t.trials),
+           completed=0 if t is None else sum(x.status == "COMPLETED" for x in t.trials),
+           gain_val=None if t is None else t.gain, changes=[] if t is None else t.changes,
+           selection=None if t is None else t.selection, final=result.final,
            budget_split=result.budget)
     report = work / "runs" / name / "auto" / "report.md"
     if args.keep_reports:
@@ -285,8 +287,11 @@ def markdown(results: list[dict[str, Any]]) -> str:
                          + ("; " + notes if notes else ""))
             if method == "auto":
                 b = m["budget_split"]
-                notes = (f"{m['trials']} trial(s) ({m['completed']} completed), validation gain "
-                         f"{m['gain_val']:+.4f} over trial 0 (the advised recipe); time: advise "
+                searched = ("no search (the budget binds the fine-tuning schedule: the advised "
+                            "recipe got the whole budget)" if b.get("search_skipped") else
+                            f"{m['trials']} trial(s) ({m['completed']} completed), validation gain "
+                            f"{m['gain_val']:+.4f} over trial 0 (the advised recipe)")
+                notes = (f"{searched}; time: advise "
                          f"{b['advise_seconds']:.0f} s, tune {b['tune_seconds']:.0f} s, final "
                          f"training ({m['final']}) {b['final_seconds']:.0f} s"
                          + ("; " + notes if notes else ""))

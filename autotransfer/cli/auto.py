@@ -69,9 +69,13 @@ def command(dataset: Path, out: Path | None, time_budget: str, trials: int, pres
         return
     console_out = stdout_console()
     t = result.tuning
-    console_out.print(f"[bold]{result.out}[/bold]: {t.refined.backbone.name}, "
-                      f"{len(t.trials)} tuning trial(s), gain over the advised recipe "
-                      f"{t.gain:+.4f}" if t.gain is not None else f"[bold]{result.out}[/bold]")
+    if t is None:
+        console_out.print(f"[bold]{result.out}[/bold]: the advised recipe, no search "
+                          f"({result.budget['search_skipped']})")
+    else:
+        console_out.print(f"[bold]{result.out}[/bold]: {t.refined.backbone.name}, "
+                          f"{len(t.trials)} tuning trial(s), gain over the advised recipe "
+                          f"{t.gain:+.4f}" if t.gain is not None else f"[bold]{result.out}[/bold]")
     numbers = f"validation accuracy {result.val_accuracy:.4f}"
     if result.test_accuracy is not None:
         numbers += f", test accuracy {result.test_accuracy:.4f}"

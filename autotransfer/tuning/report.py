@@ -116,9 +116,12 @@ def markdown_report(result: Any, advised: Recipe, refined: Recipe, profile: Any)
 
     # tuning
     out += ["", "## 4. What tuning changed", ""]
-    body = tuning_markdown(tuning).split("\n", 2)[2]  # without its title
-    out += [body.replace("\n## ", "\n### "), "![tuning trials](tuning.png)", ""]
-    if tuning.changes:
+    if tuning is None:
+        out += [f"No search ran: {budget['search_skipped']}", ""]
+    else:
+        body = tuning_markdown(tuning).split("\n", 2)[2]  # without its title
+        out += [body.replace("\n## ", "\n### "), "![tuning trials](tuning.png)", ""]
+    if tuning is not None and tuning.changes:
         out += ["The refined recipe (`recipe.tuned.yaml`, every changed field with a TUNE reason):",
                 "", *recipe_table(refined)]
 
@@ -142,6 +145,7 @@ def markdown_report(result: Any, advised: Recipe, refined: Recipe, profile: Any)
     # time
     out += ["## 6. Time", "",
             f"- profiling, probing and advising: {format_duration(budget['advise_seconds'])}",
+            "- tuning: none (see section 4)" if tuning is None else
             f"- tuning: {format_duration(budget['tune_seconds'])} ({len(tuning.trials)} trials; "
             f"{tuning.stopped_because}); {budget['reserve_factor']:.2f} × the longest trial's time was kept "
             "for the final step",
