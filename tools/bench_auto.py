@@ -265,7 +265,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
                          f"{r['dataset']} --budget {a.get('budget')} --preset {a.get('preset')} "
                          f"--backbones {a.get('backbones')}` — {env.get('cpus')} CPU cores, no "
                          f"GPU, load average {env.get('load')} at the start "
-                         f"({env.get('started')})")
+                         f"({env.get('started')}" + (f", commit {env['commit']}"
+                                                      if env.get("commit") else "") + ")")
         lines += ["",
                   f"{r['n_train']} training, {r['n_val']} validation, {r['n_test']} test images; "
                   f"{r['backbone']} at {r['input_size']} px (the advised backbone, for every "
@@ -315,6 +316,20 @@ def markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _commit() -> str | None:
+    """The checkout's commit (with ``+`` when the tree has changes), or None outside git."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+" if dirty else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+", default=["hymenoptera", "eurosat_rgb_3k"])
@@ -341,7 +356,8 @@ def main() -> None:
     use_shared_weights()
     env = {"cpus": os.cpu_count(), "platform": platform.platform(),
            "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-           "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+           "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "commit": _commit()}
     work = Path(tempfile.mkdtemp(prefix="bench-auto-"))
     results = []
     try:
