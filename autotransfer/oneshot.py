@@ -317,9 +317,9 @@ def auto(
         final_splits = _merge_train_val(splits)
     else:
         recipe_final = refined
-        step(4, "Final training with the " + ("advised" if tuning is None else "refined") + " recipe")
-        final_note = ("Trained with the " + ("advised" if tuning is None else "refined")
-                      + " recipe on the tuning splits (no test split: the "
+        kind = "advised" if tuning is None else "refined"
+        step(4, f"Final training with the {kind} recipe")
+        final_note = (f"Trained with the {kind} recipe on the tuning splits (no test split: the "
                       "validation images stay out of training, and chose among the trials).")
         final_splits = splits
     run = train(final_splits, recipe_final, model_dir, export_savedmodel=export_savedmodel,

@@ -7,6 +7,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -71,11 +72,8 @@ def probe_dataset(
     say = progress or (lambda backbone, what: None)
     profile = dataset if isinstance(dataset, DatasetProfile) else profile_dataset(dataset)
     specs = [get_backbone(name) for name in (backbones or default_candidates())]
-    records = sample_records(profile, per_class=per_class, total=total, seed=seed)
-    classes = sorted({r.label for r in records})
-    labels = np.asarray([classes.index(r.label) for r in records])
-    store = FeatureCache() if cache is True else (cache or None)
-    hashes = [r.sha for r in records]
+    records, classes, labels, hashes = _sample(profile, per_class, total, seed)
+    store = _store(cache)
 
     decoded: dict[int, np.ndarray] = {}
     decode_time = [0.0]
@@ -163,9 +161,7 @@ def measure_adabn(report: ProbeReport, profile: DatasetProfile, backbone: str, *
     if probe.adabn is not None or not probe.bn_shift.applicable:
         return report
     say = progress or (lambda backbone, what: None)
-    records = sample_records(profile, per_class=per_class, total=total, seed=report.seed)
-    classes = sorted({r.label for r in records})
-    labels = np.asarray([classes.index(r.label) for r in records])
+    records, _, labels, hashes = _sample(profile, per_class, total, report.seed)
     if len(records) != probe.n_samples:
         from autotransfer.errors import InvalidParameterError
 
@@ -180,11 +176,24 @@ def measure_adabn(report: ProbeReport, profile: DatasetProfile, backbone: str, *
         return decode_sample(records, profile.root, size)
 
     plan = plan_extraction(get_backbone(backbone), probe.input_size, weights)
-    store = FeatureCache() if cache is True else (cache or None)
     probes = list(report.probes)
-    probes[i] = _with_adabn(probe, plan, images_at, [r.sha for r in records], labels,
-                            report.seed, store, say)
+    probes[i] = _with_adabn(probe, plan, images_at, hashes, labels, report.seed, _store(cache),
+                            say)
     return report.model_copy(update={"probes": probes})
+
+
+def _sample(profile: DatasetProfile, per_class: int, total: int,
+            seed: int) -> tuple[list[Any], list[str], np.ndarray, list[str]]:
+    """The probe's stratified sample: its records, class names, integer labels and content
+    hashes."""
+    records = sample_records(profile, per_class=per_class, total=total, seed=seed)
+    classes = sorted({r.label for r in records})
+    labels = np.asarray([classes.index(r.label) for r in records])
+    return records, classes, labels, [r.sha for r in records]
+
+
+def _store(cache: FeatureCache | bool) -> FeatureCache | None:
+    return FeatureCache() if cache is True else (cache or None)
 
 
 def _with_adabn(probe: BackboneProbe, plan: ExtractionPlan, images_at: Callable[[int], np.ndarray],
