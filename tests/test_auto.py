@@ -9,7 +9,7 @@ import pytest
 import autotransfer
 from autotransfer.cli import EXIT_USER_ERROR, main
 from autotransfer.errors import RunDirectoryError
-from autotransfer.oneshot import auto, final_recipe
+from autotransfer.oneshot import auto, final_recipe, reuse_head_c
 from autotransfer.recipe.io import load_recipe
 from tests.train.helpers import make_colour_dataset, tiny_recipe
 
@@ -198,3 +198,43 @@ def test_without_a_search_the_advised_recipe_trains_on_train_and_val(tmp_path, m
     text = (result.out / "report.md").read_text()
     assert "No search ran: sized to a share of the budget" in text and "tuning: none" in text
     assert "with the advised recipe, for its own epochs" in text
+
+
+def _solver_phases(c: float, chosen_by: str = "cross-validation") -> list[dict]:
+    return [{"name": "head", "solver": {"solver": "lbfgs", "c": c, "chosen_by": chosen_by,
+                                        "folds": 5, "cv_accuracy": 0.9}}]
+
+
+def test_the_final_head_keeps_the_l2_strength_the_trial_cross_validated():
+    exact = tiny_recipe(head={"dropout": 0.0, "solver": "lbfgs"}, phases=_phases()[:1])
+    final = reuse_head_c(exact, _solver_phases(0.316), "03")
+    assert final.head.lbfgs_c == pytest.approx(0.316)
+    reason = final.reasons["head.lbfgs_c"]
+    assert reason.rule == "FINAL" and reason.evidence["trial"] == "03"
+    assert "C=0.316" in reason.text and "5-fold" in reason.text
+    # nothing to keep: a gradient head, a C the recipe fixes, a C the trial did not choose
+    assert reuse_head_c(tiny_recipe(), _solver_phases(0.316), "03") == tiny_recipe()
+    fixed = tiny_recipe(head={"dropout": 0.0, "solver": "lbfgs", "lbfgs_c": 2.0},
+                        phases=_phases()[:1])
+    assert reuse_head_c(fixed, _solver_phases(0.316), "03") == fixed
+    assert reuse_head_c(exact, _solver_phases(1.0, "given"), "03") == exact
+    assert reuse_head_c(exact, [], "03") == exact
+
+
+def test_a_final_training_on_the_tuning_splits_does_not_cross_validate_again(tmp_path):
+    dataset = tmp_path / "colours"
+    make_colour_dataset(dataset, COUNTS)  # no test split: the final model trains on train
+    result = auto(dataset, tmp_path / "run", time_budget="10m", trials=1, preset="quick",
+                  backbones=["test_tiny"], weights=None)
+    assert result.final == "train" and result.advice.recipe.head.solver == "lbfgs"
+    trial = json.loads((result.out / "tuning" / "search" / f"trial_{result.tuning.best_trial}"
+                        / "run" / "metrics.json").read_text())
+    trial_fit = next(p["solver"] for p in trial["phases"] if "solver" in p)
+    assert trial_fit["chosen_by"] == "cross-validation"
+    final = load_recipe(result.out / "model" / "recipe.yaml")
+    assert final.head.lbfgs_c == pytest.approx(trial_fit["c"])
+    final_fit = next(p["solver"] for p in result.metrics["phases"] if "solver" in p)
+    assert final_fit["chosen_by"] == "given" and final_fit["c"] == pytest.approx(trial_fit["c"])
+    assert result.val_accuracy == pytest.approx(result.tuning.best_accuracy)  # the same model
+    assert "instead of cross-validating the same images again" in (
+        result.out / "report.md").read_text()

@@ -43,6 +43,22 @@ def test_cross_validation_regularises_noise_and_not_signal():
     assert clean.cv_accuracy == next(r["accuracy"] for r in clean.cv if r["c"] == clean.c)
 
 
+def test_the_fast_cross_validation_chooses_what_exact_fits_would(monkeypatch):
+    # the folds' fits run in float32: they rank the C values as float64 fits do; the fit
+    # returned is float64 either way
+    import autotransfer.train.linear_head as linear_head
+
+    x, y = blobs(60, 5, dim=64, spread=4.0, seed=3)
+    views = [x, np.abs(x + np.random.default_rng(4).normal(0, 1.0, x.shape))]
+    fast = fit_linear_head(views, y, 5)
+    monkeypatch.setattr(linear_head, "CV_DTYPE", np.float64)
+    exact = fit_linear_head(views, y, 5)
+    assert fast.c == exact.c and 0.001 < fast.c < 100.0  # a C inside the grid, not at its edge
+    for a, b in zip(fast.cv, exact.cv, strict=True):
+        assert a["accuracy"] == pytest.approx(b["accuracy"], abs=0.02)
+    np.testing.assert_allclose(fast.kernel, exact.kernel)
+
+
 def test_views_of_one_image_stay_in_one_fold():
     # identical views of memorisable noise: if a view of a held-out image were fitted, the
     # cross-validated accuracy would be perfect instead of chance
