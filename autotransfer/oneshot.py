@@ -215,6 +215,7 @@ def auto(
     weights: str | None = "imagenet",
     algorithm: str = "bayesian",
     final: str = "auto",
+    full_search: bool = False,
     export_savedmodel: bool = False,
     export_tflite: bool = False,
     overwrite: bool = False,
@@ -234,6 +235,9 @@ def auto(
         weights: ``"imagenet"``, or ``None`` for randomly initialised backbones (tests).
         algorithm: KerasTuner's search: ``"bayesian"``, ``"hyperband"`` or ``"random"``.
         final: ``"auto"``, ``"train+val"`` or ``"train"`` (see the module's docstring).
+        full_search: search to the budget even when trial 0 leaves no significant gain possible
+            (by default the search stops after trial 0 then: see
+            :func:`autotransfer.tuning.selection.futile`).
         export_savedmodel, export_tflite: also export a SavedModel / a TFLite model.
         overwrite: replace an existing ``out`` (and any interrupted ``out.partial``).
         seed: seed of the sample, the splits and the recipe.
@@ -313,6 +317,7 @@ def auto(
                 "trial's time for the final training")
         tuning = tune(splits, recipe, partial / "tuning", trials=trials, time_budget=remaining,
                       algorithm=algorithm, reserve_factor=factor, seed=None,
+                      stop_when_futile=not full_search,
                       progress=lambda text: say(f"[3/{len(STEPS)}] {text}"))
         assert tuning.refined is not None  # tune raises when no trial completed
         refined = tuning.refined
@@ -354,7 +359,9 @@ def auto(
         step(4, f"Final training with the {kind} recipe")
         kept_c = recipe_final.reasons.get("head.lbfgs_c")
         final_note = (f"Trained with the {kind} recipe on the tuning splits (no test split: the "
-                      "validation images stay out of training, and chose among the trials)."
+                      "validation images stay out of training, and "
+                      + ("decided early stopping)." if tuning is None else
+                         "chose among the trials).")
                       + (f" {kept_c.text}" if kept_c is not None and kept_c.rule == "FINAL"
                          else ""))
         final_splits = splits

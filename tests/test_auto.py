@@ -23,9 +23,11 @@ def run(tmp_path_factory):
     make_colour_dataset(dataset, COUNTS, split="train")
     make_colour_dataset(dataset, {k: 4 for k in COUNTS}, split="test", seed=1)
     said: list[str] = []
+    # full_search: 6 validation images cannot show a significant gain, so auto would stop after
+    # trial 0 (tested below); this run exercises the search
     result = autotransfer.auto(dataset, root / "runs" / "colours", time_budget="10m", trials=2,
                                preset="quick", backbones=["test_tiny"], weights=None,
-                               progress=said.append)
+                               full_search=True, progress=said.append)
     return result, said
 
 
@@ -238,3 +240,21 @@ def test_a_final_training_on_the_tuning_splits_does_not_cross_validate_again(tmp
     assert result.val_accuracy == pytest.approx(result.tuning.best_accuracy)  # the same model
     assert "instead of cross-validating the same images again" in (
         result.out / "report.md").read_text()
+
+
+def test_auto_stops_a_search_that_cannot_beat_the_advised_recipe(tmp_path):
+    dataset = tmp_path / "colours"
+    make_colour_dataset(dataset, COUNTS, split="train")
+    make_colour_dataset(dataset, {k: 4 for k in COUNTS}, split="test", seed=1)
+    result = auto(dataset, tmp_path / "run", time_budget="10m", trials=5, preset="quick",
+                  backbones=["test_tiny"], weights=None)
+    # 6 validation images: trial 0 misses at most 6, and p = 0.5 ** misses > 0.05 needs <= 4
+    correct = json.loads((result.out / "tuning" / "search" / f"trial_{result.tuning.baseline_trial}"
+                          / "trial_result.json").read_text())["val_correct"]
+    misses = len(correct) - sum(correct)
+    if misses <= 4:
+        assert len(result.tuning.trials) == 1
+        assert result.tuning.stopped_because.startswith("stopped after trial 0")
+        assert "no trial could replace the recipe" in (result.out / "report.md").read_text()
+    else:
+        assert len(result.tuning.trials) > 1

@@ -216,7 +216,8 @@ def run_auto(name: str, args: argparse.Namespace, work: Path, root: Path, backbo
            trials=0 if t is None else len(t.trials),
            completed=0 if t is None else sum(x.status == "COMPLETED" for x in t.trials),
            gain_val=None if t is None else t.gain, changes=[] if t is None else t.changes,
-           selection=None if t is None else t.selection, final=result.final,
+           selection=None if t is None else t.selection,
+           stopped=None if t is None else t.stopped_because, final=result.final,
            budget_split=result.budget)
     report = work / "runs" / name / "auto" / "report.md"
     if args.keep_reports:
@@ -291,7 +292,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 searched = ("no search (the budget binds the fine-tuning schedule: the advised "
                             "recipe got the whole budget)" if b.get("search_skipped") else
                             f"{m['trials']} trial(s) ({m['completed']} completed), validation gain "
-                            f"{m['gain_val']:+.4f} over trial 0 (the advised recipe)")
+                            f"{m['gain_val']:+.4f} over trial 0 (the advised recipe)"
+                            + (f", {m['stopped']}" if str(m.get("stopped") or "").startswith(
+                                "stopped after trial 0") else ""))
                 notes = (f"{searched}; time: advise "
                          f"{b['advise_seconds']:.0f} s, tune {b['tune_seconds']:.0f} s, final "
                          f"training ({m['final']}) {b['final_seconds']:.0f} s"

@@ -32,6 +32,9 @@ from autotransfer.cli._common import echo_json, json_option, stderr_console, std
 @click.option("--final", type=click.Choice(["auto", "train+val", "train"]), default="auto",
               show_default=True, help="Final training data: train + validation (auto: when there "
               "is a test split to measure on) or the training split alone.")
+@click.option("--full-search", is_flag=True, help="Run the search to its budget even when trial "
+              "0 gets so few validation images wrong that no trial could beat it beyond chance "
+              "(by default the search then stops after trial 0).")
 @click.option("--savedmodel", is_flag=True, help="Also export a TensorFlow SavedModel.")
 @click.option("--tflite", is_flag=True, help="Also export a TFLite model.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
@@ -40,7 +43,8 @@ from autotransfer.cli._common import echo_json, json_option, stderr_console, std
 @json_option
 def command(dataset: Path, out: Path | None, time_budget: str, trials: int, preset: str,
             backbones: str | None, max_params: float | None, algorithm: str, final: str,
-            savedmodel: bool, tflite: bool, overwrite: bool, seed: int, as_json: bool) -> None:
+            full_search: bool, savedmodel: bool, tflite: bool, overwrite: bool, seed: int,
+            as_json: bool) -> None:
     """Turn DATASET into a tuned, evaluated, exported model and a report, in one command.
 
     Profiles the images, probes the candidate backbones, advises a recipe (every decision with
@@ -61,7 +65,7 @@ def command(dataset: Path, out: Path | None, time_budget: str, trials: int, pres
 
         result = auto(dataset, out, time_budget=time_budget, trials=trials, preset=preset,
                       backbones=names, max_params_m=max_params, algorithm=algorithm, final=final,
-                      export_savedmodel=savedmodel, export_tflite=tflite, overwrite=overwrite,
+                      full_search=full_search, export_savedmodel=savedmodel, export_tflite=tflite, overwrite=overwrite,
                       seed=seed, progress=progress)
     click.echo(f"Wrote {result.out} (report: {result.report_path})", err=True)
     if as_json:

@@ -14,6 +14,9 @@ Both oracles also
   a multiple of the longest trial's cold duration, the work it reused from earlier trials
   included) plus the median trial's duration (a trial that
   would likely eat into the reserve is not started); trial 0 always runs;
+* stop creating trials once ``stop_reason`` is set (the tuner sets it when trial 0 leaves no
+  significant gain possible, :func:`~autotransfer.tuning.selection.futile`); it is saved with
+  the oracle, so a resumed search stays stopped;
 * remember which tuner (``KERASTUNER_TUNER_ID``) ran each trial, so the chief of a distributed
   search can say who ran what.
 """
@@ -34,6 +37,7 @@ class AdvisedFirstMixin:
 
     deadline: float | None = None
     reserve: float = 0.0
+    stop_reason: str = ""
 
     def _default_values(self) -> dict[str, Any]:
         hps = hp_module.HyperParameters()
@@ -83,7 +87,7 @@ class AdvisedFirstMixin:
         return left <= self.reserve + expected
 
     def populate_space(self, trial_id: str) -> dict[str, Any]:
-        if self.out_of_time():  # running trials finish; no new one starts
+        if self.stop_reason or self.out_of_time():  # running trials finish; no new one starts
             return {"status": trial_module.TrialStatus.STOPPED, "values": None}
         return super().populate_space(trial_id)  # type: ignore[misc]
 
@@ -104,11 +108,13 @@ class AdvisedFirstMixin:
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()  # type: ignore[misc]
         state["tuner_of"] = dict(self.tuner_of)
+        state["stop_reason"] = self.stop_reason
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)  # type: ignore[misc]
         self.tuner_of.update(state.get("tuner_of", {}))
+        self.stop_reason = state.get("stop_reason", "")
 
 
 class AdvisedBayesianOracle(AdvisedFirstMixin, keras_tuner.oracles.BayesianOptimizationOracle):

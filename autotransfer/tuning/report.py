@@ -58,7 +58,8 @@ def markdown_report(result: Any, advised: Recipe, refined: Recipe, profile: Any)
                 f"{test['n_images']} held-out images)" if test else
                 f"**Validation accuracy {metrics['val']['accuracy']:.4f}** "
                 f"({metrics['val']['n_images']} images; no test split, and the validation split "
-                "also chose among the tuning trials)")
+                + ("also chose among the tuning trials)" if tuning is not None else
+                   "also decided early stopping)"))
     out += [f"{headline}, with {refined.backbone.name} at {refined.backbone.input_size} px, in "
             f"{format_duration(result.seconds)} (budget {format_duration(budget['total'])}). "
             f"Model: `model/model.keras` (classes in `model/labels.txt`).", ""]

@@ -7,6 +7,11 @@ validation images, it is right on significantly more of those where the two disa
 exact McNemar test (a binomial test on the discordant images, McNemar 1947; Dietterich 1998 for
 comparing classifiers) at ``ALPHA``. Without per-image results (a trial from an older version, or
 another machine's folder) the best trial is kept, as the record says.
+
+The same test says when a search cannot pay (:func:`futile`): a trial can gain at most the
+validation images that trial 0 gets wrong, so when trial 0 misses so few that even gaining all
+of them and losing none would not be significant, no trial can replace the recipe, and ``auto``
+stops the search after trial 0.
 """
 
 from __future__ import annotations
@@ -62,3 +67,24 @@ def decide(base_correct: Sequence[int] | None, best_correct: Sequence[int] | Non
            + ("a significant gain" if replace else
               "within chance, so the advised recipe is kept"))
     return {"replace": replace, "test": test, "alpha": alpha, "why": why}
+
+
+def futile(base_correct: Sequence[int] | None, *, alpha: float = ALPHA) -> dict[str, Any] | None:
+    """Why no trial can replace trial 0, from its per-image validation results (``None``: one can).
+
+    The most favourable outcome for a challenger is to be right on every image that trial 0 gets
+    wrong and wrong on none that it gets right; with ``m`` such images its exact one-sided
+    McNemar p-value is ``0.5 ** m``. When that exceeds ``alpha`` (``m`` ≤ 4 at 0.05), every
+    trial's gain is within chance by construction.
+    """
+    if not base_correct:
+        return None
+    best_case = mcnemar(base_correct, [1] * len(base_correct))
+    if best_case["p"] <= alpha:
+        return None
+    misses, n = best_case["gained"], best_case["n_images"]
+    return {"misses": misses, "n_images": n, "p_best": best_case["p"], "alpha": alpha,
+            "why": (f"trial 0 (the recipe as given) gets {misses} of the {n} validation images "
+                    f"wrong: a trial right on all of them and wrong on none that trial 0 gets "
+                    f"right would still have exact McNemar p = {best_case['p']:.3g} > {alpha:g}, "
+                    "so no trial could replace the recipe")}

@@ -36,7 +36,7 @@ from autotransfer.errors import AutoTransferError, InvalidParameterError, Tuning
 from autotransfer.recipe.io import load_recipe, save_recipe
 from autotransfer.recipe.schema import Reason, Recipe
 from autotransfer.tuning.selection import decide as decide_selection
-from autotransfer.tuning.selection import val_correct
+from autotransfer.tuning.selection import futile, val_correct
 from autotransfer.tuning.space import SearchSpace, apply, search_space
 
 Progress = Callable[[str], None]
@@ -143,10 +143,11 @@ def _tuner_class() -> type:
         fatal = FatalTrial
 
         def __init__(self, *args: Any, hard_deadline: float | None = None,
-                     reserve_factor: float = 0.0, progress: Progress | None = None,
-                     **kwargs: Any) -> None:
+                     reserve_factor: float = 0.0, stop_when_futile: bool = False,
+                     progress: Progress | None = None, **kwargs: Any) -> None:
             self.hard_deadline = hard_deadline
             self.reserve_factor = reserve_factor
+            self.stop_when_futile = stop_when_futile
             self.progress = progress
             self.ran: list[str] = []
             super().__init__(*args, **kwargs)
@@ -192,6 +193,14 @@ def _tuner_class() -> type:
                 oracle.keep_for_final(self.reserve_factor)
             status = getattr(trial, "status", "")
             self._say(f"Trial {trial.trial_id} {str(status).lower()}")
+            if (self.stop_when_futile and hasattr(oracle, "stop_reason")
+                    and str(status) == "COMPLETED"
+                    and not self.hypermodel.space.changed(trial.hyperparameters.values)):
+                verdict = futile(val_correct(Path(self.get_trial_dir(trial.trial_id))))
+                if verdict is not None:
+                    oracle.stop_reason = "stopped after trial 0: " + verdict["why"]
+                    oracle.save()
+                    self._say(f"No further trials: {verdict['why']}")
 
         def save_model(self, trial_id: Any, model: Any, step: int = 0) -> None:
             """Nothing to do: trials run with the trainer save their model in their run folder,
@@ -454,6 +463,7 @@ def tune(
     include: Iterable[str] | None = None,
     exclude: Iterable[str] = (),
     reserve_factor: float = 0.0,
+    stop_when_futile: bool = False,
     shared_cache: bool = True,
     seed: int | None = None,
     advisor_kwargs: dict[str, Any] | None = None,
@@ -478,6 +488,9 @@ def tune(
         include, exclude: which dimensions of :mod:`.space` to search.
         reserve_factor: keep this many times the longest completed trial's duration free at the
             end of the budget (``auto`` keeps room for the final training, whichever trial wins).
+        stop_when_futile: start no trial after trial 0 when trial 0 gets so few validation images
+            wrong that no trial could beat it beyond chance (:func:`.selection.futile`; ``auto``
+            does this). Local searches only: a distributed one runs its trials.
         shared_cache: run trials in memory, sharing the frozen layers' activations across
             trials (:mod:`.trials`; head-only trials take seconds); ``False`` runs every trial
             through :func:`autotransfer.train.train` (checkpoints: an interrupted trial
@@ -554,7 +567,7 @@ def tune(
     with contextlib.redirect_stdout(sys.stderr):
         tuner = Tuner(oracle, hypermodel, directory=str(out), project_name=PROJECT,
                       overwrite=False, hard_deadline=hard, reserve_factor=reserve_factor,
-                      progress=say)
+                      stop_when_futile=stop_when_futile and my_role == "local", progress=say)
         if my_role != "worker":  # resumed: the trials' durations are known already
             oracle.keep_for_final(reserve_factor)
         say(f"Searching: {len(space)} hyperparameter(s), up to {trials} trial(s), budget "
@@ -575,7 +588,8 @@ def tune(
             algorithm=algorithm)
     if not stopped:
         n = len(oracle.trials)
-        stopped = (f"reached {trials} trial(s)" if n >= trials else
+        stopped = (oracle.stop_reason if oracle.stop_reason else
+                   f"reached {trials} trial(s)" if n >= trials else
                    "the time budget was spent" if deadline is not None and oracle.out_of_time()
                    else "the search space is exhausted")
     records = trial_records(oracle, space)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from autotransfer.tuning.selection import decide, mcnemar
+from autotransfer.tuning.selection import decide, futile, mcnemar
 from tests.tuning.test_tuner import head_recipe
 
 
@@ -84,3 +84,21 @@ def test_summarise_takes_a_significantly_better_trial_and_says_why(tmp_path):
     reason = result.refined.reasons["head.dropout"]
     assert "McNemar p = 0.00391" in reason.text and reason.evidence["mcnemar_p"] < 0.05
     assert reason.thresholds["alpha"] == 0.05
+
+
+@pytest.mark.parametrize("misses, is_futile", [(0, True), (3, True), (4, True), (5, False),
+                                               (20, False)])
+def test_a_search_is_futile_when_even_a_perfect_challenger_would_be_chance(misses, is_futile):
+    base = [0] * misses + [1] * (49 - misses)
+    verdict = futile(base)
+    assert (verdict is not None) is is_futile
+    # the best a challenger can do: right on every miss, wrong on nothing trial 0 gets right
+    best_case = decide(base, [1] * 49)
+    assert best_case["replace"] is not is_futile
+    if is_futile:
+        assert verdict["misses"] == misses and verdict["p_best"] == pytest.approx(0.5 ** misses)
+        assert f"gets {misses} of the 49 validation images wrong" in verdict["why"]
+
+
+def test_without_per_image_results_no_search_is_called_futile():
+    assert futile(None) is None and futile([]) is None

@@ -181,3 +181,30 @@ def test_the_best_trial_must_beat_trial_0_and_changes_carry_tune_reasons(tmp_pat
         reason = result.refined.reasons[path]
         assert reason.rule == "TUNE" and "+0.0500 over trial 0" in reason.text
     assert result.refined.head.dropout == 0.15 and result.refined.phases[0].learning_rate == 0.1
+
+
+def test_a_futile_search_stops_after_trial_0_and_stays_stopped(dataset, tmp_path, monkeypatch):
+    import autotransfer.tuning.tuner as tuner
+
+    seen = []
+
+    def verdict(correct):
+        seen.append(correct)
+        return {"why": "no trial could replace the recipe (test)"}
+
+    monkeypatch.setattr(tuner, "futile", verdict)
+    out = tmp_path / "t"
+    said = []
+    result = tune(dataset, head_recipe(), out, trials=4, stop_when_futile=True,
+                  progress=said.append)
+    assert len(result.trials) == 1 and result.trials[0].changed == {}
+    assert len(seen) == 1 and len(seen[0]) == 6  # trial 0's per-image validation results
+    assert result.stopped_because == ("stopped after trial 0: no trial could replace the recipe "
+                                      "(test)")
+    assert any(s.startswith("No further trials: no trial could replace") for s in said)
+    assert result.refined == load_recipe(out / "recipe.tuned.yaml")
+    again = tune(dataset, head_recipe(), out, trials=4, stop_when_futile=True)
+    assert len(again.trials) == 1 and again.stopped_because == result.stopped_because
+    # without the flag (tune's default) the search runs on
+    full = tune(dataset, head_recipe(), tmp_path / "full", trials=2)
+    assert len(full.trials) == 2 and len(seen) == 1
