@@ -570,6 +570,8 @@ def tune(
                       stop_when_futile=stop_when_futile and my_role == "local", progress=say)
         if my_role != "worker":  # resumed: the trials' durations are known already
             oracle.keep_for_final(reserve_factor)
+            if not stop_when_futile:  # a search resumed without the flag runs on
+                oracle.stop_reason = ""
         say(f"Searching: {len(space)} hyperparameter(s), up to {trials} trial(s), budget "
             f"{format_duration(budget)}" + ("" if my_role == "local" else f" ({my_role})"))
         try:

@@ -205,6 +205,8 @@ def test_a_futile_search_stops_after_trial_0_and_stays_stopped(dataset, tmp_path
     assert result.refined == load_recipe(out / "recipe.tuned.yaml")
     again = tune(dataset, head_recipe(), out, trials=4, stop_when_futile=True)
     assert len(again.trials) == 1 and again.stopped_because == result.stopped_because
-    # without the flag (tune's default) the search runs on
+    # without the flag (tune's default) the search runs on, a stopped one included
     full = tune(dataset, head_recipe(), tmp_path / "full", trials=2)
     assert len(full.trials) == 2 and len(seen) == 1
+    resumed = tune(dataset, head_recipe(), out, trials=2)
+    assert len(resumed.trials) == 2 and resumed.stopped_because == "reached 2 trial(s)"
