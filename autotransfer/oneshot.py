@@ -155,8 +155,8 @@ def reuse_head_c(refined: Recipe, phases: list[dict[str, Any]], trial: str | Non
     cross-validation chose, for a final training on the trial's own splits.
 
     The final model then solves the same problem as the trial without cross-validating it again
-    (the same images, views and folds would choose the same ``C``; on 1,797 digits × 4 views the
-    cross-validation is most of the head's minute). A recipe that fixes ``C`` itself, or whose
+    (the same images, views and folds would choose the same ``C``, and the cross-validation is
+    most of the head's time). A recipe that fixes ``C`` itself, or whose
     trial fitted no head exactly, is returned unchanged.
     """
     if refined.head.solver != "lbfgs" or refined.head.lbfgs_c is not None:

@@ -85,7 +85,7 @@ class _Path:
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None,
-                 n_classes: int, *, tol: float = TOL, dtype: Any = np.float64) -> None:
+                 n_classes: int, *, dtype: Any = np.float64) -> None:
         from sklearn.linear_model import LogisticRegression
 
         self.mean = x.mean(axis=0)
@@ -93,7 +93,7 @@ class _Path:
         self.std = scale if scale > 1e-8 else 1.0
         self.x = ((x - self.mean) / self.std).astype(dtype, copy=False)
         self.y, self.w, self.n_classes = y, w, n_classes
-        self.model = LogisticRegression(max_iter=MAX_ITER, tol=tol, warm_start=True)
+        self.model = LogisticRegression(max_iter=MAX_ITER, tol=TOL, warm_start=True)
 
     def fit(self, c: float) -> tuple[np.ndarray, np.ndarray]:
         """Kernel (features × n_classes) and bias of the logistic regression with ``C = c``."""
@@ -135,9 +135,9 @@ def fit_linear_head(views: Sequence[np.ndarray], labels: np.ndarray, n_classes: 
 
     ``c`` fixes the inverse L2 strength; ``None`` chooses it from ``grid`` by stratified k-fold
     cross-validation over images (the views of an image stay in one fold; scored on each held-out
-    image's first view; the folds' fits are solved in float32, the returned one in float64). The lowest mean fold log loss wins; ties go to the higher accuracy, then
-    to the stronger regularisation. Per-image ``sample_weight`` (class weighting) weights every
-    view.
+    image's first view; the folds' fits are solved in float32, the returned one in float64).
+    The lowest mean fold log loss wins; ties go to the higher accuracy, then to the stronger
+    regularisation. Per-image ``sample_weight`` (class weighting) weights every view.
     """
     from sklearn.model_selection import StratifiedKFold
 
