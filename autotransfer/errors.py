@@ -58,6 +58,11 @@ class WeightsUnavailableError(AutoTransferError, FileNotFoundError):
     """Pretrained weights cannot be found locally nor downloaded."""
 
 
+class WeightsFileError(WeightsUnavailableError):
+    """A weights file exists but cannot be used: malformed, unsafe, or not the recorded file
+    (its SHA-256 differs from the catalog's)."""
+
+
 class InvalidConfigError(AutoTransferError, ValueError):
     """A data file (recipe, rule base, preset) fails validation."""
 
@@ -72,6 +77,19 @@ class RunDirectoryError(AutoTransferError, FileExistsError):
 
 class TuningError(AutoTransferError, RuntimeError):
     """A hyperparameter search produced no usable result (no trial completed)."""
+
+
+class OutputError(AutoTransferError, OSError):
+    """A result cannot be written where asked (no such folder, no permission, disk full …)."""
+
+
+class ModelFileError(AutoTransferError, ValueError):
+    """A saved model (or a run's checkpoint) cannot be loaded: damaged, or unsafe to load."""
+
+
+class DistributedTuningError(AutoTransferError, RuntimeError):
+    """A distributed search's settings (``KERASTUNER_*``, ``AUTOTRANSFER_TUNER_TOKEN``) are
+    malformed or unsafe, the chief cannot listen, or the chief refused a worker's token."""
 
 
 def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:

@@ -32,7 +32,8 @@ from typing import Any
 
 from autotransfer._io import atomic_write_json, atomic_write_text
 from autotransfer.durations import format_duration, parse_duration
-from autotransfer.errors import AutoTransferError, InvalidParameterError, TuningError
+from autotransfer.errors import (AutoTransferError, DistributedTuningError, InvalidParameterError,
+                                 TuningError)
 from autotransfer.recipe.io import load_recipe, save_recipe
 from autotransfer.recipe.schema import Reason, Recipe
 from autotransfer.tuning.selection import decide as decide_selection
@@ -115,12 +116,11 @@ class TuneResult:
 
 # ----------------------------------------------------------------------------- distribution
 def role() -> str:
-    """'chief', 'worker' (KerasTuner's distributed mode) or 'local'."""
-    from keras_tuner.src.distribute import utils as dist_utils
+    """'chief', 'worker' (KerasTuner's distributed mode) or 'local'; raises
+    :class:`~autotransfer.errors.DistributedTuningError` on malformed or unsafe settings."""
+    from autotransfer.tuning.distributed import settings
 
-    if not dist_utils.has_chief_oracle():
-        return "local"
-    return "chief" if dist_utils.is_chief_oracle() else "worker"
+    return settings().role
 
 
 # ----------------------------------------------------------------------------- the tuner
@@ -128,6 +128,7 @@ def _tuner_class() -> type:
     import keras_tuner
     from keras_tuner.src.engine import base_tuner
 
+    from autotransfer.tuning import distributed
     from autotransfer.tuning.hypermodel import Deadline, TrialFailed, release_memory
 
     class FatalTrial(keras_tuner.errors.FatalError):
@@ -151,12 +152,26 @@ def _tuner_class() -> type:
             self.progress = progress
             self.ran: list[str] = []
             super().__init__(*args, **kwargs)
+            distributed.authenticate_worker(self)
 
         def _say(self, text: str) -> None:
             if self.progress is not None:
                 self.progress(text)
 
+        def search(self, *args: Any, **kwargs: Any) -> None:
+            """KerasTuner's search; the chief serves its oracle behind the token check."""
+            if role() == "chief":
+                distributed.serve_chief(self, verbose=kwargs.get("verbose", 1), say=self._say)
+                return
+            with distributed.refused_as_error():
+                super().search(*args, **kwargs)
+
         def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
+            if not str(trial.trial_id).isdigit():  # it names a folder: it must not escape
+                raise FatalTrial(DistributedTuningError(
+                    f"The chief sent the trial id {str(trial.trial_id)[:40]!r}, which is not a "
+                    "number as KerasTuner's own ids are: refusing it, since it names the trial's "
+                    "folder. Check that KERASTUNER_ORACLE_IP points at your own chief."))
             hp = trial.hyperparameters
             recipe = self.hypermodel.build(hp)
             trial_dir = Path(self.get_trial_dir(trial.trial_id))
