@@ -3,13 +3,16 @@
 Formats are recognised by content; EXIF orientation is applied; only the first frame of an
 animation is used; grayscale, palette, alpha, CMYK and 16-bit images become 8-bit RGB (transparent
 pixels are composited on white). Images larger than ``max_pixels`` are refused before decoding
-(decompression bombs).
+(decompression bombs): that is the one limit. Pillow's own guard (``Image.MAX_IMAGE_PIXELS``) is
+raised to it where it is lower, never lowered, so it neither refuses an image autotransfer
+accepts nor speaks of its own limit.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from collections.abc import Sequence
 
@@ -24,6 +27,28 @@ DEFAULT_MAX_PIXELS = 100_000_000
 
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _HIGH_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
+
+
+def bomb_message(label: str, max_pixels: int, width: int | None = None,
+                 height: int | None = None, pixels: int | None = None) -> str:
+    """Why an image is refused as a probable decompression bomb, the limit, and how to raise it."""
+    if width is not None and height is not None:
+        size = f"{width}×{height} = {width * height:,} pixels"
+    else:
+        size = f"{pixels:,} pixels" if pixels is not None else "its pixel count"
+    return (
+        f"{label}: refused as a probable decompression bomb: {size} exceed autotransfer's limit "
+        f"of {max_pixels:,} pixels. Downscale the image (training resizes it to a few hundred "
+        "pixels a side anyway), or, if you trust the file, raise the limit with "
+        "'autotransfer profile --max-pixels N' (max_pixels= in the Python API)."
+    )
+
+
+def _pillow_allows(max_pixels: int) -> None:
+    """Make Pillow's guard (which warns above ``MAX_IMAGE_PIXELS``) no stricter than ours."""
+    current = Image.MAX_IMAGE_PIXELS
+    if current is not None and current < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
 
 
 def open_image(
@@ -46,15 +71,16 @@ def open_image(
             f"{label}: not a supported image (recognised by content: "
             f"{', '.join(SUPPORTED_FORMATS)}). Convert it to PNG or JPEG, or remove it."
         )
+    _pillow_allows(max_pixels)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             img = Image.open(io.BytesIO(data) if data is not None else source, formats=[fmt])
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-            raise ImageDecodeError(
-                f"{label}: refused as a probable decompression bomb: its pixel count exceeds the "
-                f"limit ({exc}). Downscale the image."
-            ) from exc
+            # Pillow says "Image size (N pixels) exceeds limit of M pixels": M is not our limit
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            pixels = int(found.group(1)) if found else None
+            raise ImageDecodeError(bomb_message(label, max_pixels, pixels=pixels)) from exc
         except UnidentifiedImageError as exc:
             raise ImageDecodeError(
                 f"{label}: starts like a {fmt} file but its header is invalid. "
@@ -65,12 +91,13 @@ def open_image(
                 f"{label}: the {fmt} header cannot be read ({exc}). Re-export or remove the file."
             ) from exc
     width, height = img.size
-    if width <= 0 or height <= 0 or width * height > max_pixels:
+    if width <= 0 or height <= 0:
         img.close()
-        raise ImageDecodeError(
-            f"{label}: refused as a probable decompression bomb: {width}×{height} pixels "
-            f"exceeds the limit of {max_pixels:,}. Downscale the image or raise max_pixels."
-        )
+        raise ImageDecodeError(f"{label}: its {fmt} header claims {width}×{height} pixels. "
+                               "Re-export or remove the file.")
+    if width * height > max_pixels:
+        img.close()
+        raise ImageDecodeError(bomb_message(label, max_pixels, width, height))
     return img
 
 

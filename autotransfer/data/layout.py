@@ -1,19 +1,20 @@
 """Find a dataset's files and their labels: class folders, split folders or a CSV manifest.
 
 Discovery never opens images; it returns candidate files with their class and split, plus the
-problems found on the way (hidden files, loops, paths escaping the root …).
+problems found on the way (hidden files, loops, paths escaping the root, label conflicts …).
+Nothing outside the dataset folder is read: see :mod:`.walk` for how links are treated.
 """
 
 from __future__ import annotations
 
 import csv
-import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from autotransfer.data.formats import looks_like_image_name
 from autotransfer.data.models import FileProblem, problem
+from autotransfer.data.walk import FolderWalk
 from autotransfer.errors import DatasetError, DatasetNotFoundError, ManifestError
 
 #: Folder or manifest names of splits (case-insensitive) -> canonical split name.
@@ -50,6 +51,10 @@ class Layout:
     split_folders: dict[str, str] = field(default_factory=dict)  # canonical -> as found
     manifest: str | None = None
     n_files_seen: int = 0
+
+    def add(self, path: str, rel: str, label: str, split: str | None) -> None:
+        """Add a candidate file."""
+        self.candidates.append(Candidate(path, rel, label, split))
 
 
 def discover(path: str | os.PathLike[str]) -> Layout:
@@ -105,6 +110,7 @@ def _from_folders(root: Path, entries: list[os.DirEntry[str]], subdirs: list) ->
             f"'{root}' mixes split folders ({splits}) with other folders ({others}). Use either "
             "<class>/<image> or <split>/<class>/<image>, with splits named train, val or test."
         )
+    walk = FolderWalk(layout)
     if split_dirs:
         layout.kind = "split_folders"
         seen: dict[str, str] = {}
@@ -117,20 +123,28 @@ def _from_folders(root: Path, entries: list[os.DirEntry[str]], subdirs: list) ->
                 )
             seen[canonical] = d.name
         layout.split_folders = seen
-        for d in split_dirs:
-            _report_loose_files(layout, Path(d.path), d.name + "/")
-            for class_dir in _class_dirs(Path(d.path)):
-                _walk_class(layout, class_dir, SPLIT_ALIASES[d.name.lower()])
+        for d in sorted(split_dirs, key=lambda e: (e.is_symlink(), e.name)):  # links last
+            found = walk.split_folder(d)
+            if found is None:
+                continue
+            folder, real = found
+            try:
+                split_entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError as exc:
+                raise DatasetError(
+                    f"Split folder '{d.path}' cannot be listed: {exc.strerror}. Make it readable."
+                ) from exc
+            _report_loose_files(layout, Path(folder), d.name + "/", split_entries)
+            for class_dir in split_entries:
+                if not class_dir.name.startswith(".") and _is_dir(class_dir):
+                    walk.class_folder(class_dir, f"{d.name}/{class_dir.name}",
+                                      SPLIT_ALIASES[d.name.lower()], real)
     else:
         _report_loose_files(layout, root, "", entries)
         for class_dir in subdirs:
-            _walk_class(layout, Path(class_dir.path), None)
+            walk.class_folder(class_dir, class_dir.name, None, walk.root_real)
+    walk.finish()
     return layout
-
-
-def _class_dirs(folder: Path) -> list[Path]:
-    entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    return [Path(e.path) for e in entries if not e.name.startswith(".") and _is_dir(e)]
 
 
 def _report_loose_files(
@@ -155,59 +169,25 @@ def _report_loose_files(
                 layout.problems.append(problem(rel, "not_an_image", "Not in a class folder."))
 
 
-def _walk_class(layout: Layout, class_dir: Path, split: str | None) -> None:
-    """Add every file under ``class_dir`` (recursively, following links without looping)."""
-    label = class_dir.name
-    visited: set[tuple[int, int]] = set()
-    stack = [class_dir]
-    while stack:
-        folder = stack.pop()
-        rel_folder = folder.relative_to(layout.root).as_posix()
-        try:
-            st = folder.stat()
-        except OSError as exc:
-            _report_os_error(layout, rel_folder, exc)
-            continue
-        key = (st.st_dev, st.st_ino)
-        if key in visited:
-            layout.problems.append(
-                problem(rel_folder, "symlink_loop", "Folder link loops back to a parent; skipped.")
-            )
-            continue
-        visited.add(key)
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError as exc:
-            _report_os_error(layout, rel_folder, exc)
-            continue
-        subfolders = []
-        for entry in entries:
-            rel = f"{rel_folder}/{entry.name}"
-            if entry.name.startswith("."):
-                layout.problems.append(problem(rel, "hidden_file", "Hidden entry skipped."))
-                continue
-            try:
-                is_dir = entry.is_dir()  # follows links
-            except OSError as exc:
-                _report_os_error(layout, rel, exc)
-                continue
-            if is_dir:
-                subfolders.append(Path(entry.path))
-                continue
-            layout.n_files_seen += 1
-            layout.candidates.append(Candidate(entry.path, rel, label, split))
-        stack.extend(reversed(subfolders))
+@dataclass(frozen=True)
+class _Row:
+    line: int
+    full: str
+    label: str
+    split: str | None
 
 
-def _report_os_error(layout: Layout, rel: str, exc: OSError) -> None:
-    if exc.errno == errno.ELOOP:
-        layout.problems.append(problem(rel, "symlink_loop", "Symbolic link loop."))
-    elif exc.errno == errno.EACCES:
-        layout.problems.append(problem(rel, "unreadable", "Permission denied."))
-    elif exc.errno == errno.ENOENT:
-        layout.problems.append(problem(rel, "broken_symlink", "Link target missing."))
-    else:
-        layout.problems.append(problem(rel, "unreadable", f"Cannot be read: {exc.strerror}."))
+def _manifest_conflict(layout: Layout, manifest: str, rel: str, rows: list[_Row]) -> bool:
+    """Name a file the manifest gives several labels (or splits) as a conflict; it is left out."""
+    for what, values in (("label", [r.label for r in rows]), ("split", [r.split for r in rows])):
+        if len(set(values)) > 1:
+            listing = ", ".join(f"row {r.line} says '{v}'" for r, v in zip(rows, values, strict=True))
+            layout.problems.append(problem(
+                rel, f"{what}_conflict",
+                f"{manifest} gives this file {len(set(values))} different {what}s ({listing}); "
+                "left out."))
+            return True
+    return False
 
 
 def _pick_column(header: list[str], names: tuple[str, ...]) -> str | None:
@@ -247,7 +227,7 @@ def _from_manifest(csv_path: Path) -> Layout:
             f"{', '.join(LABEL_COLUMNS[1:4])}); an optional 'split' column gives train/val/test."
         )
     root_real = os.path.realpath(root)
-    seen: set[str] = set()
+    rows: dict[str, list[_Row]] = {}  # rel -> every row naming it, in order
     for line_no, row in enumerate(reader, start=2):
         raw_path = (row.get(path_col) or "").strip()
         label = (row.get(label_col) or "").strip()
@@ -273,15 +253,19 @@ def _from_manifest(csv_path: Path) -> Layout:
                                            f"Row {line_no}: path leads outside {root}."))
             continue
         rel = Path(os.path.relpath(full, root)).as_posix()
-        if rel in seen:
-            layout.problems.append(problem(rel, "duplicate_manifest_row",
-                                           f"Row {line_no} repeats an earlier row; ignored."))
+        rows.setdefault(rel, []).append(_Row(line_no, full, label, split))
+    for rel, named in rows.items():
+        first = named[0]
+        if _manifest_conflict(layout, csv_path.name, rel, named):
             continue
-        seen.add(rel)
-        if not os.path.lexists(full):
-            layout.problems.append(problem(rel, "missing_file", f"Row {line_no}: no such file."))
+        for again in named[1:]:
+            layout.problems.append(problem(
+                rel, "duplicate_manifest_row",
+                f"Row {again.line} repeats row {first.line} (same label and split); ignored."))
+        if not os.path.lexists(first.full):
+            layout.problems.append(problem(rel, "missing_file", f"Row {first.line}: no such file."))
             continue
-        layout.candidates.append(Candidate(full, rel, label, split))
+        layout.candidates.append(Candidate(first.full, rel, first.label, first.split))
     if split_col is not None and layout.split_folders:
         layout.kind = "csv_manifest"
     return layout

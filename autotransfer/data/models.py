@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 Severity = Literal["error", "warning", "info"]
 
-#: Every per-file problem code, its severity and what the user should do about it.
+#: Every per-file problem code, its severity and what the user should do about it. Severity
+#: ``error``: the file is not used (unusable); ``info``: the entry is skipped on purpose (not an
+#: image, hidden, a second link to a file already included); ``warning``: the file is used.
 PROBLEM_CODES: dict[str, tuple[Severity, str]] = {
     "zero_byte": ("error", "The file is empty: re-copy it from its source or delete it."),
     "truncated": ("error", "The file ends early (interrupted copy or download): re-copy it."),
@@ -19,7 +21,8 @@ PROBLEM_CODES: dict[str, tuple[Severity, str]] = {
     ),
     "too_large": (
         "error",
-        "Its pixel count is absurd (a decompression bomb?): downscale it or raise max_pixels.",
+        "Its pixel count exceeds the decompression-bomb guard: downscale it, or, if you trust the "
+        "file, raise the limit (autotransfer profile --max-pixels N; max_pixels= in Python).",
     ),
     "symlink_loop": ("error", "The symbolic link points to itself in a loop: fix or remove it."),
     "broken_symlink": ("error", "The symbolic link's target does not exist: fix or remove it."),
@@ -27,7 +30,18 @@ PROBLEM_CODES: dict[str, tuple[Severity, str]] = {
     "missing_file": ("error", "The manifest names a file that does not exist: fix the path."),
     "escapes_root": (
         "error",
-        "The manifest path leads outside the dataset folder: move the file inside it.",
+        "The manifest path or symbolic link leads outside the dataset folder, and nothing outside "
+        "it is read: move or copy the file (or folder) into the dataset folder.",
+    ),
+    "label_conflict": (
+        "error",
+        "The manifest gives this file more than one label: keep one row per file, with the right "
+        "label. The file is left out until then.",
+    ),
+    "split_conflict": (
+        "error",
+        "The manifest puts this file in more than one split (evaluation would see training data): "
+        "keep one row per file. The file is left out until then.",
     ),
     "bad_manifest_row": ("error", "Fill in both the path and the label of this manifest row."),
     "unknown_split": (
@@ -47,6 +61,16 @@ PROBLEM_CODES: dict[str, tuple[Severity, str]] = {
     "space_in_name": ("warning", "The name contains whitespace: rename it for portable scripts."),
     "duplicate_manifest_row": ("warning", "The manifest lists this file more than once."),
     "hidden_file": ("info", "Hidden files and folders are skipped."),
+    "duplicate_link": (
+        "info",
+        "A link to a file or folder already in the dataset is counted once, where it was first "
+        "found: copy the file instead if it should count twice (or under another class).",
+    ),
+    "duplicate_of_held_out": (
+        "info",
+        "Its exact bytes are also in the validation or test split, so it is left out of training "
+        "to keep the evaluation honest (data.exclude_leaks): delete one of the copies.",
+    ),
     "not_an_image": ("info", "Not an image (by content and name): skipped."),
     "outside_class_folder": (
         "info",
@@ -73,8 +97,13 @@ class FileProblem(_Model):
     message: str
     hint: str
 
-    @field_serializer("path")
-    def _path(self, value: str) -> str:
+    @property
+    def leaves_out(self) -> bool:
+        """True when the file (or entry) is not used: severity error or info."""
+        return self.severity != "warning"
+
+    @field_serializer("path", "message")
+    def _path(self, value: str) -> str:  # messages quote file names too
         return printable(value)
 
 
@@ -82,6 +111,15 @@ def problem(path: str, code: str, message: str) -> FileProblem:
     """Build a :class:`FileProblem` with the severity and hint its code declares."""
     severity, hint = PROBLEM_CODES[code]
     return FileProblem(path=path, code=code, severity=severity, message=message, hint=hint)
+
+
+def count_codes(problems: list[FileProblem]) -> str:
+    """``"3 truncated, 1 zero_byte"``: how many problems of each code, most frequent first."""
+    counts: dict[str, int] = {}
+    for p in problems:
+        counts[p.code] = counts.get(p.code, 0) + 1
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{n} {code}" for code, n in ordered)
 
 
 class ImageRecord(_Model):

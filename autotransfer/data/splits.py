@@ -11,7 +11,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from autotransfer._io import atomic_write_text
-from autotransfer.data.models import DatasetProfile, ImageRecord
+from autotransfer.data.models import (DatasetProfile, FileProblem, ImageRecord, count_codes,
+                                      problem)
 from autotransfer.errors import DatasetError, InvalidParameterError
 
 
@@ -26,6 +27,23 @@ class DataSplits(BaseModel):
     val: list[ImageRecord]
     test: list[ImageRecord]
     val_source: str = Field(description="'folder' or 'stratified(fraction=…, seed=…)'.")
+    left_out: list[FileProblem] = Field(
+        default_factory=list,
+        description="Every file of the dataset that no split uses, with why: unusable and skipped "
+        "files (the profile's problems of severity error or info), and training images left out "
+        "because their bytes are also in the validation or test split.")
+
+    @property
+    def n_used(self) -> int:
+        return len(self.train) + len(self.val) + len(self.test)
+
+    def left_out_summary(self) -> str:
+        """One line: how many files were left out and why (empty when none were)."""
+        if not self.left_out:
+            return ""
+        total = self.n_used + len(self.left_out)
+        return (f"Left out {len(self.left_out)} of {total} files: "
+                f"{count_codes(self.left_out)}.")
 
     def label_index(self, record: ImageRecord) -> int:
         return self.class_names.index(record.label)
@@ -51,6 +69,7 @@ def make_splits(
     Existing ``val``/``test`` splits are used as they are. Without a validation split, a stratified
     seeded ``val_fraction`` of the training images becomes one. With ``exclude_leaks``, training
     images whose exact bytes also appear in a validation or test split are left out of training.
+    Every file no split uses is named, with why, in ``left_out``.
     """
     if not 0.0 < val_fraction < 1.0:
         raise InvalidParameterError(
@@ -66,9 +85,18 @@ def make_splits(
     if not val:
         train, val = _stratified_split(train, val_fraction, seed)
         source = f"stratified(fraction={val_fraction}, seed={seed})"
+    left_out = [p for p in profile.problems if p.leaves_out]
     if exclude_leaks:
-        held_out = {r.sha for r in val} | {r.sha for r in test}
-        train = [r for r in train if r.sha not in held_out]
+        held_out = {r.sha: r.path for r in [*test, *val]}
+        kept = []
+        for r in train:
+            if r.sha in held_out:
+                left_out.append(problem(
+                    r.path, "duplicate_of_held_out",
+                    f"Same bytes as '{held_out[r.sha]}'; left out of training."))
+            else:
+                kept.append(r)
+        train = kept
     return DataSplits(
         root=profile.root,
         class_names=list(profile.classes),
@@ -76,6 +104,7 @@ def make_splits(
         val=val,
         test=test,
         val_source=source,
+        left_out=left_out,
     )
 
 

@@ -88,8 +88,33 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     with pytest.raises(ImageDecodeError, match="bomb.png: refused as a probable decompression bomb"):
         open_image(path)
     path.write_bytes(png_with_size(5_000, 5_000))
-    with pytest.raises(ImageDecodeError, match="5000×5000 pixels exceeds the limit of 1,000,000"):
+    with pytest.raises(ImageDecodeError, match="5000×5000 = 25,000,000 pixels exceed "
+                       "autotransfer's limit of 1,000,000 pixels"):
         open_image(path, max_pixels=1_000_000)
+
+
+def test_bomb_message_gives_autotransfers_limit_and_how_to_raise_it(tmp_path):
+    """Not Pillow's limit (178,956,970 or 89,478,485), which --max-pixels would not change."""
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_with_size(60_000, 60_000))
+    with pytest.raises(ImageDecodeError) as caught:
+        open_image(path)
+    text = str(caught.value)
+    assert "3,600,000,000 pixels exceed autotransfer's limit of 100,000,000 pixels" in text
+    assert "--max-pixels" in text and "178956970" not in text and "89478485" not in text
+
+
+def test_max_pixels_is_the_one_limit_not_pillows(tmp_path):
+    """Pillow warns above 89.5 M pixels and refuses above 179 M; max_pixels decides alone."""
+    path = tmp_path / "big.png"
+    path.write_bytes(png_with_size(10_000, 9_500))  # 95 M: within the default limit
+    with open_image(path) as img:
+        assert img.size == (10_000, 9_500)
+    path.write_bytes(png_with_size(15_000, 15_000))  # 225 M: above Pillow's hard limit
+    with pytest.raises(ImageDecodeError, match="225,000,000 pixels exceed .* 100,000,000"):
+        open_image(path)
+    with open_image(path, max_pixels=300_000_000) as img:
+        assert img.size == (15_000, 15_000)
 
 
 def test_resize_with_crop_keeps_aspect_and_squash_does_not(tmp_path):

@@ -153,3 +153,120 @@ def test_a_non_csv_file_is_refused(tmp_path):
     path = write_image(tmp_path / "x.png")
     with pytest.raises(DatasetError, match="not a CSV manifest"):
         discover(path)
+
+
+# ---------------------------------------------------------------- links in folder datasets
+def rels(layout):
+    return sorted(c.rel for c in layout.candidates)
+
+
+def test_folder_link_out_of_the_root_is_named_and_never_walked(tmp_path):
+    root = make_class_folders(tmp_path / "ds", {"a": 2, "b": 2})
+    outside = make_class_folders(tmp_path / "elsewhere", {"x": 3})
+    os.symlink(outside / "x", root / "a" / "more")
+    os.symlink(outside, root / "b" / "up")
+    layout = discover(root)
+    assert rels(layout) == ["a/img_000.png", "a/img_001.png", "b/img_000.png", "b/img_001.png"]
+    found = {p.path: p for p in layout.problems}
+    assert found["a/more"].code == "escapes_root" and found["a/more"].severity == "error"
+    assert str(outside / "x") in found["a/more"].message
+    assert "not followed" in found["a/more"].message
+    assert found["b/up"].code == "escapes_root"
+    assert layout.n_files_seen == 4
+
+
+def test_link_to_the_filesystem_root_is_not_followed(tmp_path):
+    root = make_class_folders(tmp_path, {"a": 2, "b": 2})
+    os.symlink("/", root / "a" / "everything")
+    os.symlink("/usr", root / "usr")  # a class folder that is a link out of the root
+    layout = discover(root)
+    assert ("escapes_root", "a/everything") in codes(layout)
+    assert ("escapes_root", "usr") in codes(layout)
+    assert len(layout.candidates) == 4 and layout.n_files_seen == 4
+
+
+def test_links_to_ancestors_loops_and_broken_links_end_the_walk(tmp_path):
+    root = make_class_folders(tmp_path / "ds", {"a": 2, "b": 2})
+    os.symlink(root, root / "a" / "to_root")  # an ancestor inside the root: a loop
+    os.symlink(root / "a", root / "a" / "sub_loop")
+    os.symlink(tmp_path, root / "b" / "to_parent")  # an ancestor outside the root
+    os.symlink("self.png", root / "b" / "self.png")  # a link to itself
+    os.symlink("nowhere.png", root / "b" / "gone.png")
+    layout = discover(root)
+    found = codes(layout)
+    assert ("symlink_loop", "a/to_root") in found
+    assert ("symlink_loop", "a/sub_loop") in found
+    assert ("escapes_root", "b/to_parent") in found
+    assert ("symlink_loop", "b/self.png") in found
+    assert ("broken_symlink", "b/gone.png") in found
+    assert len(layout.candidates) == 4
+
+
+def test_links_inside_the_root_are_followed_once(tmp_path):
+    root = make_class_folders(tmp_path, {"a": 2, "b": 2})
+    write_image(root / ".pool" / "c" / "1.png", seed=40)
+    write_image(root / ".pool" / "c" / "2.png", seed=41)
+    os.symlink(root / ".pool" / "c", root / "c")  # a class folder kept in a hidden folder
+    os.symlink(root / ".pool" / "c", root / "a" / "again")  # the same folder a second time
+    os.symlink(root / "b", root / "a" / "b_too")  # another class folder
+    os.symlink(root / "b" / "img_000.png", root / "a" / "copy.png")  # a file already counted
+    write_image(root / "loose.png", seed=50)
+    os.symlink(root / "loose.png", root / "b" / "linked.png")  # a file counted only via the link
+    layout = discover(root)
+    assert rels(layout) == ["a/img_000.png", "a/img_001.png", "b/img_000.png", "b/img_001.png",
+                            "b/linked.png", "c/1.png", "c/2.png"]
+    assert {c.rel: c.label for c in layout.candidates}["c/1.png"] == "c"
+    found = {p.path: p for p in layout.problems}
+    assert found["a/b_too"].code == "duplicate_link" and "'b'" in found["a/b_too"].message
+    assert found["a/again"].code == "duplicate_link" and "'c'" in found["a/again"].message
+    assert found["a/copy.png"].code == "duplicate_link"
+    copy = found["a/copy.png"].message
+    assert "b/img_000.png" in copy and "class 'b'" in copy
+
+
+def test_split_folder_links_stay_inside_the_root(tmp_path):
+    root = tmp_path / "ds"
+    make_class_folders(root / "train", {"a": 2, "b": 2})
+    make_class_folders(tmp_path / "secret_val", {"a": 1, "b": 1})
+    os.symlink(tmp_path / "secret_val", root / "val")
+    layout = discover(root)
+    assert ("escapes_root", "val") in codes(layout)
+    assert {c.split for c in layout.candidates} == {"train"}
+
+
+def test_a_loop_of_links_between_two_folders_terminates(tmp_path):
+    root = make_class_folders(tmp_path, {"a": 1, "b": 1})
+    os.symlink(root / "b", root / "a" / "to_b")
+    os.symlink(root / "a", root / "b" / "to_a")
+    layout = discover(root)
+    assert rels(layout) == ["a/img_000.png", "b/img_000.png"]
+    assert ("duplicate_link", "a/to_b") in codes(layout)
+    assert ("duplicate_link", "b/to_a") in codes(layout)
+
+
+# ---------------------------------------------------------------- manifest conflicts
+def test_manifest_giving_a_file_two_labels_is_a_conflict_and_leaves_it_out(tmp_path):
+    for i in range(3):
+        write_image(tmp_path / f"{i}.png", seed=i)
+    (tmp_path / "m.csv").write_text(
+        "path,label\n0.png,cat\n1.png,dog\n0.png,dog\n2.png,cat\n./1.png,dog\n")
+    layout = discover(tmp_path / "m.csv")
+    assert [(c.rel, c.label) for c in layout.candidates] == [("1.png", "dog"), ("2.png", "cat")]
+    found = {p.path: p for p in layout.problems}
+    conflict = found["0.png"]
+    assert conflict.code == "label_conflict" and conflict.severity == "error"
+    assert "row 2 says 'cat'" in conflict.message and "row 4 says 'dog'" in conflict.message
+    assert "left out" in conflict.message
+    repeat = found["1.png"]  # the same label twice is a harmless repeat
+    assert repeat.code == "duplicate_manifest_row" and "Row 6 repeats row 3" in repeat.message
+
+
+def test_manifest_putting_a_file_in_two_splits_is_a_conflict(tmp_path):
+    write_image(tmp_path / "0.png")
+    write_image(tmp_path / "1.png", seed=1)
+    (tmp_path / "m.csv").write_text(
+        "path,label,split\n0.png,cat,train\n0.png,cat,val\n1.png,cat,train\n")
+    layout = discover(tmp_path / "m.csv")
+    assert [c.rel for c in layout.candidates] == ["1.png"]
+    (conflict,) = layout.problems
+    assert conflict.code == "split_conflict" and "row 3 says 'val'" in conflict.message

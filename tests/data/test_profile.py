@@ -241,3 +241,31 @@ def test_flowers_reports_its_cross_class_duplicates():
     assert profile.n_images == 4317
     assert len(profile.label_conflicts) == 4
     assert all(g.labels == ["rose", "tulip"] for g in profile.label_conflicts)
+
+
+def test_links_out_of_the_dataset_are_named_and_nothing_outside_is_read(tmp_path):
+    """Issue 14: a link to /usr in a class folder made profile count 4,983 foreign images."""
+    root = make_class_folders(tmp_path / "ds", {"cat": 3, "dog": 3})
+    outside = make_class_folders(tmp_path / "outside", {"more": 5}, seed=20)
+    os.symlink(outside / "more", root / "cat" / "extra")
+    os.symlink("/", root / "dog" / "root")
+    os.symlink(tmp_path, root / "dog" / "parent")
+    os.symlink(outside / "more" / "img_000.png", root / "cat" / "one.png")
+    before = snapshot(tmp_path)
+    profile = profile_dataset(root, workers=1)
+    assert profile.n_images == 6 and profile.class_counts == {"cat": 3, "dog": 3}
+    assert profile.n_files_seen == 7  # the six images and the file link
+    escaped = {p.path for p in profile.errors if p.code == "escapes_root"}
+    assert escaped == {"cat/extra", "dog/root", "dog/parent", "cat/one.png"}
+    assert all(str(root) in p.message for p in profile.errors)
+    assert snapshot(tmp_path) == before
+
+
+def test_too_large_image_names_autotransfers_limit(tmp_path):
+    root = make_class_folders(tmp_path, {"cat": 2, "dog": 2})
+    (root / "dog" / "big.png").write_bytes(png_with_size(2_000, 2_000))
+    profile = profile_dataset(root, workers=1, max_pixels=1_000_000)
+    (big,) = [p for p in profile.problems if p.code == "too_large"]
+    assert "limit of 1,000,000 pixels" in big.message and "--max-pixels" in big.message
+    again = profile_dataset(root, workers=1, max_pixels=5_000_000, check="header")
+    assert "dog/big.png" in {r.path for r in again.records}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
@@ -58,3 +59,37 @@ def test_existing_validation_split_is_used_and_leaks_are_left_out_of_training(tm
 def test_bad_fraction_is_a_clear_error(unsplit_profile):
     with pytest.raises(InvalidParameterError, match="'val_fraction' parameter must be in \\(0, 1\\). Got 1.5"):
         make_splits(unsplit_profile, val_fraction=1.5)
+
+
+def test_every_file_left_out_is_named_with_why(tmp_path):
+    """Issue 14: train used 35 of 46 files and said nothing of the other 11."""
+    make_class_folders(tmp_path / "train", {"a": 4, "b": 4})
+    make_class_folders(tmp_path / "val", {"a": 2, "b": 2}, seed=50)
+    (tmp_path / "train" / "a" / "empty.png").write_bytes(b"")
+    (tmp_path / "train" / "b" / "cut.png").write_bytes(image_bytes("PNG", 64, seed=7)[:200])
+    (tmp_path / "train" / "b" / ".DS_Store").write_bytes(b"junk")
+    held_out = (tmp_path / "val" / "a" / "img_000.png").read_bytes()
+    for name in ("leak1.png", "leak2.png"):
+        (tmp_path / "train" / "a" / name).write_bytes(held_out)
+    splits = make_splits(profile_dataset(tmp_path, workers=1))
+    left = {p.path: p for p in splits.left_out}
+    assert left["train/a/empty.png"].code == "zero_byte"
+    assert left["train/b/cut.png"].code == "truncated"
+    assert left["train/b/.DS_Store"].code == "hidden_file"
+    for name in ("leak1.png", "leak2.png"):
+        leak = left[f"train/a/{name}"]
+        assert leak.code == "duplicate_of_held_out" and "val/a/img_000.png" in leak.message
+    assert len(left) == 5 and splits.n_used == 12
+    assert splits.left_out_summary() == (
+        "Left out 5 of 17 files: 2 duplicate_of_held_out, 1 hidden_file, 1 truncated, 1 zero_byte.")
+    assert DataSplits.load(splits.save(tmp_path / "splits.json")) == splits
+    kept = make_splits(profile_dataset(tmp_path, workers=1), exclude_leaks=False)
+    assert {p.code for p in kept.left_out} == {"zero_byte", "truncated", "hidden_file"}
+
+
+def test_splits_saved_before_left_out_was_recorded_still_load(unsplit_profile, tmp_path):
+    path = make_splits(unsplit_profile).save(tmp_path / "splits.json")
+    data = json.loads(path.read_text())
+    del data["left_out"]
+    path.write_text(json.dumps(data))
+    assert DataSplits.load(path).left_out == []
