@@ -1,39 +1,142 @@
-"""Atomic writes: results appear whole or not at all."""
+"""Atomic writes: results appear whole or not at all, with the mode any other new file gets.
+
+A write goes through a temporary file in the target's folder, synced, then ``os.replace``-d onto
+the target. The file gets the permissions ``open()`` would give it (``0o666`` less the umask, or
+the mode of the file it replaces), not ``mkstemp``'s private ``0o600``. A folder or file that
+cannot be written raises :class:`~autotransfer.errors.OutputError` naming it and saying why.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from autotransfer.errors import OutputError
+
+_HINTS = {
+    errno.EACCES: "choose a folder you may write to, or change its permissions",
+    errno.EPERM: "choose a folder you may write to, or change its permissions",
+    errno.EROFS: "the file system is read-only; choose a folder on a writable one",
+    errno.ENOSPC: "the disk is full; free some space or choose another disk",
+    errno.EDQUOT: "the disk quota is exhausted; free some space or choose another disk",
+    errno.ENOTDIR: "a file stands where a folder is needed; choose another path",
+    errno.EEXIST: "a file stands where a folder is needed; choose another path",
+    errno.EISDIR: "a folder stands where the file should go; choose another path",
+    errno.ENAMETOOLONG: "the name is too long; choose a shorter path",
+}
+
+
+def current_umask() -> int:
+    """The process's umask (read from ``/proc`` on Linux, so that it is never changed)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: the usual read-by-setting, restored at once
+    os.umask(mask)
+    return mask
+
+
+def output_error(path: str | os.PathLike[str], exc: OSError) -> OutputError:
+    """An :class:`OutputError` for ``exc`` raised while writing ``path``: what, why, what to do."""
+    reason = exc.strerror or str(exc)
+    where = exc.filename if exc.filename not in (None, "") else path
+    hint = _HINTS.get(exc.errno or -1, "check the path and its permissions")
+    detail = "" if os.fspath(where) == os.fspath(path) else f" ('{os.fspath(where)}')"
+    return OutputError(f"Cannot write '{os.fspath(path)}': {reason}{detail}; {hint}.")
+
+
+def ensure_dir(path: str | os.PathLike[str], *,
+               purpose: str | os.PathLike[str] | None = None) -> Path:
+    """Create the folder ``path`` (and its parents) or raise :class:`OutputError` naming
+    ``purpose`` (the file to be written there) or the folder."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(purpose if purpose is not None else folder, exc) from exc
+    return folder
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    ensure_dir(target.parent, purpose=target)
+    try:
+        mode = os.stat(target).st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~current_umask()
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise output_error(target, exc) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
+            try:
+                os.fchmod(handle.fileno(), mode)
+            except OSError:  # a file system without modes (some network mounts): its default
+                pass
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
+            raise output_error(target, exc) from exc
         raise
     return target
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write UTF-8 ``text`` atomically."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    """Write ``text`` atomically as UTF-8 (undecodable file-name bytes written as ``\\xNN``)."""
+    return atomic_write_bytes(path, unicode_safe(text).encode("utf-8"))
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented JSON atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    return atomic_write_text(path, json_text(obj))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def unicode_safe(text: str) -> str:
+    """``text`` with its lone surrogates escaped, so that it can be written as UTF-8.
+
+    ``os.fsdecode`` turns the bytes of a file name that is not UTF-8 into such surrogates; they
+    are shown as ``\\xNN`` (the byte), any other lone surrogate as ``\\uNNNN``.
+    """
+    return _SURROGATE.sub(_escape, text)
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every string (keys included) made :func:`unicode_safe`."""
+    if isinstance(obj, str):
+        return unicode_safe(obj)
+    if isinstance(obj, dict):
+        return {json_safe(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def json_text(obj: Any, *, ensure_ascii: bool = False) -> str:
+    """``obj`` as indented JSON text that is always valid UTF-8 (see :func:`unicode_safe`)."""
+    return json.dumps(json_safe(obj), indent=2, ensure_ascii=ensure_ascii) + "\n"

@@ -13,7 +13,8 @@ _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
 def parse_duration(value: str | float | int | None, name: str = "time_budget") -> float | None:
     """Seconds of a duration such as ``"30m"``, ``"1h30m"``, ``"45s"`` or a number of seconds.
 
-    ``None`` (and ``"none"``) mean no limit.
+    ``None`` (and ``"none"``) mean no limit. An empty or blank string is an error, not "no
+    limit": it is what an unset shell variable gives (``--time-budget "$BUDGET"``).
     """
     if value is None:
         return None
@@ -23,7 +24,11 @@ def parse_duration(value: str | float | int | None, name: str = "time_budget") -
                                         "instead.")
         return float(value)
     text = str(value).strip().lower().replace(" ", "")
-    if text in ("", "none"):
+    if text == "":
+        raise InvalidParameterError(
+            f"The '{name}' parameter is empty. Give a duration with units, such as 30m, 1h30m or "
+            "90s, or 'none' for no limit.")
+    if text == "none":
         return None
     if _PART.sub("", text) == "" and _PART.search(text):
         seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from autotransfer.backbones.layers import classifier_or_pooling, model_input
-from autotransfer.errors import WeightsUnavailableError
+from autotransfer.errors import WeightsFileError, WeightsUnavailableError
 
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.99
@@ -183,13 +183,24 @@ def EfficientNetLite(  # noqa: N802 - Keras Applications naming
 
 
 def load_weights(model: keras.Model, path: str | os.PathLike[str], variant: int) -> None:
-    """Load a legacy PyTorch checkpoint (``.pth``, ``.pt``) or a Keras weights file."""
-    if Path(path).suffix in (".pth", ".pt"):
-        from autotransfer.backbones.torch_pickle import load_state_dict
+    """Load a legacy PyTorch checkpoint (``.pth``, ``.pt``) or a Keras weights file.
 
-        load_state_dict_into(model, load_state_dict(path), variant)
-    else:
+    A checkpoint that does not fit the model raises :class:`WeightsFileError` naming ``path``.
+    """
+    if Path(path).suffix not in (".pth", ".pt"):
         model.load_weights(path)
+        return
+    from autotransfer.backbones.torch_pickle import load_state_dict
+
+    try:
+        load_state_dict_into(model, load_state_dict(path), variant)
+    except WeightsFileError:
+        raise
+    except WeightsUnavailableError as exc:
+        raise WeightsFileError(
+            f"The weights file '{path}' does not fit EfficientNet-Lite{variant}: {exc}. Point "
+            "backbone.weights at that variant's checkpoint, or use weights: imagenet."
+        ) from None
 
 
 def _torch_layer_names(variant: int) -> Iterator[tuple[str, str, str]]:

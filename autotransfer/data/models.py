@@ -56,6 +56,10 @@ PROBLEM_CODES: dict[str, tuple[Severity, str]] = {
         "warning",
         "The file decodes but lacks its end marker (possibly truncated): check it by eye.",
     ),
+    "empty_class_folder": (
+        "info",
+        "Put the class's images in this folder, or delete the folder if the class is not wanted.",
+    ),
     "tiny_image": ("warning", "Very small image: check that it is not a thumbnail or icon."),
     "non_utf8_name": ("warning", "The name is not valid UTF-8: rename it (other tools will fail)."),
     "space_in_name": ("warning", "The name contains whitespace: rename it for portable scripts."),

@@ -47,6 +47,8 @@ class FolderWalk:
     walked: dict[str, str] = field(default_factory=dict)  # real folder -> rel as walked
     taken: dict[str, tuple[str, str]] = field(default_factory=dict)  # real file -> (rel, label)
     links: list[_Link] = field(default_factory=list)  # a heap
+    #: (rel, label, split) of every class folder, to name those that hold no file
+    class_folders: list[tuple[str, str, str | None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.root_real = os.path.realpath(self.layout.root)
@@ -77,6 +79,7 @@ class FolderWalk:
     def class_folder(self, entry: os.DirEntry[str], rel: str, split: str | None,
                      parent_real: str) -> None:
         """Take a class folder (its name is the label); links wait for :meth:`finish`."""
+        self.class_folders.append((rel, entry.name, split))
         if entry.is_symlink():
             self._defer(entry.path, rel, entry.name, split, parent_real)
         else:
@@ -86,6 +89,14 @@ class FolderWalk:
         """Resolve the links found so far (and those found in folders they lead to)."""
         while self.links:
             self._follow(heapq.heappop(self.links))
+        filled = {(c.label, c.split) for c in self.layout.candidates}
+        for rel, label, split in self.class_folders:
+            if (label, split) not in filled and not any(p.path == rel
+                                                        for p in self.layout.problems):
+                self.layout.problems.append(problem(
+                    rel, "empty_class_folder",
+                    f"Class folder with no files: class '{label}' has no images"
+                    + (f" in the {split} split" if split else "") + " and is left out."))
 
     def _defer(self, path: str, rel: str, label: str, split: str | None, parent_real: str) -> None:
         heapq.heappush(self.links, _Link(rel.count("/"), path, rel, label, split, parent_real))

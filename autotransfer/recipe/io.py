@@ -64,8 +64,16 @@ def validate(model: type[M], data: Any, source: str) -> M:
 
 
 def load_recipe(path: str | os.PathLike[str]) -> Recipe:
-    """Load and validate a recipe file."""
-    return validate(Recipe, read_data_file(path), str(path))
+    """Load and validate a recipe file (its backbone must be in the catalog)."""
+    from autotransfer.backbones.catalog import get_backbone
+    from autotransfer.errors import UnknownNameError
+
+    recipe = validate(Recipe, read_data_file(path), str(path))
+    try:
+        get_backbone(recipe.backbone.name)
+    except UnknownNameError as exc:
+        raise InvalidConfigError(f"{path}: backbone.name: {exc}") from None
+    return recipe
 
 
 def dump_recipe(recipe: Recipe, fmt: str = "yaml") -> str:

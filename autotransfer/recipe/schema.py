@@ -21,12 +21,23 @@ SCHEMA_VERSION = 1
 N_GROUPS = 5
 
 
+#: Largest recipe seed: every library it seeds (NumPy, scikit-learn, TensorFlow) takes it, with
+#: the offsets the trainer adds per phase and epoch.
+MAX_SEED = 2**31 - 1
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # NaN and infinity pass no range check as users expect (NaN compares false), so no
+    # hyperparameter may be one: ``learning_rate: .nan`` is refused as "not a finite number"
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
+                              allow_inf_nan=False)
 
 
 class Reason(_Strict):
     """Why a field has its value: the rule, the evidence it read, and a sentence for people."""
+
+    # evidence records measurements as they were, NaN included ("not measured")
+    model_config = ConfigDict(allow_inf_nan=True)
 
     rule: str = Field(description="Rule id, e.g. 'LR01', or 'preset:<name>' / 'user'.")
     text: str
@@ -146,7 +157,7 @@ class Recipe(_Strict):
 
     version: Literal[1] = SCHEMA_VERSION
     name: str = "recipe"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     backbone: BackboneChoice
     data: Data = Data()
     head: Head = Head()
@@ -155,6 +166,12 @@ class Recipe(_Strict):
         description="'frozen': BN layers stay in inference mode with ImageNet (or AdaBN) statistics "
         "even when their group trains (Keras guide); 'trainable': BN of trainable groups updates.",
     )
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="Compute precision. 'bfloat16': Keras' mixed_bfloat16 on a CPU (variables, "
+        "loss and the softmax stay float32), chosen where it was measured faster with agreeing "
+        "features (rule PREC01); 'float32'; 'auto': the device's default (float32 on a CPU). "
+        "A GPU uses its own mixed precision (mixed_float16) unless this is 'float32'.")
     phases: list[Phase] = Field(min_length=1)
     augmentation: Augmentation = Augmentation()
     regularization: Regularization = Regularization()

@@ -328,3 +328,16 @@ def test_train_with_a_hostile_checkpoint_exits_2_naming_it(
     assert "Traceback" not in err
     assert not (tmp_path / "run").exists()
     assert sorted((p, p.read_bytes()) for p in colour_dataset.rglob("*") if p.is_file()) == before
+
+
+@pytest.mark.slow
+def test_a_sound_checkpoint_of_another_network_is_refused_naming_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A well-formed .pth whose tensors are not EfficientNet-Lite's: the message names the file."""
+    from autotransfer.backbones.build import build_backbone
+
+    path = tmp_path / "other_network.pth"
+    path.write_bytes(b"".join(legacy_records(simple_tensors(), monkeypatch)))
+    monkeypatch.undo()  # the fake torch modules were only needed to write it
+    with pytest.raises(WeightsFileError, match="other_network.pth"):
+        build_backbone("efficientnet_lite0", weights=str(path))

@@ -224,3 +224,15 @@ def test_file_digests_are_cached_by_path_size_and_mtime(tmp_path: Path,
     path.write_bytes(b"c" * 1001)
     os.utime(path, ns=(old, old))
     assert file_sha256(path) == real_sha256(b"c" * 1001).hexdigest() and len(calls) == 2
+
+
+@pytest.mark.slow
+def test_a_damaged_h5_behind_a_valid_signature_is_a_clean_error(tmp_path: Path) -> None:
+    """Keras' own reader fails inside the file: that is the user's file, not a bug (exit 2)."""
+    from autotransfer.backbones.build import build_backbone
+    from autotransfer.errors import WeightsFileError
+
+    path = tmp_path / "damaged.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 64)
+    with pytest.raises(WeightsFileError, match="damaged.h5"):
+        build_backbone("mobilenet_v2", weights=str(path), input_size=96)

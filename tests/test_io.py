@@ -1,0 +1,60 @@
+"""Atomic writes: whole files, the umask respected, clear errors, always-valid UTF-8 JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from autotransfer._io import atomic_write_json, atomic_write_text, json_text, unicode_safe
+from autotransfer.errors import AutoTransferError, OutputError
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize(("umask", "expected"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_new_files_get_the_mode_the_umask_gives(tmp_path, umask, expected):
+    old = os.umask(umask)
+    try:
+        text = atomic_write_text(tmp_path / "labels.txt", "a\nb\n")
+        data = atomic_write_json(tmp_path / "sub" / "metrics.json", {"accuracy": 1.0})
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")  # what open() gives, for comparison
+    finally:
+        os.umask(old)
+    assert _mode(text) == _mode(data) == _mode(plain) == expected
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path):
+    target = tmp_path / "report.md"
+    target.write_text("old")
+    target.chmod(0o640)
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new" and _mode(target) == 0o640
+
+
+def test_an_unwritable_place_is_an_output_error_naming_the_file(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError) as caught:
+        atomic_write_text(tmp_path / "afile" / "sub" / "x.json", "{}")
+    assert isinstance(caught.value, AutoTransferError) and caught.value.exit_code == 2
+    message = str(caught.value)
+    assert str(tmp_path / "afile" / "sub" / "x.json") in message
+    assert "choose another path" in message
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_json_of_a_non_utf8_file_name_is_valid_utf8(tmp_path):
+    name = os.fsdecode(b"caf\xe9.png")  # what os.listdir gives for a Latin-1 name on Linux
+    assert unicode_safe(name) == "caf\\xe9.png"
+    assert unicode_safe("naïve \U0001f600") == "naïve \U0001f600"  # real characters stay
+    text = json_text({"path": name, name: [name]})
+    assert json.loads(text.encode("utf-8").decode("utf-8")) == {
+        "path": "caf\\xe9.png", "caf\\xe9.png": ["caf\\xe9.png"]}
+    written = atomic_write_json(tmp_path / "p.json", [{"path": name}])
+    assert json.loads(written.read_bytes().decode("utf-8", "strict")) == [{"path": "caf\\xe9.png"}]
