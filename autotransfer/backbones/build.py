@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from autotransfer.backbones.catalog import get_backbone
 from autotransfer.backbones.spec import BackboneSpec
 from autotransfer.backbones.weights import resolve_weights, unavailable_message
-from autotransfer.errors import InvalidConfigError, InvalidParameterError, WeightsUnavailableError
+from autotransfer.errors import (AutoTransferError, InvalidConfigError, InvalidParameterError,
+                                 WeightsFileError, WeightsUnavailableError)
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -68,8 +69,9 @@ def build_backbone(
         include_top: keep the 1000-class ImageNet classifier (then ``input_size`` must be the
             default one).
         pooling: ``"avg"``, ``"max"`` or ``None`` (feature map) when ``include_top`` is false.
-        include_preprocessing: prepend the spec's preprocessing as a layer so the model takes
-            RGB in [0, 255], whatever the backbone; with ``False`` the caller applies
+        include_preprocessing: prepend the spec's preprocessing (Keras' own ``Rescaling``, after a
+            channel flip for BGR modes) so the model takes RGB in [0, 255], whatever the
+            backbone; with ``False`` the caller applies
             :func:`~autotransfer.backbones.preprocessing.preprocess_input` itself.
         classifier_activation: activation of the classifier (``None`` for logits).
 
@@ -79,7 +81,7 @@ def build_backbone(
     """
     import keras
 
-    from autotransfer.backbones.layers import Preprocess
+    from autotransfer.backbones.layers import preprocess
 
     spec = _spec(spec_or_name)
     size = _check_input_size(spec, input_size, include_top)
@@ -97,10 +99,18 @@ def build_backbone(
     inputs = None
     if include_preprocessing and spec.preprocessing != "none":
         inputs = keras.Input(shape=shape, name="image")
-        kwargs["input_tensor"] = Preprocess(spec.preprocessing, name="preprocess")(inputs)
+        kwargs["input_tensor"] = preprocess(inputs, spec.preprocessing)
     try:
         model = _constructor(spec)(**kwargs)
+    except AutoTransferError:
+        raise
     except Exception as exc:
+        if weights_arg is not None and weights_arg != "imagenet" and isinstance(
+                exc, (OSError, ValueError)):  # a damaged or mismatched weights file of the user's
+            raise WeightsFileError(
+                f"The weights file '{weights_arg}' cannot be loaded into {spec.name}: "
+                f"{type(exc).__name__}: {str(exc)[:300]}. Check that it is {spec.name}'s "
+                "weights file, complete and undamaged, or use weights: imagenet.") from None
         if weights_arg != "imagenet" or not _is_download_failure(exc):
             raise
         source = spec.weight_source(include_top)

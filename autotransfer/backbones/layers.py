@@ -1,4 +1,8 @@
-"""Keras layers of the backbone package (imports Keras: load only when building models)."""
+"""Keras building blocks of the backbone package (imports Keras: load only when building models).
+
+Everything here builds from Keras' own layers and operations, so a model made of them saves and
+loads with plain ``keras.saving.load_model``: no custom objects.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,29 @@ import numpy as np
 from autotransfer.backbones.preprocessing import get_mode
 
 
+def preprocess(x: Any, mode: str, name: str = "preprocess") -> Any:
+    """Apply preprocessing ``mode`` to RGB ``x`` in [0, 255] with Keras' built-in operations.
+
+    The same arithmetic as :func:`~autotransfer.backbones.preprocessing.preprocess_input`: a
+    channel flip (``keras.ops.flip``) for BGR modes, then ``Rescaling(scale, offset)`` (one number
+    when the mode is uniform, one per channel otherwise). A model built on it saves and loads
+    without custom objects.
+    """
+    spec = get_mode(mode)
+    if spec.bgr:
+        x = keras.ops.flip(x, axis=-1)
+    uniform = len(set(spec.scale)) == 1 and len(set(spec.offset)) == 1
+    scale: Any = spec.scale[0] if uniform else np.asarray(spec.scale, dtype="float32")
+    offset: Any = spec.offset[0] if uniform else np.asarray(spec.offset, dtype="float32")
+    return keras.layers.Rescaling(scale, offset, name=name)(x)
+
+
 @keras.saving.register_keras_serializable(package="autotransfer")
 class Preprocess(keras.layers.Layer):
-    """In-model version of :func:`~autotransfer.backbones.preprocessing.preprocess_input`.
+    """The custom layer that earlier versions put where :func:`preprocess` now builds built-ins.
 
-    Lets every built backbone take RGB in [0, 255], whatever its training preprocessing was.
+    Kept, registered, only so that :func:`autotransfer.train.export.load_model` still reads the
+    model files of older runs; nothing builds it any more.
     """
 
     def __init__(self, mode: str, **kwargs: Any) -> None:

@@ -1,8 +1,8 @@
 """The classifier a recipe describes: backbone + head, and what each phase makes trainable.
 
 The model is *flat*: the backbone's layers and the head's layers live in one functional graph, so
-any layer-group boundary can be used to split it (see :mod:`.feature_cache`) and the saved
-``.keras`` file holds one plain graph.
+any layer-group boundary can be used to split it (see :mod:`.feature_cache`). Every layer is
+one of Keras' own; what is shipped wraps this graph in a resize (see :mod:`.export`).
 
 BatchNorm policy (stated, not implied):
 

@@ -15,6 +15,7 @@ from autotransfer.backbones.build import (
 )
 from autotransfer.backbones.catalog import get_backbone, list_backbones
 from autotransfer.errors import InvalidParameterError, UnknownNameError, WeightsUnavailableError
+from tests.train.standalone import keras_modules
 
 
 def _check_groups(model: Any, name: str, size: int) -> None:
@@ -59,7 +60,9 @@ def test_tiny_backbone_builds_fast_with_real_batchnorm() -> None:
     assert model.output.shape == (None, 32)
     assert model.count_params() == get_backbone("test_tiny").params
     assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers) == 5
-    assert model.get_layer("preprocess").mode == "tf"
+    rescale = model.get_layer("preprocess")
+    assert isinstance(rescale, keras.layers.Rescaling)  # built-in: saves without custom objects
+    assert (rescale.scale, rescale.offset) == (pytest.approx(1 / 127.5), -1.0)
     groups = layer_group_ranges(model, "test_tiny")
     assert len(groups) >= 3 and groups[0].first == model.layers[0].name
     _check_groups(model, "test_tiny", 32)
@@ -74,6 +77,26 @@ def test_feature_map_and_classifier_variants() -> None:
                          classifier_activation=None)
     assert top.output.shape == (None, 1000)
     assert top.layers[-1].name in layer_group_ranges(top, "test_tiny")[-1].layers
+
+
+@pytest.mark.parametrize("mode", ["tf", "torch", "caffe", "lite", "none"])
+def test_in_model_preprocessing_is_the_numpy_one_in_builtin_layers(mode: str, tmp_path) -> None:
+    """The same float32 numbers as preprocess_input (and as the custom layer of older versions),
+    from Keras' own Rescaling (and flip), so the model reloads in safe mode."""
+    import keras
+
+    from autotransfer.backbones.layers import Preprocess, preprocess
+    from autotransfer.backbones.preprocessing import preprocess_input
+
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, preprocess(inputs, mode))
+    model.save(tmp_path / "p.keras")
+    reloaded = keras.saving.load_model(tmp_path / "p.keras", safe_mode=True)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 5, 7, 3)).astype("float32")
+    expected = preprocess_input(x, mode)
+    np.testing.assert_array_equal(np.asarray(model(x)), expected)
+    np.testing.assert_array_equal(np.asarray(reloaded(x)), expected)
+    np.testing.assert_array_equal(np.asarray(Preprocess(mode)(x)), expected)
 
 
 def test_no_preprocessing_layer_when_asked() -> None:
@@ -100,10 +123,14 @@ def _test_size(name: str) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [s.name for s in list_backbones()])
-def test_catalog_entry_matches_the_built_model(name: str) -> None:
+def test_catalog_entry_matches_the_built_model(name: str, tmp_path) -> None:
     spec = get_backbone(name)
     size = _test_size(name)
     model = build_backbone(spec, size, weights=None)
     assert model.output.shape == (None, spec.feature_dim)
     assert model.count_params() == spec.params
     _check_groups(model, name, size)
+    # what autotransfer ships is made of Keras' own classes only (no custom objects)
+    model.save(tmp_path / "backbone.keras")
+    modules = {module for module, _ in keras_modules(tmp_path / "backbone.keras")}
+    assert all(m == "keras" or m.startswith("keras.") for m in modules), modules

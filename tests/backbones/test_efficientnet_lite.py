@@ -64,3 +64,48 @@ def test_wrong_variant_checkpoint_is_refused() -> None:
     model = EfficientNetLite(1, include_top=False, input_shape=(64, 64, 3))
     with pytest.raises(WeightsUnavailableError, match="EfficientNet-Lite1"):
         load_state_dict_into(model, load_state_dict(path), 1)
+
+
+def test_port_saves_with_keras_layers_only(tmp_path: Path) -> None:
+    """Conv2D, DepthwiseConv2D, BatchNormalization, ReLU(6), Dropout, Add, Rescaling: no custom
+    object, so the file loads in Keras' safe mode anywhere."""
+    import keras
+
+    from autotransfer.backbones.build import build_backbone
+    from tests.train.standalone import keras_modules
+
+    model = build_backbone("efficientnet_lite0", 64, weights=None)
+    model.save(tmp_path / "lite.keras")
+    modules = keras_modules(tmp_path / "lite.keras")
+    assert {m for m, _ in modules} <= {"keras", "keras.layers", "keras.initializers",
+                                       "keras.src.models.functional"}, modules
+    reloaded = keras.saving.load_model(tmp_path / "lite.keras", safe_mode=True)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-6, rtol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _installed(0), reason="needs autotransfer[offline]")
+def test_shipped_lite_classifies_photos_without_autotransfer(tmp_path: Path) -> None:
+    """The ImageNet classifier of Lite0, shipped self-contained, gives in a process without
+    autotransfer the probabilities autotransfer computes, on photos of several sizes."""
+    import skimage.data
+    from PIL import Image
+
+    from autotransfer.backbones.build import build_backbone
+    from autotransfer.train import export
+    from tests.train.standalone import run_without_autotransfer
+
+    paths = []
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        paths.append(tmp_path / f"{name}.png")
+        Image.fromarray(getattr(skimage.data, name)()).save(paths[-1])
+    model = export.serving_model(build_backbone("efficientnet_lite0", include_top=True))
+    export.save_keras(model, tmp_path / "model.keras")
+    expected = np.concatenate([model.predict(np.asarray(Image.open(p))[None], verbose=0)
+                               for p in paths])
+    assert len({Image.open(p).size for p in paths}) == len(paths)  # several sizes
+    assert expected.max(axis=1).min() > 0.2  # real weights: confident on real photos
+    got = run_without_autotransfer(tmp_path, paths)
+    np.testing.assert_allclose(got["keras_uint8"], expected, atol=1e-5, rtol=0)
