@@ -3,7 +3,8 @@
 A head-only phase whose head is one softmax layer solves a convex problem. Gradient descent for a
 fixed number of epochs stops short of its optimum, or past it, and needs a learning rate, a
 schedule and early stopping on the validation split to get near it. L-BFGS (scikit-learn's
-``LogisticRegression``) solves it to convergence in seconds on the cached pooled features, and
+``LogisticRegression``) solves it to convergence in seconds on the cached pooled features (the
+cross-validation's folds in parallel threads, each with one BLAS thread), and
 the one hyper-parameter left, the L2 strength, is chosen by stratified k-fold cross-validation
 on the *training* images (every augmented view of an image in the same fold): the choice reads
 every training image instead of the validation split alone, and the validation split stays an
@@ -18,6 +19,7 @@ ICLR 2022).
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -127,18 +129,40 @@ def _scores(y: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
     return accuracy, loss
 
 
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _one_blas_thread() -> Any:
+    """BLAS and OpenMP limited to one thread (OpenMP's limit is per thread: enter it in each
+    worker). L-BFGS's products here have one column per class, too thin for threads to pay:
+    threads waiting for each other made the cross-validation 3× slower on a nearly idle machine
+    and 10-30× on a loaded one (docs/benchmarks/linear_head.md); the folds run in parallel
+    threads instead."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
 def fit_linear_head(views: Sequence[np.ndarray], labels: np.ndarray, n_classes: int, *,
                     sample_weight: np.ndarray | None = None, c: float | None = None,
                     folds: int = DEFAULT_FOLDS, seed: int = 0,
-                    grid: Sequence[float] = C_GRID) -> LinearFit:
+                    grid: Sequence[float] = C_GRID, workers: int | None = None) -> LinearFit:
     """Logistic regression of ``labels`` on the stacked ``views`` (each ``images × features``).
 
     ``c`` fixes the inverse L2 strength; ``None`` chooses it from ``grid`` by stratified k-fold
     cross-validation over images (the views of an image stay in one fold; scored on each held-out
     image's first view; the folds' fits are solved in float32, the returned one in float64).
     The lowest mean fold log loss wins; ties go to the higher accuracy, then to the stronger
-    regularisation. Per-image ``sample_weight`` (class weighting) weights every view.
+    regularisation. Per-image ``sample_weight`` (class weighting) weights every view. The folds
+    are solved by ``workers`` threads (by default one per core), each with one BLAS thread: the
+    same fits as one after the other, up to float rounding.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from sklearn.model_selection import StratifiedKFold
 
     started = time.perf_counter()
@@ -163,19 +187,28 @@ def fit_linear_head(views: Sequence[np.ndarray], labels: np.ndarray, n_classes: 
     else:
         splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
         grid = sorted(float(g) for g in grid)  # strong to weak: each fit warm-starts the next
-        scores = np.zeros((len(grid), k, 2))
-        for f, (train_idx, held_idx) in enumerate(splitter.split(np.zeros(n), y)):
+
+        def fold(split: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+            train_idx, held_idx = split
             rows = np.concatenate([train_idx + v * n for v in range(len(views))])
-            path = _Path(x[rows], yy[rows], None if ww is None else ww[rows], n_classes,
-                         dtype=CV_DTYPE)
-            for i, value in enumerate(grid):
-                kernel, bias = path.fit(value)
-                scores[i, f] = _scores(y[held_idx], softmax(views[0][held_idx] @ kernel + bias))
+            scores = np.zeros((len(grid), 2))
+            with _one_blas_thread():
+                path = _Path(x[rows], yy[rows], None if ww is None else ww[rows], n_classes,
+                             dtype=CV_DTYPE)
+                for i, value in enumerate(grid):
+                    kernel, bias = path.fit(value)
+                    scores[i] = _scores(y[held_idx],
+                                        softmax(views[0][held_idx] @ kernel + bias))
+            return scores
+
+        with _one_blas_thread(), ThreadPoolExecutor(min(k, workers or _cores())) as pool:
+            scores = np.stack(list(pool.map(fold, splitter.split(np.zeros(n), y))), axis=1)
         cv = [{"c": value, "accuracy": float(scores[i, :, 0].mean()),
                "log_loss": float(scores[i, :, 1].mean())} for i, value in enumerate(grid)]
         best = min(cv, key=lambda r: (round(r["log_loss"], 10), -r["accuracy"], r["c"]))
         chosen, how = best["c"], "cross-validation"
-    kernel, bias = _Path(x, yy, ww, n_classes).fit(chosen)
+    with _one_blas_thread():
+        kernel, bias = _Path(x, yy, ww, n_classes).fit(chosen)
     train_acc, train_loss = _scores(yy, softmax(x @ kernel + bias))
     return LinearFit(kernel=kernel, bias=bias, c=chosen, chosen_by=how, folds=k, cv=cv,
                      n_images=n, n_views=len(views), train_accuracy=train_acc,

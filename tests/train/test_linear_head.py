@@ -59,6 +59,36 @@ def test_the_fast_cross_validation_chooses_what_exact_fits_would(monkeypatch):
     np.testing.assert_allclose(fast.kernel, exact.kernel)
 
 
+@pytest.mark.parametrize("n_classes, weighted", [(5, False), (2, True)])
+def test_folds_solved_in_parallel_choose_what_the_folds_in_turn_do(n_classes, weighted):
+    # the default (folds in parallel threads, one BLAS thread each) against the straightforward
+    # reference: the same folds, one after the other, with BLAS's default threads
+    import contextlib
+
+    import autotransfer.train.linear_head as linear_head
+
+    x, y = blobs(20, n_classes, dim=16, spread=4.0, seed=5)
+    views = [x, np.abs(x + np.random.default_rng(6).normal(0, 1.0, x.shape))]
+    weights = np.where(y == 0, 2.0, 1.0) if weighted else None
+    parallel = fit_linear_head(views, y, n_classes, sample_weight=weights, workers=2)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(linear_head, "_one_blas_thread", contextlib.nullcontext)
+        in_turn = fit_linear_head(views, y, n_classes, sample_weight=weights, workers=1)
+    assert parallel.c == in_turn.c and 0.001 < parallel.c < 100.0
+    for a, b in zip(parallel.cv, in_turn.cv, strict=True):
+        assert a["accuracy"] == pytest.approx(b["accuracy"], abs=0.02)
+    np.testing.assert_allclose(parallel.predict_proba(x), in_turn.predict_proba(x), atol=1e-6)
+
+
+def test_the_cross_validation_leaves_the_thread_limits_as_they_were():
+    from threadpoolctl import threadpool_info
+
+    before = [(i["internal_api"], i["num_threads"]) for i in threadpool_info()]
+    x, y = blobs(20, 3)
+    fit_linear_head([x], y, 3)
+    assert [(i["internal_api"], i["num_threads"]) for i in threadpool_info()] == before
+
+
 def test_views_of_one_image_stay_in_one_fold():
     # identical views of memorisable noise: if a view of a held-out image were fitted, the
     # cross-validated accuracy would be perfect instead of chance
