@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from autotransfer.probes.orientation import Orientation
+from autotransfer.probes.precision import PrecisionCheck
 from autotransfer.probes.transferability import Transferability
 
 
@@ -79,6 +80,9 @@ class BackboneProbe(_Model):
     adabn: AdaBNCheck | None = Field(
         default=None, description="The linear probe after AdaBN on the sample; None when not "
         "measured (BN folded or absent, or AdaBN not in question: see Advisor.fit).")
+    precision: PrecisionCheck | None = Field(
+        default=None, description="The forward pass timed in float32 and mixed_bfloat16 and "
+        "whether the features agree; None when not measured (see Advisor.fit).")
 
 
 class ProbeReport(_Model):

@@ -21,6 +21,7 @@ from autotransfer.probes.extract import ExtractionPlan, plan_extraction
 from autotransfer.probes.imagenet_view import prediction_entropy, top_concepts
 from autotransfer.probes.models import BackboneProbe, BNShift, ImageNetView, ProbeReport
 from autotransfer.probes.orientation import measure_orientation
+from autotransfer.probes.precision import policy_scope
 from autotransfer.probes.sample import DEFAULT_PER_CLASS, DEFAULT_TOTAL, sample_records
 from autotransfer.probes.transferability import measure_transferability
 
@@ -103,7 +104,8 @@ def probe_dataset(
             _seed_random_init(weights, seed)
             from autotransfer.probes.extract import extract
 
-            arrays = extract(plan, images)
+            with policy_scope("float32"):  # the key says float32: never a caller's mixed policy
+                arrays = extract(plan, images)
             extract_s = time.perf_counter() - t0
             if store:
                 store.save(key, arrays)
@@ -132,7 +134,8 @@ def probe_dataset(
             _seed_random_init(weights, seed)
             from autotransfer.probes.extract import extract_views
 
-            arrays = extract_views(plan, images)
+            with policy_scope("float32"):
+                arrays = extract_views(plan, images)
             if store:
                 store.save(key, arrays)
         orientation = measure_orientation(name, arrays["features"], arrays["view"], arrays["source"])
@@ -182,6 +185,69 @@ def measure_adabn(report: ProbeReport, profile: DatasetProfile, backbone: str, *
     return report.model_copy(update={"probes": probes})
 
 
+def measure_precision(report: ProbeReport, profile: DatasetProfile, backbone: str, *,
+                      per_class: int = DEFAULT_PER_CLASS, total: int = DEFAULT_TOTAL,
+                      weights: str | None = "imagenet", cache: FeatureCache | bool = True,
+                      progress: ProgressCallback | None = None) -> ProbeReport:
+    """``report`` with ``backbone``'s forward pass timed in float32 and mixed_bfloat16 and, where
+    bfloat16 is faster, its features compared with float32's on the same sample (pass the
+    ``per_class`` and ``total`` of the probe); see :mod:`.precision`. The timings and features
+    are cached with the probe's. Not measured on a machine with a GPU (it has its own path)."""
+    from autotransfer.probes.precision import PrecisionCheck, precision_check
+
+    i = next(i for i, p in enumerate(report.probes) if p.backbone == backbone)
+    probe = report.probes[i]
+    if probe.precision is not None:
+        return report
+    say = progress or (lambda backbone, what: None)
+    records, _, labels, hashes = _sample(profile, per_class, total, report.seed)
+    if len(records) != probe.n_samples:
+        from autotransfer.errors import InvalidParameterError
+
+        raise InvalidParameterError(
+            f"The sample of per_class={per_class}, total={total} has {len(records)} images, but "
+            f"the probe of {backbone} measured {probe.n_samples}: pass the per_class and total "
+            "that the probe used.")
+    plan = plan_extraction(get_backbone(backbone), probe.input_size, weights)
+    store = _store(cache)
+    key = _key(plan, hashes, report.seed, extra="precision:float32,mixed_bfloat16")
+    arrays = store.load(key) if store else None
+    seconds = 0.0
+    if arrays is None:
+        from autotransfer.probes.precision import TIMED_BATCHES, extract_timed, gpu_present
+
+        if gpu_present():
+            check = PrecisionCheck(
+                measured=False, reason="a GPU is present: training uses the GPU's own mixed "
+                "precision (mixed_float16), so bfloat16 on the CPU is not in question")
+            return _with_probe(report, i, probe.model_copy(update={"precision": check}))
+        from autotransfer.probes.extract import decode_sample
+
+        say(backbone, "timing the forward pass in float32 and mixed_bfloat16")
+        t0 = time.perf_counter()
+        timed = (TIMED_BATCHES + 1) * 32  # decode the rest only if bfloat16 is faster
+        images = decode_sample(records[:timed], profile.root, plan.input_size)
+        _seed_random_init(weights, report.seed)
+        arrays = extract_timed(plan, images, sample=lambda: images if len(records) <= timed
+                               else decode_sample(records, profile.root, plan.input_size))
+        seconds = time.perf_counter() - t0
+        if store:
+            store.save(key, arrays)
+    f32_key = _key(plan, hashes, report.seed, extra=f"top={plan.with_top}")
+    features = store.load(f32_key) if store else None  # the probe's own, for the cosine
+    t = probe.transferability
+    check = precision_check(arrays, t.linear_probe_accuracy, t.logme, labels, seed=report.seed,
+                            seconds=seconds,
+                            float32_features=None if features is None else features["features"])
+    return _with_probe(report, i, probe.model_copy(update={"precision": check}))
+
+
+def _with_probe(report: ProbeReport, i: int, probe: BackboneProbe) -> ProbeReport:
+    probes = list(report.probes)
+    probes[i] = probe
+    return report.model_copy(update={"probes": probes})
+
+
 def _sample(profile: DatasetProfile, per_class: int, total: int,
             seed: int) -> tuple[list[Any], list[str], np.ndarray, list[str]]:
     """The probe's stratified sample: its records, class names, integer labels and content
@@ -208,7 +274,8 @@ def _with_adabn(probe: BackboneProbe, plan: ExtractionPlan, images_at: Callable[
         images = images_at(plan.input_size)
         say(probe.backbone, "re-estimating BatchNorm statistics (AdaBN) and extracting again")
         t0 = time.perf_counter()
-        arrays = {"features": adapted_features(plan, images)}
+        with policy_scope("float32"):
+            arrays = {"features": adapted_features(plan, images)}
         seconds = time.perf_counter() - t0
         if store:
             store.save(key, arrays)
@@ -222,7 +289,10 @@ def _key(plan: ExtractionPlan, hashes: list[str], seed: int, extra: str) -> str:
     source = plan.spec.weight_source(plan.with_top)
     fallback = (f"random-init:{seed}" if plan.weights is None
                 else f"download:{source.url if source else None}")
-    return feature_key(hashes, plan.spec.name, weights_identity(plan.weights_file, fallback),
+    name = plan.spec.name
+    if source is not None and source.kind == "custom":  # its settings, not only its weights
+        name = f"{name}@{source.url}"
+    return feature_key(hashes, name, weights_identity(plan.weights_file, fallback),
                        plan.input_size, extra=extra)
 
 

@@ -102,7 +102,9 @@ class FeatureCache:
         self.build_seconds = time.perf_counter() - started
 
     def _predict(self, ds: tf.data.Dataset, batch_size: int, verbose: int) -> np.ndarray:
-        return np.asarray(self.prefix.predict(ds, verbose=verbose))
+        # float32 even under mixed_bfloat16 (exact: bfloat16 values are float32 values), so that
+        # the exact head's statistics are not accumulated in bfloat16
+        return np.asarray(self.prefix.predict(ds, verbose=verbose), dtype=np.float32)
 
     def view_of_epoch(self, epoch: int) -> int:
         return epoch % len(self.views)

@@ -98,7 +98,7 @@ class ActivationStore:
 def _backbone_key(recipe: Recipe) -> str:
     b = recipe.backbone
     return _key(b.name, b.weights, b.input_size, recipe.head.pooling, recipe.seed,
-                recipe.domain_adaptation.method, recipe.data.crop)
+                recipe.domain_adaptation.method, recipe.data.crop, recipe.precision)
 
 
 def reseed_layers(model: keras.Model, seed: int) -> None:
@@ -154,7 +154,8 @@ def _prefix_activations(clf: Any, recipe: Recipe, p: int, plan: Any, inputs: Any
         prefix = keras.Model(clf.model.input, clf.boundary(phase.trainable_from), name="prefix")
         val = prefix.predict(inputs.eval_set("val", recipe.data.batch_size).map(lambda x, y: x),
                              verbose=0)
-        entry = {"prefix": prefix, "views": [], "val": np.asarray(val), "view_seconds": [],
+        entry = {"prefix": prefix, "views": [], "val": np.asarray(val, np.float32),
+                 "view_seconds": [],
                  "val_seconds": time.perf_counter() - started}
         if shareable:
             store.evict(keep=int(entry["val"].nbytes * (plan.views + 2)))
@@ -168,7 +169,8 @@ def _prefix_activations(clf: Any, recipe: Recipe, p: int, plan: Any, inputs: Any
         ds = inputs.train_epoch(aug, recipe.data.batch_size,
                                 epoch_seed(recipe.seed, p, 10_000 + view), shuffle=False,
                                 augment=not identity, mix=False)
-        entry["views"].append(np.asarray(prefix.predict(ds.map(lambda x, y, w: x), verbose=0)))
+        entry["views"].append(np.asarray(prefix.predict(ds.map(lambda x, y, w: x), verbose=0),
+                                         np.float32))  # float32 under mixed_bfloat16 too
         entry["view_seconds"].append(time.perf_counter() - started)
     entry.pop("prefix", None)  # the model belongs to this trial's Keras graph
     return entry
@@ -180,16 +182,13 @@ def run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
     """Execute ``recipe`` as the trainer would, sharing frozen activations; the trial's metrics.
 
     Writes ``out/recipe.yaml`` and ``out/metrics.json`` (no model: the final training saves it).
-    The precision policy is the trainer's (``mixed_float16`` on a GPU, float32 on a CPU).
+    The precision policy is the trainer's for ``recipe.precision``
+    (:mod:`autotransfer.train.precision`), restored afterwards.
     """
-    from autotransfer.train.distribute import precision_policy
+    from autotransfer.train.precision import run_policy
 
-    previous = keras.mixed_precision.global_policy().name
-    keras.mixed_precision.set_global_policy(precision_policy())
-    try:
+    with run_policy(recipe.precision):
         return _run_trial(recipe, store, out, callbacks=callbacks, progress=progress)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
 
 
 def _run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
@@ -309,6 +308,7 @@ def _run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
         probs = clf.model.predict(inputs.eval_set("val", bs).map(lambda x, y: x), verbose=0)
     val = classification_metrics(inputs.val_labels, probs, inputs.class_names)
     metrics = {"kind": "in-memory trial (shared frozen activations)", "val": val,
+               "precision": keras.mixed_precision.global_policy().name,
                "phases": records, "n_train": inputs.n_train,
                "store": {"hits": store.hits, "misses": store.misses, "bytes": store.bytes()},
                "seconds_total": time.perf_counter() - started,

@@ -23,6 +23,8 @@ def facts(**overrides: Any) -> dict[str, Any]:
         orientation_known=True, rotation_acc=0.6, flip_acc=0.5, params_m=2.3, default_size=224,
         min_size=32, bn_folded=False, forward_ms=NAN, probe_size=224, budget_s=NAN,
         adabn_known=False, adabn_linear_acc=NAN, adabn_gain=NAN,
+        precision_known=False, float32_ms=NAN, bfloat16_ms=NAN, bf16_speedup=NAN,
+        bf16_acc_delta=NAN, bf16_logme_delta=NAN,
     )
     unknown = set(overrides) - set(base)
     assert not unknown, unknown

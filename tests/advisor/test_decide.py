@@ -97,3 +97,38 @@ def test_deciding_imports_no_tensorflow():
             "from autotransfer.advisor.advise import decide; decide(profile({'a': 50, 'b': 50}), FAR);"
             "sys.exit(1 if 'tensorflow' in sys.modules or 'keras' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def _with_precision(rep, speedup: float, acc_delta: float):
+    from autotransfer.probes.precision import PrecisionCheck
+
+    best = rep.probes[0]
+    t = best.transferability
+    check = PrecisionCheck(measured=True, reason="timed", float32_ms=20.0,
+                           bfloat16_ms=20.0 / speedup, timed_images=96,
+                           linear_probe_accuracy=t.linear_probe_accuracy,
+                           bfloat16_linear_probe_accuracy=t.linear_probe_accuracy + acc_delta,
+                           logme=t.logme, bfloat16_logme=t.logme, n_samples=100)
+    return rep.model_copy(update={"probes": [best.model_copy(update={"precision": check}),
+                                             *rep.probes[1:]]})
+
+
+def test_precision_is_decided_from_the_timing_and_the_feature_check():
+    small = profile({"a": 120, "b": 120})
+    fast = decide(small, _with_precision(NEAR, 3.3, 0.0)).recipe
+    assert fast.precision == "bfloat16"
+    assert fast.reasons["precision"].rule == "PREC01"
+    assert fast.reasons["precision"].evidence["bfloat16_ms"] == pytest.approx(20.0 / 3.3, 1e-4)
+    disagree = decide(small, _with_precision(NEAR, 3.3, -0.05)).recipe
+    assert disagree.precision == "float32" and disagree.reasons["precision"].rule == "PREC02"
+    assert decide(small, NEAR).recipe.precision == "auto"  # not measured: the device's default
+
+
+def test_the_users_precision_overrides_the_measured_decision():
+    small = profile({"a": 120, "b": 120})
+    advice = decide(small, _with_precision(NEAR, 3.3, 0.0), precision="float32")
+    assert advice.recipe.precision == "float32"
+    assert advice.recipe.reasons["precision"].rule == "user"
+    assert not [f for f in advice.firings if f.rule.startswith("PREC")]
+    with pytest.raises(InvalidParameterError, match="precision"):
+        decide(small, NEAR, precision="float16")

@@ -259,3 +259,34 @@ def test_data_quality_rules_warn_with_the_count(rule, fact, value):
     _, fired = run(rule, **{fact: value})
     assert fired and fired[0].kind == "warn" and str(value) in fired[0].text
     assert not run(rule, **{fact: 0})[1]
+
+
+def _timed(speedup: float, acc: float, logme: float) -> dict:
+    return dict(precision_known=True, float32_ms=20.0, bfloat16_ms=20.0 / speedup,
+                bf16_speedup=speedup, bf16_acc_delta=acc, bf16_logme_delta=logme)
+
+
+@pytest.mark.parametrize("speedup, acc, logme, rule, precision", [
+    (3.3, 0.0, 0.004, "PREC01", "bfloat16"),
+    (1.2, -0.01, -0.02, "PREC01", "bfloat16"),  # at the thresholds
+    (1.19, 0.0, 0.0, "PREC02", "float32"),  # faster, but within the margin
+    (0.79, NAN, NAN, "PREC02", "float32"),  # slower: its features were not even extracted
+    (3.3, -0.03, 0.0, "PREC02", "float32"),  # faster, but the linear probe loses accuracy
+    (3.3, 0.0, -0.05, "PREC02", "float32"),  # faster, but LogME drops
+])
+def test_prec_bfloat16_only_where_measured_faster_with_agreeing_features(speedup, acc, logme,
+                                                                          rule, precision):
+    fired = {r: run(r, **_timed(speedup, acc, logme)) for r in ("PREC01", "PREC02")}
+    assert [r for r, (_, f) in fired.items() if f] == [rule]
+    decisions, firings = fired[rule]
+    assert decisions["precision"] == precision
+    assert firings[0].evidence["bf16_speedup"] == round(speedup, 6)
+    assert firings[0].evidence["float32_ms"] == 20.0
+    assert firings[0].thresholds["min_speedup"] == RULES.get(rule).params["min_speedup"]
+    assert f"{speedup:.2f}×" in firings[0].text
+
+
+def test_prec_rules_do_not_fire_without_a_measurement():
+    for rule in ("PREC01", "PREC02"):
+        decisions, firings = run(rule)
+        assert not firings and decisions["precision"] == "auto"  # the preset's: device default
