@@ -29,6 +29,10 @@ _EXPORTS: dict[str, str] = {
     "get_backbone": "autotransfer.backbones.catalog",
     "list_backbones": "autotransfer.backbones.catalog",
     "build_backbone": "autotransfer.backbones.build",
+    "register_backbone": "autotransfer.backbones.custom",
+    "unregister_backbone": "autotransfer.backbones.custom",
+    "custom_backbone": "autotransfer.backbones.custom",
+    "load_backbone_file": "autotransfer.backbones.custom",
     "train": "autotransfer.train.run",
     "RunResult": "autotransfer.train.run",
     "evaluate": "autotransfer.train.inference",
@@ -49,6 +53,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from autotransfer.advisor.advise import Advice, Advisor, advise, decide
     from autotransfer.backbones.build import build_backbone
     from autotransfer.backbones.catalog import get_backbone, list_backbones
+    from autotransfer.backbones.custom import (custom_backbone, load_backbone_file,
+                                               register_backbone, unregister_backbone)
     from autotransfer.data.models import DatasetProfile, FileProblem
     from autotransfer.probes.models import ProbeReport
     from autotransfer.probes.probe import probe_dataset

@@ -71,6 +71,11 @@ class InvalidParameterError(AutoTransferError, ValueError):
     """An argument of a public function or command has a value that cannot work."""
 
 
+class TimeBudgetError(InvalidParameterError):
+    """A time budget shorter than the steps that every run needs (rule BUD03); the message says
+    the minimum."""
+
+
 class RunDirectoryError(AutoTransferError, FileExistsError):
     """A training run's output folder cannot be used (exists, or holds no run to resume)."""
 

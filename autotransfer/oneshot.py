@@ -30,24 +30,44 @@ recipe executor, :func:`autotransfer.train.train`, with checkpoints, plots and e
   held-out data and must stay out of training): the refined recipe on the tuning splits, with its
   early stopping; ``factor = 1.2``.
 
-Trial 0 always runs, so a budget shorter than one training is overrun by that training.
+A budget below what every run needs is refused, saying the minimum (rule BUD03,
+:mod:`autotransfer.budget`): right after profiling when it is below the fixed costs, otherwise
+after probing, before any training, from the image count and the measured forward pass. When
+only its share for trial 0 is below the cheapest training, no search runs: the advised recipe
+trains once. ``summary.json`` and the report say how much of the budget each step used, and
+whether it was exceeded.
+
+**Never worse than the linear probe (rule SEL02,** :mod:`autotransfer.tuning.baseline`**).** When
+the advised recipe fine-tunes, the linear probe (its backbone frozen, the head fitted exactly) is
+trained on the training split right after advising — seconds, out of the budget, before the
+recipe is sized — and measured on the validation split. With a search, the best trial is
+compared with it on the same validation images; without one, the advised recipe first trains
+on the training split (early stopping on validation; it is not refitted on train + validation),
+is compared, and is kept as trained only if it wins. The fine-tuned candidate is kept only when
+a one-sided paired test finds it better beyond chance (balanced accuracy on imbalanced data);
+otherwise the linear probe is the final model, refitted like the winner of a search.
 
 Folder ``out`` (assembled in ``out.partial``, renamed when complete)::
 
     report.md           the story: data, measurements, decisions and why, tuning, final numbers
+    report.html         the same story as one self-contained page (pictures embedded)
     summary.json        AutoResult: numbers, files, the budget split
     profile.json        the dataset profile          advice.json   measurements and decisions
     recipe.yaml         the advised recipe           recipe.tuned.yaml   the refined recipe
-    tuning/             the search (see autotransfer.tuning.tuner), tuning.png
-    model/              the final run: model.keras, labels.txt, metrics.json, plots, [savedmodel/]
+    tuning/             the search (see autotransfer.tuning.tuner), tuning.png (two trials or
+                        more; one trial is said in words in the report)
+    model/              the final run: model.keras, labels.txt, metrics.json, plots,
+                        predictions.csv, mistakes.png, gradcam.png, [savedmodel/]
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +78,7 @@ from autotransfer.errors import RunDirectoryError
 from autotransfer.recipe.io import save_recipe
 from autotransfer.recipe.schema import Reason, Recipe
 from autotransfer.train.run import RunMetrics
+from autotransfer.tuning.selection import val_correct
 
 Progress = Callable[[str], None]
 #: share of one training's time kept for the search beyond trial 0 when sizing the recipe
@@ -80,6 +101,9 @@ class AutoResult(RunMetrics):
     final: str
     budget: dict[str, Any]
     seconds: float
+    #: rule SEL02: the linear probe against the fine-tuned recipe (a BaselineChoice), or why
+    #: they were not compared (a sentence)
+    linear_probe: Any = field(default=None, repr=False)
 
     @property
     def model_path(self) -> Path:
@@ -89,6 +113,11 @@ class AutoResult(RunMetrics):
     def report_path(self) -> Path:
         return self.out / "report.md"
 
+    @property
+    def html_report_path(self) -> Path:
+        """``report.html``: the same story as one self-contained page."""
+        return self.out / "report.html"
+
     def to_dict(self) -> dict[str, Any]:
         t = self.tuning
         tuning = {"skipped": self.budget.get("search_skipped")} if t is None else {
@@ -96,11 +125,21 @@ class AutoResult(RunMetrics):
             "best_val_accuracy": t.best_accuracy, "gain": t.gain, "best_trial": t.best_trial,
             "changes": t.changes, "selection": t.selection, "stopped_because": t.stopped_because}
         return {"out": str(self.out), "model": str(self.model_path),
-                "report": str(self.report_path), "final": self.final,
+                "report": str(self.report_path), "report_html": str(self.html_report_path),
+                "final": self.final,
                 "val_accuracy": self.val_accuracy, "test_accuracy": self.test_accuracy,
                 "backbone": self.advice.recipe.backbone.name if t is None or t.refined is None
                 else t.refined.backbone.name,
-                "tuning": tuning, "budget": self.budget, "seconds": self.seconds}
+                "tuning": tuning, "linear_probe": _probe_summary(self.linear_probe),
+                "budget": self.budget, "seconds": self.seconds}
+
+
+def _probe_summary(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return {"compared": False, "why": value}
+    return {"compared": True} | value.to_dict()
 
 
 def _merge_train_val(splits: Any) -> Any:
@@ -220,7 +259,9 @@ def auto(
     export_tflite: bool = False,
     overwrite: bool = False,
     seed: int = 0,
+    precision: str = "auto",
     progress: Progress | None = None,
+    verbose: int = 1,
 ) -> AutoResult:
     """Turn the folder ``dataset`` into a tuned, evaluated, exported model and a report.
 
@@ -241,12 +282,28 @@ def auto(
         export_savedmodel, export_tflite: also export a SavedModel / a TFLite model.
         overwrite: replace an existing ``out`` (and any interrupted ``out.partial``).
         seed: seed of the sample, the splits and the recipe.
+        precision: ``"auto"`` (measured: rules PREC01/PREC02), ``"float32"`` or ``"bfloat16"``.
         progress: called with a short description of each step.
+        verbose: 1 (the default, as Keras' ``fit``: the call takes minutes) shows the steps on
+            stderr, with bars and the time left of the budget, when no ``progress`` is given;
+            0 is silent.
+
+    Raises :class:`~autotransfer.errors.TimeBudgetError` (rule BUD03) for a budget below what
+    every run needs, saying the minimum: after profiling when it is below the fixed costs,
+    otherwise after probing, before any training.
     """
+    if progress is None and verbose:  # the same display as the CLI's, on stderr
+        arguments = {k: v for k, v in locals().items() if k not in ("progress", "verbose")}
+        from autotransfer._progress import ProgressDisplay
+
+        with ProgressDisplay(parse_duration(time_budget)) as display:
+            return auto(**arguments, progress=display.say, verbose=0)
+    from autotransfer import budget as budget_floor
     from autotransfer.advisor.advise import Advisor, decide
     from autotransfer.data.profile import profile_dataset
     from autotransfer.data.splits import make_splits
     from autotransfer.errors import InvalidParameterError
+    from autotransfer.tuning import baseline as linear_probe
     from autotransfer.tuning.tuner import tune
 
     started = time.time()
@@ -274,10 +331,15 @@ def auto(
     # 1-2: profile, probe, advise
     step(1, f"Profiling {dataset}" + (" (continuing an interrupted run)" if resumed else ""))
     profile = profile_dataset(dataset)
+    profile_seconds = time.time() - started
+    floor_params = budget_floor.rule_params()
+    if budget is not None:  # rule BUD03: refuse at once a budget below the fixed costs
+        with _refused_cleanly(partial, resumed):
+            budget_floor.floor_before_probing(budget, profile_seconds, floor_params, WRAP_UP_S)
     atomic_write_json(partial / "profile.json", profile.to_dict())
     step(1, "Probing the candidate backbones")
     advisor = Advisor(backbones=backbones, max_params_m=max_params_m, preset=preset, seed=seed,
-                      weights=weights)
+                      weights=weights, precision=precision)
     advice = advisor.fit(profile, progress=lambda b, what: say(
         f"[1/{len(STEPS)}] Probing: {b + ': ' if b else ''}{what}")).advice_
     splits = make_splits(profile, val_fraction=advice.recipe.data.val_fraction,
@@ -289,16 +351,45 @@ def auto(
     factor = 1.2 * (n_train + n_val) / max(1, n_train) if mode == "train+val" else 1.2
     remaining = None if budget is None else max(1.0, budget - (time.time() - started))
     skip_search = None
+    # the linear probe: a candidate of every run that fine-tunes (rule SEL02)
+    probe, probe_note = None, "the advised recipe trains the head alone: it is the linear probe"
+    if budget is not None:  # rule BUD03: refuse, before any training, a budget below the floor
+        with _refused_cleanly(partial, resumed):
+            budget_floor.floor_after_probing(
+                budget, time.time() - started,
+                budget_floor.head_seconds(advice.facts, advice.recipe.backbone.input_size,
+                                          floor_params), WRAP_UP_S, advice.facts)
     if remaining is not None:  # size the recipe to its share of the budget (rules BUD01, BUD02)
         def sized(seconds: float) -> Any:
             return decide(advice.profile, advice.probes, preset=preset, max_params_m=max_params_m,
-                          allow=backbones, seed=seed, time_budget=seconds)
+                          allow=backbones, seed=seed, time_budget=seconds,
+                          precision=precision)
 
         whole = sized(max(1.0, remaining - WRAP_UP_S))
+        if linear_probe.fine_tunes(whole.recipe):  # rule SEL02, out of the budget: size again
+            probe_s = budget_floor.head_seconds(advice.facts, whole.recipe.backbone.input_size,
+                                                floor_params) or 0.0
+            beside = sized(max(1.0, remaining - WRAP_UP_S - probe_s))
+            if linear_probe.fine_tunes(beside.recipe):
+                probe, probe_note = _train_probe(splits, whole.recipe, partial, step)
+                remaining = max(1.0, budget - (time.time() - started))
+            else:  # no fine-tuned model that could not be compared with the linear probe
+                probe_note = (
+                    f"fine-tuning fits the budget only without the linear probe (about "
+                    f"{probe_s:.0f} s, BUD03's estimate of a head-only training), so the advised "
+                    "recipe trains the head alone (BUD02): it is the linear probe")
+                remaining = max(1.0, remaining - probe_s)
+            whole = sized(max(1.0, remaining - WRAP_UP_S))
         advice = sized(remaining / (1.0 + factor + SEARCH_SHARE))
         skip_search = search_skipped(advice.recipe, whole.recipe, trials)
+        if not skip_search and any(f.rule == budget_floor.RULE for f in advice.firings):
+            skip_search = (f"its share of the budget is below the cheapest training (rule "
+                           f"{budget_floor.RULE}): trial 0 and the final training would not both "
+                           "fit. The advised recipe gets the whole budget and trains once.")
         if skip_search:
             advice = whole
+    elif linear_probe.fine_tunes(advice.recipe):
+        probe, probe_note = _train_probe(splits, advice.recipe, partial, step)
     recipe = advice.recipe
     step(2, f"Advised {recipe.backbone.name} at {recipe.backbone.input_size} px, "
             f"{recipe.total_epochs} epochs at most")
@@ -321,8 +412,28 @@ def auto(
                       progress=lambda text: say(f"[3/{len(STEPS)}] {text}"))
         assert tuning.refined is not None  # tune raises when no trial completed
         refined = tuning.refined
+        # tuning.json names its files where they are published, not in `out.partial`
+        tuning = dataclasses.replace(tuning, out=out / "tuning")
+        atomic_write_json(partial / "tuning" / "tuning.json", tuning.to_dict())
         save_recipe(refined, partial / "recipe.tuned.yaml")
     tune_seconds = time.time() - started - advise_seconds
+    val_labels = [splits.label_index(r) for r in splits.val]
+    choice: Any = None if probe is not None else probe_note
+    if probe is not None and tuning is not None:
+        correct = val_correct(partial / "tuning" / "search" / f"trial_{tuning.best_trial}")
+        if not linear_probe.fine_tunes(refined):
+            choice = f"the search's best recipe (trial {tuning.best_trial}) trains the head alone"
+        elif correct is None:
+            choice = f"trial {tuning.best_trial} recorded no per-image validation results"
+        else:
+            best = tuning.trial(tuning.best_trial)
+            choice = linear_probe.compare(
+                probe.candidate,
+                linear_probe.Candidate(linear_probe.FINE_TUNED, correct,
+                                       None if best is None else best.seconds),
+                val_labels, imbalance=profile.imbalance_ratio,
+                measured_on=f"the validation split (trial {tuning.best_trial})")
+            say(f"[3/{len(STEPS)}] Linear probe against fine-tuning (SEL02): {choice.why}")
 
     # 4: final training, by the recipe executor
     from autotransfer.train.run import partial_dir, train
@@ -333,7 +444,42 @@ def auto(
     if model_dir.exists():
         shutil.rmtree(model_dir)  # an interrupted final step starts over
     shutil.rmtree(partial_dir(model_dir), ignore_errors=True)
-    if mode == "train+val":
+    run = None
+    if probe is not None and tuning is None and not linear_probe.fine_tunes(recipe):
+        choice = ("sized to the budget, the advised recipe trains the head alone: it is the "
+                  "linear probe")
+    elif probe is not None and tuning is None:  # SEL02 needs the fine-tuned recipe on validation
+        step(4, "Training the advised recipe on the training split: the validation split, which "
+                "neither trained on, compares it with the linear probe (rule SEL02)")
+        trained = time.time()
+        shutil.rmtree(partial / "fine-tuned", ignore_errors=True)  # from an interrupted run
+        run = train(splits, recipe, model_dir, export_savedmodel=export_savedmodel,
+                    export_tflite=export_tflite,
+                    progress=lambda text: say(f"[4/{len(STEPS)}] {text}"))
+        choice = linear_probe.compare(
+            probe.candidate, linear_probe.Candidate(
+                linear_probe.FINE_TUNED, [int(v) for v in run.metrics["val"]["correct"]],
+                time.time() - trained), val_labels, imbalance=profile.imbalance_ratio,
+            measured_on="the validation split (which also decided the fine-tuned recipe's early "
+                        "stopping)")
+        say(f"[4/{len(STEPS)}] Linear probe against fine-tuning (SEL02): {choice.why}")
+        if choice.probe_kept:  # the fine-tuned model stays in the run folder, for comparison
+            os.replace(model_dir, partial / "fine-tuned")
+            run = None
+        else:
+            mode = "train"
+    if probe is not None and isinstance(choice, linear_probe.BaselineChoice) and choice.probe_kept:
+        recipe_final, final_splits, final_note = _probe_final(probe, mode, splits)
+        step(4, "Final training of the linear probe (rule SEL02: fine-tuning did not beat it "
+                "beyond chance)")
+    elif run is not None:
+        recipe_final, final_splits = recipe, splits
+        final_note = (f"Trained with the advised recipe on the training split ({n_train} images), "
+                      "with early stopping on the validation split, which then compared it with "
+                      "the linear probe (rule SEL02): no search ran, and the fine-tuned recipe "
+                      "was measured before the final model was chosen, so the validation images "
+                      "stay out of its training.")
+    elif mode == "train+val":
         left = None if budget is None else budget - (time.time() - started) - WRAP_UP_S
         recipe_final = final_recipe(refined, (best_metrics or {}).get("phases") or [],
                                     seconds_left=left, growth=(n_train + n_val) / max(1, n_train))
@@ -365,9 +511,10 @@ def auto(
                       + (f" {kept_c.text}" if kept_c is not None and kept_c.rule == "FINAL"
                          else ""))
         final_splits = splits
-    run = train(final_splits, recipe_final, model_dir, export_savedmodel=export_savedmodel,
-                export_tflite=export_tflite,
-                progress=lambda text: say(f"[4/{len(STEPS)}] {text}"))
+    if run is None:
+        run = train(final_splits, recipe_final, model_dir, export_savedmodel=export_savedmodel,
+                    export_tflite=export_tflite,
+                    progress=lambda text: say(f"[4/{len(STEPS)}] {text}"))
     metrics = run.metrics
     final_seconds = time.time() - started - advise_seconds - tune_seconds
 
@@ -379,19 +526,86 @@ def auto(
                    "reserve_factor": factor, "final": mode, "note": final_note,
                    "search_skipped": skip_search}
     step(6, "Writing the report")
-    if tuning is not None:
+    from autotransfer.tuning.report import trials_plot_note
+
+    if tuning is not None and trials_plot_note(tuning) is None:  # one trial: said in words
         _plot_trials(tuning, partial / "tuning.png")
+    probe_seconds = 0.0 if probe is None else probe.seconds
+    budget_info["linear_probe_seconds"] = probe_seconds
+    used = time.time() - started  # where the time went, and whether the budget was kept
+    budget_info.update(budget_floor.use(budget, [
+        ("profile", profile_seconds),
+        ("probe and advise", advise_seconds - profile_seconds - probe_seconds),
+        *([("linear probe (SEL02)", probe_seconds)] if probe is not None else []),
+        ("tune", tune_seconds), ("final training, evaluation and export", final_seconds),
+        ("plots and report", used - advise_seconds - tune_seconds - final_seconds)], used))
+    if budget_info["exceeded"]:
+        say(f"Over the time budget of {format_duration(budget)} by "
+            f"{format_duration(budget_info['over_seconds'])}: see section 6 of the report")
     from autotransfer.tuning.report import markdown_report
 
-    result = AutoResult(out, advice, tuning, metrics, mode, budget_info, seconds)
+    result = AutoResult(out, advice, tuning, metrics, mode, budget_info, seconds, choice)
     atomic_write_text(partial / "report.md", markdown_report(result, recipe, refined, profile))
+    from autotransfer.report.html import write_html_report
+
+    write_html_report(partial / "report.md")
     atomic_write_json(partial / "summary.json",
                       result.to_dict() | {"seconds": time.time() - started})
     if out.is_dir():
         out.rmdir()
     os.replace(partial, out)
     say(f"Done in {format_duration(time.time() - started)}: {out / 'report.md'}")
-    return AutoResult(out, advice, tuning, metrics, mode, budget_info, time.time() - started)
+    return AutoResult(out, advice, tuning, metrics, mode, budget_info, time.time() - started,
+                      choice)
+
+
+def _train_probe(splits: Any, recipe: Recipe, partial: Path, step: Callable[[int, str], None]
+                 ) -> tuple[Any, str]:
+    """Rule SEL02: the linear probe of ``recipe`` on the training split, measured on validation
+    (``linear_probe/``: its recipe and metrics), and a note. A probe that fails does not stop
+    the run: the note says why it is not compared (report and ``summary.json``)."""
+    from autotransfer.tuning.baseline import train_probe
+
+    step(2, "Training the linear probe (frozen backbone, exact head), the cheap candidate that "
+            "fine-tuning must beat (rule SEL02)")
+    try:
+        probe = train_probe(splits, recipe, partial / "linear_probe")
+    except Exception as exc:  # noqa: BLE001 - recorded: the fine-tuned recipe still trains
+        note = f"the linear probe failed ({type(exc).__name__}: {str(exc)[:300]})"
+        step(2, f"Not compared with a linear probe: {note}")
+        return None, note
+    step(2, f"Linear probe: validation accuracy {probe.metrics['val']['accuracy']:.4f} in "
+            f"{format_duration(probe.seconds)}")
+    return probe, ""
+
+
+def _probe_final(probe: Any, mode: str, splits: Any) -> tuple[Recipe, Any, str]:
+    """The final training of the linear probe that SEL02 kept: recipe, splits and the note."""
+    if mode == "train+val":
+        merged = _merge_train_val(splits)
+        return probe.recipe, merged, (
+            f"The linear probe was kept (rule SEL02, section 4): trained on train + validation "
+            f"({len(merged.train)} images), its head's L2 strength cross-validated on them; the "
+            "validation numbers of this model are on images it trained on: the test split is the "
+            "held-out measure.")
+    recipe = reuse_head_c(probe.recipe, probe.metrics.get("phases") or [], "linear probe")
+    return recipe, splits, (
+        "The linear probe was kept (rule SEL02, section 4): trained on the tuning splits (no test "
+        "split: the validation images stay out of training, and compared it with fine-tuning), "
+        "with the L2 strength its cross-validation chose.")
+
+
+@contextmanager
+def _refused_cleanly(partial: Path, resumed: bool) -> Iterator[None]:
+    """A refused budget leaves no half-made run folder behind (an interrupted one stays)."""
+    from autotransfer.errors import TimeBudgetError
+
+    try:
+        yield
+    except TimeBudgetError:
+        if not resumed:
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
 
 
 def search_skipped(split: Recipe, whole: Recipe, trials: int) -> str | None:

@@ -57,8 +57,12 @@ def test_the_report_tells_the_story(run):
         assert heading in text
     assert "**FZ01**" in text and "**LR01**" in text  # rule by rule
     assert "Test accuracy" in text and "| trial |" in text
-    assert "![tuning trials](tuning.png)" in text and "model/learning_curves.png" in text
-    assert (result.out / "model" / "learning_curves.png").is_file()
+    assert "![tuning trials](tuning.png)" in text
+    # learning curves for epochs, the cross-validated accuracy against C for an exact head
+    pictures = [n for n in ("learning_curves.png", "regularization_path.png")
+                if (result.out / "model" / n).is_file()]
+    assert pictures and all(f"(model/{n})" in text for n in pictures)
+    assert "(model/predictions.csv)" in text
 
 
 def test_the_advised_recipe_is_sized_to_its_share_of_the_budget(run):
@@ -238,8 +242,14 @@ def test_a_final_training_on_the_tuning_splits_does_not_cross_validate_again(tmp
     final_fit = next(p["solver"] for p in result.metrics["phases"] if "solver" in p)
     assert final_fit["chosen_by"] == "given" and final_fit["c"] == pytest.approx(trial_fit["c"])
     assert result.val_accuracy == pytest.approx(result.tuning.best_accuracy)  # the same model
-    assert "instead of cross-validating the same images again" in (
-        result.out / "report.md").read_text()
+    report = (result.out / "report.md").read_text()
+    assert "instead of cross-validating the same images again" in report
+    # one trial is one bar: said in words, no picture (issue 15)
+    assert len(result.tuning.trials) == 1 and not (result.out / "tuning.png").exists()
+    assert "One trial ran" in report and "tuning.png" not in report
+    # the final head's C was given: neither epochs nor a cross-validation to draw, said so
+    assert "nothing was cross-validated, so there is no curve to draw" in report
+    assert (result.out / "model" / "predictions.csv").is_file()
 
 
 def test_auto_stops_a_search_that_cannot_beat_the_advised_recipe(tmp_path):
@@ -258,3 +268,181 @@ def test_auto_stops_a_search_that_cannot_beat_the_advised_recipe(tmp_path):
         assert "no trial could replace the recipe" in (result.out / "report.md").read_text()
     else:
         assert len(result.tuning.trials) > 1
+
+
+# ---------------------------------------------------------------- the time budget (BUD03)
+def test_summary_and_report_say_where_the_budget_went(run):
+    result, _ = run
+    budget = json.loads((result.out / "summary.json").read_text())["budget"]
+    steps = budget["steps"]
+    names = [s["step"] for s in steps]
+    assert names[:2] == ["profile", "probe and advise"]
+    assert names[-3:] == ["tune", "final training, evaluation and export", "plots and report"]
+    assert all(s["seconds"] >= 0 for s in steps)
+    assert sum(s["seconds"] for s in steps) == pytest.approx(budget["used_seconds"], abs=0.5)
+    for s in steps:
+        assert s["share"] == pytest.approx(s["seconds"] / 600, abs=1e-3)
+    assert budget["exceeded"] == (budget["used_seconds"] > 600)
+    text = (result.out / "report.md").read_text()
+    assert "| step | time | share of the budget |" in text and "| tune |" in text
+    assert ("was kept" in text) != budget["exceeded"]
+
+
+def test_a_budget_below_the_fixed_costs_is_refused_before_probing(tmp_path, capsys):
+    from autotransfer.errors import TimeBudgetError
+
+    dataset = make_colour_dataset(tmp_path / "colours", COUNTS)
+    with pytest.raises(TimeBudgetError, match=r"BUD03.*at least --time-budget 1m\d0s") as caught:
+        auto(dataset, tmp_path / "run", time_budget="10s", backbones=["test_tiny"],
+             weights=None, verbose=0)
+    assert "before probing" in str(caught.value)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
+    assert capsys.readouterr().err == ""  # verbose=0: silent
+    code = main(["auto", str(dataset), "--out", str(tmp_path / "run"), "--time-budget", "10s",
+                 "-b", "test_tiny"])
+    assert code == EXIT_USER_ERROR
+    assert "cannot be kept" in capsys.readouterr().err
+
+
+def test_a_budget_below_the_cheapest_training_is_refused_after_probing(tmp_path, monkeypatch):
+    import autotransfer.budget as budget_module
+    from autotransfer.errors import TimeBudgetError
+
+    # the head alone "needs" 10 minutes: a 3-minute budget passes the first floor, not this one
+    monkeypatch.setattr(budget_module, "head_seconds", lambda facts, size, params: 600.0)
+    dataset = make_colour_dataset(tmp_path / "colours", COUNTS)
+    with pytest.raises(TimeBudgetError, match="profiling and probing took") as caught:
+        auto(dataset, tmp_path / "run", time_budget="3m", backbones=["test_tiny"],
+             weights=None, verbose=0)
+    assert "at least --time-budget 1" in str(caught.value)  # 10 min and more
+    assert not (tmp_path / "run.partial").exists() and not (tmp_path / "run").exists()
+
+
+def test_a_budget_too_short_for_a_search_trains_once_and_shows_progress(tmp_path, capsys):
+    # 2 minutes: after probing, a share for trial 0 is below the head's 60 s of fixed costs
+    # (BUD03), the whole budget is not: no search, the advised recipe trains once
+    dataset = make_colour_dataset(tmp_path / "colours", COUNTS)
+    result = auto(dataset, tmp_path / "run", time_budget="2m", preset="quick",
+                  backbones=["test_tiny"], weights=None)
+    assert result.tuning is None and "BUD03" in result.budget["search_skipped"]
+    assert any(f.rule == "BUD03" for f in result.advice.firings) is False  # sized to the whole
+    budget = result.budget
+    assert budget["exceeded"] == (budget["used_seconds"] > 120)
+    err = capsys.readouterr().err  # verbose=1 (the default): the steps on stderr
+    assert "[1/6] Profiling" in err and "[6/6] Writing the report" in err
+    # the head is fit exactly: its dropout is not a setting of this recipe, and says so
+    assert result.advice.recipe.head.solver == "lbfgs"
+    text = (result.out / "report.md").read_text()
+    assert "not in force: dropout=" in text and "not used: the head is fit exactly" in text
+
+
+# ----------------------------------------------------------------------------- rule SEL02
+def _advise_fine_tuning(monkeypatch, above_s: float = 0.0):
+    """The tiny data is advised a head-only recipe: make the advice fine-tune (rule SEL02 then
+    makes the linear probe a candidate) — when sized to more than ``above_s`` seconds."""
+    import autotransfer.advisor.advise as advise_module
+
+    real = advise_module.decide
+
+    def decide(*args, **kwargs):
+        advice = real(*args, **kwargs)
+        if (kwargs.get("time_budget") or above_s + 1) <= above_s:
+            return advice
+        data = advice.recipe.model_dump()
+        head = dict(data["phases"][0], name="head", trainable_from=5, epochs=1)
+        data["phases"] = [head, {"name": "fine_tune", "epochs": 2, "trainable_from": 3,
+                                 "learning_rate": 1e-3}]
+        data["head"] = dict(data["head"], solver="gradient", lbfgs_c=None)
+        data["domain_adaptation"] = {"method": "none", "before_phase": 0}
+        return advice.model_copy(update={"recipe": type(advice.recipe).model_validate(data)})
+
+    monkeypatch.setattr(advise_module, "decide", decide)
+
+
+def test_the_linear_probe_is_a_trial_and_kept_when_fine_tuning_ties(tmp_path, monkeypatch):
+    _advise_fine_tuning(monkeypatch)
+    dataset = tmp_path / "colours"
+    make_colour_dataset(dataset, COUNTS, split="train")
+    make_colour_dataset(dataset, {k: 4 for k in COUNTS}, split="test", seed=1)
+    result = auto(dataset, tmp_path / "run", time_budget=None, trials=1, preset="quick",
+                  backbones=["test_tiny"], weights=None, verbose=0)
+    assert result.tuning is not None and len(result.advice.recipe.phases) == 2
+    choice = result.linear_probe
+    # 6 validation images cannot show a gain beyond chance: the cheaper linear probe wins
+    assert choice.winner == "linear probe" and choice.test["p"] > choice.alpha
+    assert (result.out / "linear_probe" / "metrics.json").is_file()
+    final = load_recipe(result.out / "model" / "recipe.yaml")
+    assert [p.trainable_from for p in final.phases] == [5] and final.head.solver == "lbfgs"
+    assert result.metrics["n_train"] == 24  # refitted on train + validation
+    summary = json.loads((result.out / "summary.json").read_text())
+    probe = summary["linear_probe"]
+    assert probe["compared"] and probe["winner"] == "linear probe" and probe["rule"] == "SEL02"
+    assert set(probe["scores"]) == {"linear probe", "fine-tuned"}
+    assert probe["time_saved_s"] == choice.time_saved_s and "p" in probe["test"]
+    assert summary["budget"]["linear_probe_seconds"] > 0
+    assert "linear probe (SEL02)" in [s["step"] for s in summary["budget"]["steps"]]
+    text = (result.out / "report.md").read_text()
+    assert "### The linear probe against fine-tuning (rule SEL02)" in text
+    assert "| linear probe **kept** |" in text and "the cheaper linear probe is kept" in text
+    assert "The linear probe was kept (rule SEL02" in text  # the final model's note
+    assert "The final model is the **linear probe** (rule SEL02; section 4)." in text
+
+
+@pytest.mark.parametrize("fine_tuned_wins", [False, True])
+def test_without_a_search_the_fine_tuned_recipe_is_measured_before_the_final_choice(
+        tmp_path, monkeypatch, fine_tuned_wins):
+    import dataclasses
+
+    import autotransfer.oneshot as oneshot
+    from autotransfer.tuning import baseline
+
+    _advise_fine_tuning(monkeypatch)
+    monkeypatch.setattr(oneshot, "search_skipped", lambda split, whole, trials: "forced")
+    if fine_tuned_wins:  # 6 validation images cannot show it: the plumbing, as if it had won
+        real = baseline.compare
+        monkeypatch.setattr(baseline, "compare", lambda *a, **k: dataclasses.replace(
+            real(*a, **k), winner=baseline.FINE_TUNED, time_saved_s=None))
+    dataset = tmp_path / "colours"
+    make_colour_dataset(dataset, COUNTS, split="train")
+    make_colour_dataset(dataset, {k: 4 for k in COUNTS}, split="test", seed=1)
+    result = auto(dataset, tmp_path / "run", time_budget="10m", preset="quick",
+                  backbones=["test_tiny"], weights=None, verbose=0)
+    summary = json.loads((result.out / "summary.json").read_text())
+    report = (result.out / "report.md").read_text()
+    final = load_recipe(result.out / "model" / "recipe.yaml")
+    assert result.tuning is None
+    if fine_tuned_wins:
+        # measured on the validation split it did not train on, then kept as it was trained
+        assert result.linear_probe.winner == "fine-tuned"
+        assert result.final == "train" and result.metrics["n_train"] < 24
+        assert len(final.phases) == 2 and not (result.out / "fine-tuned").exists()
+        assert "compared it with the linear probe (rule SEL02)" in report
+        assert summary["linear_probe"]["winner"] == "fine-tuned" and summary["final"] == "train"
+    else:
+        # the fine-tuned model stays for comparison; the probe is refitted on train + validation
+        assert result.linear_probe.winner == "linear probe"
+        assert (result.out / "fine-tuned" / "model.keras").is_file()
+        assert result.final == "train+val" and result.metrics["n_train"] == 24
+        assert [p.trainable_from for p in final.phases] == [5]
+        assert "which also decided the fine-tuned recipe's early stopping" in report
+        assert summary["linear_probe"]["winner"] == "linear probe"
+
+
+def test_no_fine_tuned_model_ships_that_the_budget_could_not_compare(tmp_path, monkeypatch):
+    import autotransfer.budget as budget_module
+
+    # fine-tuning fits the 10-minute budget (more than 300 s), but not beside a linear probe
+    # estimated at 300 s: the advised recipe then trains the head alone, and no probe runs
+    _advise_fine_tuning(monkeypatch, above_s=300.0)
+    monkeypatch.setattr(budget_module, "head_seconds", lambda facts, size, params: 300.0)
+    dataset = tmp_path / "colours"
+    make_colour_dataset(dataset, COUNTS, split="train")
+    make_colour_dataset(dataset, {k: 4 for k in COUNTS}, split="test", seed=1)
+    result = auto(dataset, tmp_path / "run", time_budget="10m", trials=1, preset="quick",
+                  backbones=["test_tiny"], weights=None, verbose=0)
+    assert [p.trainable_from for p in result.advice.recipe.phases] == [5]
+    assert not (result.out / "linear_probe").exists()
+    summary = json.loads((result.out / "summary.json").read_text())
+    assert summary["linear_probe"]["compared"] is False
+    assert "fits the budget only without the linear probe" in summary["linear_probe"]["why"]
+    assert "fits the budget only without the linear probe" in (result.out / "report.md").read_text()

@@ -38,9 +38,10 @@ def render() -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in rules:
-        sets = ", ".join(f"`{k}`" for k in r.set) or ("ranking" if r.kind == "rank" else "warning")
+        sets = ", ".join(f"`{k}`" for k in r.set) or {"rank": "ranking", "select": "the final model"
+                                                      }.get(r.kind, "warning")
         params = ", ".join(f"{k}={v}" for k, v in r.params.items()) or "-"
-        condition = "ranking" if r.kind == "rank" else f"`{r.when}`"
+        condition = {"rank": "ranking", "select": "after training (auto)"}.get(r.kind, f"`{r.when}`")
         lines.append(f"| {r.id} | {r.name} | {r.group} | {condition} | {sets} | {params} |")
     lines += ["", "## Rules", ""]
     for r in rules:

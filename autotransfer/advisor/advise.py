@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+from sklearn.base import BaseEstimator
 
 from autotransfer.advisor.assemble import assemble
 from autotransfer.advisor.candidates import Candidate, rank_candidates
@@ -23,6 +24,9 @@ from autotransfer.data.models import DatasetProfile
 from autotransfer.durations import parse_duration
 from autotransfer.probes.models import ProbeReport
 from autotransfer.recipe.schema import Reason, Recipe
+
+#: ``precision`` values of :func:`decide` and :class:`Advisor`
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 class Advice(BaseModel):
@@ -56,12 +60,16 @@ def decide(
     rules: RuleBase | None = None,
     seed: int = 0,
     time_budget: float | None = None,
+    precision: str = "auto",
 ) -> Advice:
     """The recipe for ``profile`` given the ``probes``: pure, deterministic, explained.
 
     ``time_budget``: seconds one training of the recipe may take (rules BUD01/BUD02 shorten the
     fine-tuning to fit, from the forward pass timed while probing); ``None``: no limit.
+    ``precision``: ``"auto"`` (rules PREC01/PREC02 decide from the timings measured while
+    probing), or ``"float32"`` / ``"bfloat16"``: the user's choice, recorded as such.
     """
+    _check_precision(precision)
     rulebase = rules or load_rules()
     chosen_preset = load_preset(preset)
     ranking_rule = next((r for r in rulebase.rules if r.kind == "rank"), None)
@@ -92,11 +100,30 @@ def decide(
             reasons[decision] = Reason(rule=firing.rule, text=firing.text,
                                        evidence=firing.evidence, thresholds=firing.thresholds)
     reasons["backbone"] = _backbone_reason(candidates, ranking_rule.text if ranking_rule else "")
+    if precision != "auto":  # the user's choice: no rule's precision is in force
+        final["precision"] = precision
+        firings = [f for f in firings if "precision" not in f.set]
+        reasons["precision"] = Reason(
+            rule="user", text=f"Compute precision {precision!r}: the user's choice (--precision), "
+            "in place of the measured decision (rules PREC01/PREC02).",
+            evidence={k: _plain_fact(facts[k]) for k in ("float32_ms", "bfloat16_ms")})
     recipe = assemble(final, reasons, name=f"advised for {os.path.basename(profile.root.rstrip('/'))}",
                       seed=seed, weights=probes.weights)
     warnings = [f.text for f in firings if f.kind == "warn"]
     return Advice(preset=chosen_preset.name, profile=profile, probes=probes, candidates=candidates,
                   facts=facts, firings=firings, warnings=warnings, recipe=recipe)
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        from autotransfer.errors import InvalidParameterError
+
+        raise InvalidParameterError(f"The precision must be one of {', '.join(PRECISIONS)}; got "
+                                    f"{precision!r} instead.")
+
+
+def _plain_fact(value: Any) -> Any:
+    return None if isinstance(value, float) and value != value else value
 
 
 def _backbone_reason(candidates: list[Candidate], template: str) -> Reason:
@@ -114,12 +141,21 @@ def _backbone_reason(candidates: list[Candidate], template: str) -> Reason:
     return Reason(rule="BB01", text=text + ".", evidence=evidence)
 
 
-class Advisor:
+class Advisor(BaseEstimator):
     """Estimator-style advisor: ``Advisor(...).fit(dataset)`` measures, then decides.
+
+    A scikit-learn estimator in its conventions: ``__init__`` only stores its arguments,
+    ``get_params``/``set_params`` and a readable ``repr`` (the arguments that differ from their
+    defaults) come from :class:`sklearn.base.BaseEstimator`, and ``sklearn.base.clone`` makes an
+    unfitted copy.
 
     ``weights=None`` probes randomly initialised backbones (for tests with the tiny backbone).
     ``time_budget`` (``"20m"``, seconds): one training of the recipe should fit in it (rules BUD01
     and BUD02, from the forward pass timed while probing).
+    ``precision``: ``"auto"`` times the chosen backbone in float32 and mixed_bfloat16 and lets
+    rules PREC01/PREC02 decide; ``"float32"`` or ``"bfloat16"`` decides without measuring.
+    ``verbose``: 1 (the default, as Keras' ``fit``: probing takes minutes) shows the progress
+    on stderr when ``fit`` gets no ``progress`` callback; 0 is silent.
     Fitted attributes: ``profile_``, ``probes_``, ``candidates_``, ``facts_``, ``firings_``,
     ``warnings_``, ``recipe_`` and ``advice_`` (all of them, typed and serialisable).
     """
@@ -137,6 +173,8 @@ class Advisor:
         rules: RuleBase | None = None,
         weights: str | None = "imagenet",
         time_budget: str | float | None = None,
+        precision: str = "auto",
+        verbose: int = 1,
     ) -> None:
         self.backbones = backbones
         self.max_params_m = max_params_m
@@ -148,13 +186,25 @@ class Advisor:
         self.rules = rules
         self.weights = weights
         self.time_budget = time_budget
+        self.precision = precision
+        self.verbose = verbose
 
     def fit(self, dataset: str | os.PathLike[str] | DatasetProfile, progress: Any = None) -> Advisor:
-        """Profile and probe ``dataset`` (a path or a profile), then decide."""
+        """Profile and probe ``dataset`` (a path or a profile), then decide.
+
+        ``progress(backbone, what)`` hears each measuring step; without it, ``verbose=1`` shows
+        them on stderr."""
+        if progress is None and self.verbose:
+            from autotransfer._progress import ProgressDisplay
+
+            with ProgressDisplay(backbones=len(self.backbones) if self.backbones else None
+                                 ) as display:
+                return self.fit(dataset, progress=display.probing)
         from autotransfer.data.profile import profile_dataset
         from autotransfer.probes.probe import probe_dataset
 
         load_preset(self.preset)  # fail fast on a bad preset and budget, before any measuring
+        _check_precision(self.precision)
         budget = parse_duration(self.time_budget)
         profile = dataset if isinstance(dataset, DatasetProfile) else profile_dataset(dataset)
         probes = probe_dataset(profile, self.backbones, per_class=self.per_class,
@@ -163,7 +213,7 @@ class Advisor:
         def decided(probes: Any) -> Advice:
             return decide(profile, probes, preset=self.preset, max_params_m=self.max_params_m,
                           allow=self.backbones, rules=self.rules, seed=self.seed,
-                          time_budget=budget)
+                          time_budget=budget, precision=self.precision)
 
         self.advice_ = decided(probes)
         da = self.advice_.recipe.reasons.get("domain_adaptation.method")
@@ -176,6 +226,16 @@ class Advisor:
                                    per_class=self.per_class, total=self.max_total,
                                    weights=self.weights, cache=self.cache,
                                    progress=progress)
+            self.advice_ = decided(probes)
+        if self.precision == "auto":
+            # time the chosen backbone in float32 and mixed_bfloat16 and compare its features
+            # (cached with the probe's), then decide again (PREC01 / PREC02)
+            from autotransfer.probes.probe import measure_precision
+
+            probes = measure_precision(probes, profile, self.advice_.recipe.backbone.name,
+                                       per_class=self.per_class, total=self.max_total,
+                                       weights=self.weights, cache=self.cache,
+                                       progress=progress)
             self.advice_ = decided(probes)
         self.profile_, self.probes_ = self.advice_.profile, self.advice_.probes
         self.candidates_, self.facts_ = self.advice_.candidates, self.advice_.facts

@@ -97,6 +97,7 @@ def assemble(decisions: dict[str, Any], reasons: dict[str, Reason], *, name: str
                   exclude_leaks=d["exclude_leaks"]),
         head=Head(dropout=d["dropout"], solver=d["head_solver"]),
         bn_policy=d["bn_policy"],
+        precision=d["precision"],
         phases=phases,
         augmentation=build_augmentation(d),
         regularization=Regularization(label_smoothing=d["label_smoothing"]),

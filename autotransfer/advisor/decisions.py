@@ -41,6 +41,8 @@ DECISIONS: dict[str, tuple[type, tuple[str, ...], str]] = {
     "adabn": (bool, ("domain_adaptation.method",), "re-estimate BN statistics on the target data (AdaBN)"),
     "patience": (int, ("early_stopping.patience",), "epochs without improvement before stopping"),
     "exclude_leaks": (bool, ("data.exclude_leaks",), "drop training images duplicated in held-out splits"),
+    "precision": (str, ("precision",), "compute precision: 'float32', 'bfloat16' (Keras' "
+                  "mixed_bfloat16 on a CPU) or 'auto' (the device's default)"),
     "epoch_scale": (float, (), "preset multiplier of the epoch counts"),
     "fast_resolution": (bool, (), "preset: allow a smaller input size than the backbone's default"),
     "epoch_estimate_s": (float, (), "estimated seconds of one fine-tuning epoch (0: not estimated)"),

@@ -54,6 +54,16 @@ FACTS: dict[str, str] = {
     "forward_ms": "milliseconds per image of the chosen backbone's forward pass at probe_size, "
                   "measured on this machine while probing (NaN if not measured)",
     "probe_size": "input size at which the chosen backbone was probed",
+    "precision_known": "the chosen backbone's forward pass was timed in float32 and "
+    "mixed_bfloat16 on this machine (not on a GPU, which has its own mixed precision)",
+    "float32_ms": "milliseconds per image of the chosen backbone's forward pass in float32, "
+    "timed alternately with mixed_bfloat16 on the same batches (NaN: not timed)",
+    "bfloat16_ms": "the same in mixed_bfloat16 (NaN: not timed)",
+    "bf16_speedup": "float32_ms / bfloat16_ms: above 1 when bfloat16 is faster (NaN: not timed)",
+    "bf16_acc_delta": "linear-probe accuracy of the sample's bfloat16 features minus that of its "
+    "float32 features, same folds (NaN: bfloat16 not faster, so not extracted)",
+    "bf16_logme_delta": "LogME of the bfloat16 features minus that of the float32 features "
+    "(NaN: not extracted)",
     "budget_s": "seconds one training of the recipe may take (NaN: no time budget)",
 }
 
@@ -114,6 +124,23 @@ def backbone_facts(probe: BackboneProbe, runner_up: BackboneProbe | None) -> dic
         "adabn_gain": probe.adabn.gain if probe.adabn else NAN,
         "forward_ms": _nan(probe.forward_ms),
         "probe_size": probe.input_size,
+        **precision_facts(probe),
+    }
+
+
+def precision_facts(probe: BackboneProbe) -> dict[str, Any]:
+    """float32 vs mixed_bfloat16 for the chosen backbone (see autotransfer/probes/precision.py)."""
+    p = probe.precision
+    known = p is not None and p.measured
+    bf16_acc = p.bfloat16_linear_probe_accuracy if known else None
+    return {
+        "precision_known": known,
+        "float32_ms": _nan(p.float32_ms) if known else NAN,
+        "bfloat16_ms": _nan(p.bfloat16_ms) if known else NAN,
+        "bf16_speedup": _nan(p.speedup) if known else NAN,
+        "bf16_acc_delta": NAN if bf16_acc is None else bf16_acc - _nan(p.linear_probe_accuracy),
+        "bf16_logme_delta": (NAN if not known or p.bfloat16_logme is None
+                             else p.bfloat16_logme - _nan(p.logme)),
     }
 
 

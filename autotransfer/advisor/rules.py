@@ -52,8 +52,10 @@ class Rule(BaseModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9-]+$")
     group: Literal["backbone", "resolution", "freezing", "unfreezing", "learning-rate",
                    "schedule", "augmentation", "domain", "imbalance", "data-quality",
-                   "regularization", "batchnorm"]
-    kind: Literal["set", "warn", "rank"] = "set"
+                   "regularization", "batchnorm", "precision", "selection"]
+    #: "select": a decision ``auto`` takes after training (its params are read there); the advisor
+    #: does not evaluate it
+    kind: Literal["set", "warn", "rank", "select"] = "set"
     doc: RuleDoc
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
     when: str = "True"
@@ -141,7 +143,7 @@ class RuleBase(BaseModel):
         decisions = dict(decisions)
         firings: list[Firing] = []
         for rule in self.rules:
-            if rule.kind == "rank" or (only is not None and rule.id not in only):
+            if rule.kind in ("rank", "select") or (only is not None and rule.id not in only):
                 continue
             names = {**facts, **decisions, **rule.params}
             if not _truthy(_eval(rule, rule.when, names)):

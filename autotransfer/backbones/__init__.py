@@ -21,6 +21,11 @@ _EXPORTS: dict[str, str] = {
     "weight_status": "autotransfer.backbones.weights",
     "resolve_weights": "autotransfer.backbones.weights",
     "build_backbone": "autotransfer.backbones.build",
+    "register_backbone": "autotransfer.backbones.custom",
+    "unregister_backbone": "autotransfer.backbones.custom",
+    "custom_backbone": "autotransfer.backbones.custom",
+    "load_backbone_file": "autotransfer.backbones.custom",
+    "backbone_files": "autotransfer.backbones.custom",
     "layer_group_ranges": "autotransfer.backbones.build",
     "GroupLayers": "autotransfer.backbones.build",
     "preprocess_input": "autotransfer.backbones.preprocessing",
@@ -35,6 +40,9 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover
     from autotransfer.backbones.build import GroupLayers, build_backbone, layer_group_ranges
     from autotransfer.backbones.catalog import backbone_names, get_backbone, list_backbones
+    from autotransfer.backbones.custom import (backbone_files, custom_backbone,
+                                               load_backbone_file, register_backbone,
+                                               unregister_backbone)
     from autotransfer.backbones.imagenet_labels import decode_predictions, imagenet_class_names
     from autotransfer.backbones.preprocessing import center_crop_resize, preprocess_input
     from autotransfer.backbones.spec import GROUP_NAMES, BackboneSpec, LayerGroup, WeightSource

@@ -427,12 +427,34 @@ _SPECS: tuple[BackboneSpec, ...] = (
     ),
 )
 
-_REGISTRY: dict[str, BackboneSpec] = {spec.name: spec for spec in _SPECS}
-assert len(_REGISTRY) == len(_SPECS), "duplicate backbone names in the catalog"
+_CATALOG: dict[str, BackboneSpec] = {spec.name: spec for spec in _SPECS}
+assert len(_CATALOG) == len(_SPECS), "duplicate backbone names in the catalog"
+
+#: the catalog, then the user's own backbones (timm-style registry; see
+#: :mod:`autotransfer.backbones.custom`, which validates them before they get here)
+_REGISTRY: dict[str, BackboneSpec] = dict(_CATALOG)
+
+
+def is_catalog_name(name: str) -> bool:
+    """Whether ``name`` is one of the built-in catalog entries (which cannot be replaced)."""
+    return name in _CATALOG
+
+
+def add_backbone(spec: BackboneSpec) -> None:
+    """Make ``spec`` known to :func:`get_backbone` (used by :mod:`.custom`, which validates it)."""
+    if spec.name in _CATALOG:
+        raise ValueError(f"'{spec.name}' is a catalog backbone")
+    _REGISTRY[spec.name] = spec
+
+
+def remove_backbone(name: str) -> None:
+    """Forget a backbone added with :func:`add_backbone` (catalog entries stay)."""
+    if name not in _CATALOG:
+        _REGISTRY.pop(name, None)
 
 
 def backbone_names() -> list[str]:
-    """All catalog names, sorted."""
+    """All catalog names (and registered custom backbones), sorted."""
     return sorted(_REGISTRY)
 
 
@@ -442,7 +464,10 @@ def get_backbone(name: str) -> BackboneSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise unknown_name("backbone", name, _REGISTRY) from None
+        error = unknown_name("backbone", name, _REGISTRY)
+        hint = (" If it is your own backbone, register it first: --backbone-file <its YAML> on "
+                "the command line, or autotransfer.register_backbone(...) in Python.")
+        raise type(error)(f"{error}{hint}") from None
 
 
 def list_backbones(pattern: str | None = None, *, include_test: bool = False) -> list[BackboneSpec]:

@@ -52,10 +52,13 @@ class WeightSource:
     ``$KERAS_HOME/models/<file_name>``. ``kind="package"``: a file shipped inside the pip
     distribution ``package`` (import name ``module``), at ``<module dir>/<file_name>``.
     ``sha256``: the file's digest, checked before a package file is used (Keras checks its own
-    downloads).
+    downloads). ``kind="custom"``: a backbone the user registered
+    (:mod:`autotransfer.backbones.custom`); ``file_name`` is its ``.keras`` file (absolute, its
+    ``sha256`` recorded at registration) or ``""`` for a Python callable, and ``url`` an identity
+    of the registration (``custom:<digest of the file or weights and of the settings>``).
     """
 
-    kind: Literal["keras", "package"]
+    kind: Literal["keras", "package", "custom"]
     file_name: str
     include_top: bool
     url: str | None = None

@@ -173,6 +173,9 @@ def weight_status(spec: BackboneSpec, include_top: bool = False) -> WeightStatus
     if source.kind == "package":
         found = package_file(source)
         return WeightStatus.OFFLINE_PACKAGE if found else WeightStatus.UNAVAILABLE
+    if source.kind == "custom":  # the user's own: its file, or a callable that builds it
+        local = not source.file_name or Path(source.file_name).is_file()
+        return WeightStatus.CACHED if local else WeightStatus.UNAVAILABLE
     if find_in_keras_cache(source.file_name):
         return WeightStatus.CACHED
     return WeightStatus.NEEDS_DOWNLOAD
@@ -233,4 +236,28 @@ def resolve_weights(
                 unavailable_message(spec, source, f"package '{source.package}' not found")
             )
         return verify_package_file(spec, source, found)
+    if source.kind == "custom":
+        return _custom_file(spec, source)
     return find_in_keras_cache(source.file_name)
+
+
+def _custom_file(spec: BackboneSpec, source: WeightSource) -> Path | None:
+    """The registered ``.keras`` file of a custom backbone, unchanged since its registration;
+    ``None`` for a callable (it builds its own weights)."""
+    if not source.file_name:
+        return None
+    path = Path(source.file_name)
+    try:
+        actual = file_sha256(path)
+    except OSError as exc:
+        raise WeightsUnavailableError(
+            f"The model file '{path}' of backbone '{spec.name}' cannot be read: "
+            f"{exc.strerror or exc}. Register the backbone again with a readable file."
+        ) from None
+    if actual != source.sha256:
+        raise WeightsFileError(
+            f"The model file '{path}' of backbone '{spec.name}' changed since it was registered "
+            f"(SHA-256 {actual}, registered {source.sha256}), so its layer groups were checked "
+            "on another model. Register the backbone again (or rerun with its --backbone-file)."
+        )
+    return path

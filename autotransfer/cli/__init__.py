@@ -44,11 +44,36 @@ class LazyGroup(click.Group):
         module = COMMANDS.get(cmd_name)
         if module is None:
             return None
-        return importlib.import_module(f"autotransfer.cli.{module}").command
+        command: click.Command = importlib.import_module(f"autotransfer.cli.{module}").command
+        if not any(p.name in ("verbose", "tf_logs") for p in command.params):
+            command.params.append(_command_verbose_option())
+        return command
+
+
+def _quiet_unless_verbose(ctx: click.Context, param: click.Parameter, verbose: bool) -> None:
+    """Keep TensorFlow's C++ log lines off the terminal unless ``--verbose`` or
+    ``AUTOTRANSFER_VERBOSE``/``AUTOTRANSFER_DEBUG`` ask for them (before TensorFlow loads)."""
+    from autotransfer._quiet import loud_tensorflow, quiet_tensorflow, verbose_requested
+
+    if verbose or verbose_requested():
+        loud_tensorflow()
+    elif ctx.parent is None:  # the root decides the default; a command's flag only adds
+        quiet_tensorflow()
+
+
+def _command_verbose_option() -> click.Option:
+    """``--verbose`` for a command that has none of its own (``train`` has one: Keras bars)."""
+    return click.Option(["--verbose", "tf_logs"], is_flag=True, expose_value=False,
+                        is_eager=True, callback=_quiet_unless_verbose,
+                        help="Show TensorFlow's own log lines (oneDNN, CUDA, absl); the same "
+                        "as 'autotransfer --verbose COMMAND'.")
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="autotransfer")
+@click.option("--verbose", is_flag=True, expose_value=False, callback=_quiet_unless_verbose,
+              help="Show TensorFlow's own log lines (oneDNN notices, CUDA/cuInit, absl), "
+              "hidden by default [env: AUTOTRANSFER_VERBOSE=1, or AUTOTRANSFER_DEBUG=1].")
 def cli() -> None:
     """Automatic, explainable transfer learning for folders of labelled images.
 
@@ -56,6 +81,20 @@ def cli() -> None:
     Exit codes: 0 success; 2 the input needs fixing (the message says how);
     70 internal failure (set AUTOTRANSFER_DEBUG=1 for the traceback); 130 interrupted.
     """
+
+
+def _environment_problem(exc: BaseException) -> str | None:
+    """The message for an operating-system error the user can fix (permissions, a read-only or
+    full disk, a file where a folder should be), or ``None`` for anything else."""
+    import errno
+
+    fixable = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
+               errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
+    if not isinstance(exc, OSError) or exc.errno not in fixable:
+        return None
+    where = f" '{exc.filename}'" if exc.filename else ""
+    return (f"Cannot access{where}: {exc.strerror or exc}. Check the path, its permissions and "
+            "the free disk space, then run the command again.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one place that catches everything
         if debug:
             raise
+        problem = _environment_problem(exc)
+        if problem:
+            click.secho(f"Error: {problem}", fg="red", err=True)
+            return EXIT_USER_ERROR
         click.secho(
             f"Internal error: {type(exc).__name__}: {exc}\n"
             "This is a bug in autotransfer, not in your data. Rerun with AUTOTRANSFER_DEBUG=1 "

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from autotransfer.cli._common import echo_json, json_option, stderr_console, stdout_console
+from autotransfer.cli._common import backbone_file_option
+from autotransfer.cli._common import (check_writable, echo_json, json_option, precision_option,
+                                      stdout_console)
 
 
 @click.command("advise")
@@ -24,15 +26,17 @@ from autotransfer.cli._common import echo_json, json_option, stderr_console, std
               help="At most this many training images per class are probed.")
 @click.option("--max-total", type=click.IntRange(min=4), default=1000, show_default=True,
               help="At most this many images are probed in all.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample and the recipe.")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True, help="Seed of the sample and the recipe.")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the feature cache.")
 @click.option("--time-budget", default=None, metavar="DURATION",
               help="Fit the schedule so that one training takes at most this long on this "
               "machine (30m, 1h, 90s), estimated from the forward pass timed while probing.")
+@precision_option
 @json_option
+@backbone_file_option
 def command(dataset: Path, out: Path | None, backbones: str | None, max_params: float | None,
             preset: str, per_class: int, max_total: int, seed: int, no_cache: bool,
-            time_budget: str | None, as_json: bool) -> None:
+            time_budget: str | None, precision: str, as_json: bool) -> None:
     """Advise a fine-tuning recipe for DATASET, explaining every decision.
 
     Profiles the data, probes the candidate backbones on a sample (BN-statistics shift, ImageNet
@@ -42,19 +46,17 @@ def command(dataset: Path, out: Path | None, backbones: str | None, max_params: 
     written to a file that 'autotransfer train' accepts unchanged.
     """
     from autotransfer.advisor.advise import Advisor
+    from autotransfer.cli.probe import echo_left_out
     from autotransfer.recipe.io import save_recipe
 
+    target = check_writable(out or Path("recipe.yaml"))
     names = [b.strip() for b in backbones.split(",") if b.strip()] if backbones else None
-    console = stderr_console()
-    with console.status("Profiling the dataset") as status:
-        def progress(backbone: str, what: str) -> None:
-            status.update(f"Probing: {backbone + ': ' if backbone else ''}{what}")
-
-        advisor = Advisor(backbones=names, max_params_m=max_params, preset=preset,
-                          per_class=per_class, max_total=max_total, seed=seed, cache=not no_cache,
-                          time_budget=time_budget)
-        advice = advisor.fit(dataset, progress=progress).advice_
-    target = out or Path("recipe.yaml")
+    # verbose=1: the steps on stderr, with bars and estimates (the display of auto's too)
+    advisor = Advisor(backbones=names, max_params_m=max_params, preset=preset,
+                      per_class=per_class, max_total=max_total, seed=seed, cache=not no_cache,
+                      time_budget=time_budget, precision=precision, verbose=1)
+    advice = advisor.fit(dataset).advice_
+    echo_left_out(advisor.profile_)
     save_recipe(advice.recipe, target)
     if as_json:
         echo_json({**advice.to_dict(), "recipe_path": str(target)})
@@ -62,5 +64,9 @@ def command(dataset: Path, out: Path | None, backbones: str | None, max_params: 
         from autotransfer.report.advice import render_advice
 
         render_advice(advice, stdout_console())
+    from autotransfer.backbones.custom import backbone_file_of
+
+    own = backbone_file_of(advice.recipe.backbone.name)
+    with_file = f" --backbone-file {own}" if own else ""
     click.echo(f"Wrote the recipe to {target}; train it with: autotransfer train {dataset} "
-               f"--recipe {target} --out runs/NAME", err=True)
+               f"--recipe {target}{with_file} --out runs/NAME", err=True)

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from autotransfer.cli._common import echo_json, json_option, stderr_console, stdout_console
+from autotransfer.cli._common import backbone_file_option
+from autotransfer.cli._common import (check_writable, echo_json, json_option, precision_option,
+                                      stdout_console)
 
 
 @click.command("auto")
@@ -38,13 +40,15 @@ from autotransfer.cli._common import echo_json, json_option, stderr_console, std
 @click.option("--savedmodel", is_flag=True, help="Also export a TensorFlow SavedModel.")
 @click.option("--tflite", is_flag=True, help="Also export a TFLite model.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample, the "
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True, help="Seed of the sample, the "
               "splits and the recipe.")
+@precision_option
 @json_option
+@backbone_file_option
 def command(dataset: Path, out: Path | None, time_budget: str, trials: int, preset: str,
             backbones: str | None, max_params: float | None, algorithm: str, final: str,
             full_search: bool, savedmodel: bool, tflite: bool, overwrite: bool, seed: int,
-            as_json: bool) -> None:
+            precision: str, as_json: bool) -> None:
     """Turn DATASET into a tuned, evaluated, exported model and a report, in one command.
 
     Profiles the images, probes the candidate backbones, advises a recipe (every decision with
@@ -55,18 +59,17 @@ def command(dataset: Path, out: Path | None, time_budget: str, trials: int, pres
     """
     from autotransfer.oneshot import auto
 
+    check_writable(out if out is not None else Path("runs") / dataset.resolve().name, folder=True)
     names = [b.strip() for b in backbones.split(",") if b.strip()] if backbones else None
-    console = stderr_console()
-    with console.status("Starting") as status:
-        def progress(text: str) -> None:
-            if not text.startswith("[") or "epoch" not in text:
-                console.log(text)
-            status.update(text)
-
-        result = auto(dataset, out, time_budget=time_budget, trials=trials, preset=preset,
-                      backbones=names, max_params_m=max_params, algorithm=algorithm, final=final,
-                      full_search=full_search, export_savedmodel=savedmodel, export_tflite=tflite, overwrite=overwrite,
-                      seed=seed, progress=progress)
+    # the steps, bars with estimates and the time left of the budget, on stderr: the same
+    # display as auto(verbose=1) in Python
+    result = auto(dataset, out, time_budget=time_budget, trials=trials, preset=preset,
+                  backbones=names, max_params_m=max_params, algorithm=algorithm, final=final,
+                  full_search=full_search, export_savedmodel=savedmodel, export_tflite=tflite,
+                  overwrite=overwrite, seed=seed, precision=precision, verbose=1)
+    if result.budget.get("exceeded"):
+        click.secho(f"The time budget was exceeded by {result.budget['over_seconds']:.0f} s "
+                    "(where the time went: section 6 of the report).", fg="yellow", err=True)
     click.echo(f"Wrote {result.out} (report: {result.report_path})", err=True)
     if as_json:
         echo_json(result.to_dict())
@@ -80,6 +83,9 @@ def command(dataset: Path, out: Path | None, time_budget: str, trials: int, pres
         console_out.print(f"[bold]{result.out}[/bold]: {t.refined.backbone.name}, "
                           f"{len(t.trials)} tuning trial(s), gain over the advised recipe "
                           f"{t.gain:+.4f}" if t.gain is not None else f"[bold]{result.out}[/bold]")
+    choice = result.linear_probe  # rule SEL02: a sentence when nothing was compared
+    if choice is not None and not isinstance(choice, str):
+        console_out.print(f"Kept the {choice.winner} (rule SEL02): {choice.why}.")
     numbers = f"validation accuracy {result.val_accuracy:.4f}"
     if result.test_accuracy is not None:
         numbers += f", test accuracy {result.test_accuracy:.4f}"

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from autotransfer.cli._common import echo_json, json_option, stdout_console
+from autotransfer.cli._common import backbone_file_option, echo_json, json_option, stdout_console
 
 _STATUS_TEXT = {
     "cached": "[green]cached[/]",
@@ -35,6 +35,7 @@ def _rows(pattern: str | None, available: bool) -> list[dict[str, Any]]:
               help="Only backbones whose ImageNet weights are on this machine (cached in "
                    "$KERAS_HOME/models or installed as an offline package).")
 @json_option
+@backbone_file_option
 def command(pattern: str | None, available: bool, as_json: bool) -> None:
     """List the pretrained backbones, with their weights' availability on this machine.
 

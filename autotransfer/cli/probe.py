@@ -3,10 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from autotransfer.cli._common import echo_json, json_option, stderr_console, stdout_console, write_json_result
+from autotransfer.cli._common import backbone_file_option
+from autotransfer.cli._common import (check_writable, echo_json, json_option, stderr_console,
+                                      stdout_console, write_json_result)
+
+
+#: files named on stderr before a pointer to ``profile --all-problems``
+LEFT_OUT_SHOWN = 20
+
+
+def echo_left_out(profile: Any) -> None:
+    """Name on stderr the files of ``profile`` that nothing measures, each with why."""
+    from autotransfer.data.models import count_codes, printable
+
+    left = [p for p in profile.problems if p.severity != "warning"]
+    if not left:
+        return
+    lines = [f"Left out {len(left)} file(s) of the dataset: {count_codes(left)}."]
+    lines += [f"  {printable(p.path)}: {p.code}: {p.message}" for p in left[:LEFT_OUT_SHOWN]]
+    if len(left) > LEFT_OUT_SHOWN:
+        lines.append(f"  … and {len(left) - LEFT_OUT_SHOWN} more: 'autotransfer profile "
+                     f"{profile.root} --all-problems' lists every one, with what to do.")
+    click.echo("\n".join(lines), err=True)
 
 
 @click.command("probe")
@@ -19,12 +41,13 @@ from autotransfer.cli._common import echo_json, json_option, stderr_console, std
               help="At most this many images in all.")
 @click.option("--image-size", type=click.IntRange(min=16), default=None,
               help="Input size of every backbone [default: each backbone's own].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample.")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True, help="Seed of the sample.")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the feature cache "
               "($AUTOTRANSFER_CACHE, default ~/.cache/autotransfer).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the report to this JSON file.")
 @json_option
+@backbone_file_option
 def command(dataset: Path, backbones: str | None, per_class: int, max_total: int,
             image_size: int | None, seed: int, no_cache: bool, out: Path | None,
             as_json: bool) -> None:
@@ -35,15 +58,21 @@ def command(dataset: Path, backbones: str | None, per_class: int, max_total: int
     cross-validated k-NN and linear-probe accuracy, and class separability. Features are cached,
     so a second run on the same data is near-instant.
     """
+    from autotransfer.data.profile import profile_dataset
     from autotransfer.probes.probe import probe_dataset
 
+    if out is not None:
+        check_writable(out)
     names = [b.strip() for b in backbones.split(",") if b.strip()] if backbones else None
     console = stderr_console()
-    with console.status("Profiling the dataset") as status:
+    with console.status("Profiling the dataset"):
+        profile = profile_dataset(dataset)
+    echo_left_out(profile)
+    with console.status("Probing") as status:
         def progress(backbone: str, what: str) -> None:
             status.update(f"{backbone + ': ' if backbone else ''}{what}")
 
-        report = probe_dataset(dataset, names, per_class=per_class, total=max_total, seed=seed,
+        report = probe_dataset(profile, names, per_class=per_class, total=max_total, seed=seed,
                                input_size=image_size, cache=not no_cache, progress=progress)
     if out is not None:
         write_json_result(out, report.model_dump(mode="json"))

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from autotransfer.cli._common import echo_json, json_option, stderr_console, write_json_result
+from autotransfer.cli._common import (check_writable, echo_json, json_option, stderr_console,
+                                      write_json_result)
 
 
 @click.command("profile")
@@ -61,6 +62,8 @@ def command(
     from autotransfer.errors import UnusableDatasetError
     from autotransfer.report.profile import render_profile
 
+    if out is not None:
+        check_writable(out)
     console = stderr_console()
     with _progress(console, quiet=False) as update:
         profile = profile_dataset(

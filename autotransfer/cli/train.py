@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from autotransfer.cli._common import echo_json, json_option, stderr_console, stdout_console
+from autotransfer.cli._common import backbone_file_option
+from autotransfer.cli._common import (check_writable, echo_json, json_option, precision_option,
+                                      stderr_console, stdout_console, warnings_as_notes)
 
 
 @click.command("train")
@@ -27,10 +30,12 @@ from autotransfer.cli._common import echo_json, json_option, stderr_console, std
               help="Augmented views cached per image while groups are frozen [default: 4].")
 @click.option("--verbose", "-v", count=True, help="Show Keras progress bars (-v) or one line per "
               "epoch (-vv).")
+@precision_option
 @json_option
+@backbone_file_option
 def command(dataset: Path, recipe: Path | None, out: Path, resume: bool, savedmodel: bool,
             tflite: bool, no_feature_cache: bool, cache_views: int | None, verbose: int,
-            as_json: bool) -> None:
+            precision: str, as_json: bool) -> None:
     """Train on DATASET exactly as the recipe says and write the run to --out.
 
     The run folder holds the model (model.keras), labels.txt, the executed recipe, the splits,
@@ -39,9 +44,19 @@ def command(dataset: Path, recipe: Path | None, out: Path, resume: bool, savedmo
     """
     from autotransfer.train.run import train
 
+    check_writable(out, folder=True)
+    chosen: Any = recipe
+    if precision != "auto":
+        if recipe is None:
+            raise click.UsageError("--precision float32|bfloat16 needs --recipe: a resumed run "
+                                   "keeps its own recipe's precision.")
+        from autotransfer.recipe.io import load_recipe
+        from autotransfer.train.precision import with_precision
+
+        chosen = with_precision(load_recipe(recipe), precision)
     console = stderr_console()
     keras_verbose = {0: 0, 1: 1}.get(verbose, 2)
-    with console.status("Preparing the run") as status:
+    with console.status("Preparing the run") as status, warnings_as_notes(console):
         def progress(text: str) -> None:
             if keras_verbose:
                 console.log(text)
@@ -49,7 +64,7 @@ def command(dataset: Path, recipe: Path | None, out: Path, resume: bool, savedmo
                 status.update(text)
 
         try:
-            result = train(dataset, recipe, out, resume=resume, export_savedmodel=savedmodel,
+            result = train(dataset, chosen, out, resume=resume, export_savedmodel=savedmodel,
                            export_tflite=tflite, feature_cache=not no_feature_cache,
                            cache_views=cache_views, verbose=keras_verbose, progress=progress)
         except KeyboardInterrupt:
@@ -61,6 +76,12 @@ def command(dataset: Path, recipe: Path | None, out: Path, resume: bool, savedmo
                            err=True)
             raise
     click.echo(f"Wrote {result.out}", err=True)
+    from autotransfer.train.report import left_out_summary
+
+    left_out = left_out_summary(result.metrics)
+    if left_out:
+        click.echo(f"{left_out} Each is named, with why, under 'left_out' in "
+                   f"{result.out / 'metrics.json'} and in {result.out / 'report.md'}.", err=True)
     if as_json:
         echo_json(result.to_dict())
         return

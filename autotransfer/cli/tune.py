@@ -7,7 +7,9 @@ from typing import Any
 
 import click
 
-from autotransfer.cli._common import echo_json, json_option, stderr_console, stdout_console
+from autotransfer.cli._common import backbone_file_option
+from autotransfer.cli._common import (check_writable, echo_json, json_option, precision_option,
+                                      stdout_console)
 
 ALGORITHMS = ("bayesian", "hyperband", "random")
 DIMENSIONS = ("head_lr", "finetune_lr", "finetune_from", "augmentation_scale", "dropout",
@@ -79,10 +81,13 @@ def print_trials(result: Any, console: Any) -> None:
 @click.option("--no-shared-cache", is_flag=True, help="Run every trial through the full trainer "
               "(checkpoints, logs, a saved model per trial) instead of in memory with the frozen "
               "layers' activations shared across trials (slower).")
+@precision_option
 @json_option
+@backbone_file_option
 def command(dataset: Path, recipe: Path | None, out: Path, trials: int, time_budget: str | None,
             overwrite: bool, algorithm: str, only: str | None, fixed: str | None,
-            backbones: str | None, preset: str, no_shared_cache: bool, as_json: bool) -> None:
+            backbones: str | None, preset: str, no_shared_cache: bool, precision: str,
+            as_json: bool) -> None:
     """Refine a recipe for DATASET with KerasTuner, starting from the recipe itself.
 
     The search space is centred on the recipe (learning rates on a log range around them, the
@@ -98,20 +103,29 @@ def command(dataset: Path, recipe: Path | None, out: Path, trials: int, time_bud
     """
     from autotransfer.tuning.tuner import tune
 
-    console = stderr_console()
+    check_writable(out, folder=True)
+    if recipe is not None:  # the refined recipe is also written next to it
+        check_writable(recipe, option="the refined recipe next to --recipe")
     names = _names(backbones)
     if names == ["none"]:
         names = []
-    with console.status("Preparing the search") as status:
-        def progress(text: str) -> None:
-            if text.startswith(("Trial", "Best", "Searching", "Advising")):
-                console.log(text)
-            status.update(text)
+    from autotransfer._progress import ProgressDisplay
+    from autotransfer.durations import parse_duration
 
-        result = tune(dataset, recipe, out, trials=trials, time_budget=time_budget,
+    # steps, bars with estimates, the time left of the budget: the display of auto's too
+    with ProgressDisplay(parse_duration(time_budget)) as display:
+        progress = display.say
+        chosen: Any = recipe
+        if recipe is not None and precision != "auto":  # the refined recipe goes to --out only
+            from autotransfer.recipe.io import load_recipe
+            from autotransfer.train.precision import with_precision
+
+            chosen = with_precision(load_recipe(recipe), precision)
+        result = tune(dataset, chosen, out, trials=trials, time_budget=time_budget,
                       overwrite=overwrite, algorithm=algorithm, backbones=names,
                       include=_names(only), exclude=_names(fixed) or (),
-                      shared_cache=not no_shared_cache, advisor_kwargs={"preset": preset},
+                      shared_cache=not no_shared_cache,
+                      advisor_kwargs={"preset": preset, "precision": precision},
                       progress=progress)
     if result.role == "worker":
         ran = ", ".join(t.trial_id for t in result.trials) or "none"

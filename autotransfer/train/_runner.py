@@ -26,6 +26,7 @@ from autotransfer.train.linear_head import describe, solve_head_phase, solver_vi
 from autotransfer.train.metrics import classification_metrics
 from autotransfer.train.model import (build_classifier, set_trainable, variable_multipliers)
 from autotransfer.train.optimizers import make_optimizer
+from autotransfer.train.precision import keras_policy, run_policy
 from autotransfer.train.schedules import phase_schedule
 
 
@@ -91,7 +92,7 @@ class Runner:
         self._progress = progress
         self.ckpt = CheckpointManager(partial / "checkpoints")
         self.strategy = strategy if strategy is not None else distribute.select_strategy()
-        self.policy = distribute.precision_policy()
+        self.policy = keras_policy(recipe.precision)
         self.splits = _splits(dataset, recipe, partial, resume)
         self.inputs = TrainingInputs(self.splits, recipe.backbone.input_size,
                                      crop=recipe.data.crop,
@@ -140,32 +141,34 @@ class Runner:
 
     # ---------------------------------------------------------------- main loop
     def run(self) -> dict[str, Any]:
-        previous_policy = keras.mixed_precision.global_policy().name
-        keras.mixed_precision.set_global_policy(self.policy)
-        try:
-            keras.utils.set_random_seed(self.recipe.seed)
-            with self.strategy.scope():
-                self.clf = build_classifier(self.recipe, self.inputs.n_classes)
-            if self.resume and self.ckpt.latest_dir() is not None:
-                self.ckpt.restore_model(self.clf.model)
-                self.progress(f"Resuming at phase {self.state['phase']}, "
-                              f"after {self.state['global_epoch']} epoch(s)")
-            self._t0 = time.perf_counter()
-            self._seconds_before = float(self.state.get("seconds", 0.0))
-            while True:
-                try:
-                    while self.state["phase"] < len(self.recipe.phases):
-                        self._run_phase(self.state["phase"])
-                    break
-                except Exception as exc:
-                    if not distribute.is_out_of_memory(exc) or self.state["batch_size"] <= 1:
-                        raise
-                    self._halve_batch()
-            return self._final_metrics()
-        finally:
-            for writer in self._writers.values():
-                writer.close()
-            keras.mixed_precision.set_global_policy(previous_policy)
+        # the recipe's precision for this run only: the previous policy is restored after it
+        with run_policy(self.recipe.precision):
+            try:
+                return self._run()
+            finally:
+                for writer in self._writers.values():
+                    writer.close()
+
+    def _run(self) -> dict[str, Any]:
+        keras.utils.set_random_seed(self.recipe.seed)
+        with self.strategy.scope():
+            self.clf = build_classifier(self.recipe, self.inputs.n_classes)
+        if self.resume and self.ckpt.latest_dir() is not None:
+            self.ckpt.restore_model(self.clf.model)
+            self.progress(f"Resuming at phase {self.state['phase']}, "
+                          f"after {self.state['global_epoch']} epoch(s)")
+        self._t0 = time.perf_counter()
+        self._seconds_before = float(self.state.get("seconds", 0.0))
+        while True:
+            try:
+                while self.state["phase"] < len(self.recipe.phases):
+                    self._run_phase(self.state["phase"])
+                break
+            except Exception as exc:
+                if not distribute.is_out_of_memory(exc) or self.state["batch_size"] <= 1:
+                    raise
+                self._halve_batch()
+        return self._final_metrics()
 
     def _halve_batch(self) -> None:
         new = max(1, self.state["batch_size"] // 2)
@@ -322,10 +325,12 @@ class Runner:
         model = self.clf.model
         val_probs = model.predict(self.inputs.eval_set("val", bs).map(lambda x, y: x), verbose=0)
         val = classification_metrics(self.inputs.val_labels, val_probs, self.inputs.class_names)
+        self.probabilities = {"val": np.asarray(val_probs)}  # for predictions.csv (finish)
         test = None
         if self.splits.test:
             probs = model.predict(self.inputs.eval_set("test", bs).map(lambda x, y: x), verbose=0)
             test = classification_metrics(self.inputs.test_labels, probs, self.inputs.class_names)
+            self.probabilities["test"] = np.asarray(probs)
         recipe = self.recipe
         return {
             "autotransfer_version": __version__,
@@ -347,6 +352,45 @@ class Runner:
             "seconds_total": self._elapsed(),
         }
 
+    def _error_analysis(self, metrics: dict[str, Any], shipped: Any) -> list[str]:
+        """``predictions.csv`` (val and test), the gallery of the most confident mistakes and
+        their Grad-CAM heat maps (on the full model, also when the head trained on cached
+        features); the record goes into ``metrics["error_analysis"]``."""
+        from autotransfer.train.analysis import SplitPredictions, analyse_errors
+        from autotransfer.train.inference import LoadedModel
+
+        self.progress("Analysing the mistakes (predictions.csv, gallery, Grad-CAM)")
+        names = self.inputs.class_names
+        loaded = LoadedModel(shipped, names, self.recipe.backbone.input_size,
+                             self.recipe.data.crop, self.partial)
+        records = {"val": self.splits.val, "test": self.splits.test}
+        predictions = [SplitPredictions(split, self.splits.root, [r.path for r in records[split]],
+                                        np.asarray(self.inputs.labels(split)), probs, names)
+                       for split, probs in self.probabilities.items()]
+        # the gallery shows the held-out test split when there is one (never trained on, nor
+        # chosen on; auto's final model trains on the validation images), else validation
+        gallery = "test" if "test" in self.probabilities else "val"
+        result = analyse_errors(self.partial, loaded, predictions,
+                                metrics[gallery]["confusion_matrix"], gallery_split=gallery)
+        metrics["error_analysis"] = result.to_dict()
+        return result.files
+
+    def _plots(self, metrics: dict[str, Any]) -> list[str]:
+        """Learning curves where a phase trained by epochs, the regularisation path where a head
+        was solved with cross-validated ``C``, and the confusion matrix; returns the files."""
+        from autotransfer.train import plots, report
+
+        folder, files = self.partial, []
+        if plots.has_epoch_curves(metrics["phases"]):
+            report.plot_learning_curves(metrics["phases"], folder / "learning_curves.png")
+            files.append("learning_curves.png")
+        if plots.plot_regularization_path(metrics["phases"], folder / "regularization_path.png"):
+            files.append("regularization_path.png")
+        plots.plot_confusion_matrix(metrics["val"]["confusion_matrix"], self.inputs.class_names,
+                                    folder / "confusion_matrix.png",
+                                    title="validation split")
+        return files + ["confusion_matrix.png"]
+
     def finish(self, metrics: dict[str, Any], *, export_savedmodel: bool,
                export_tflite: bool) -> dict[str, Any]:
         """Write every output into the partial folder; returns the content of ``run.json``."""
@@ -355,22 +399,22 @@ class Runner:
         folder = self.partial
         model = self.clf.model
         self.progress("Writing the model, metrics, plots and report")
-        export.save_keras(model, folder / "model.keras")
+        shipped = export.serving_model(model, crop=self.recipe.data.crop)  # resizes itself
+        export.save_keras(shipped, folder / "model.keras")
         atomic_write_text(folder / "labels.txt", "\n".join(self.inputs.class_names) + "\n")
+        analysis_files = self._error_analysis(metrics, shipped)  # before metrics.json: it keeps it
         atomic_write_json(folder / "metrics.json", metrics)
-        report.plot_learning_curves(metrics["phases"], folder / "learning_curves.png")
-        report.plot_confusion_matrix(metrics["val"]["confusion_matrix"], self.inputs.class_names,
-                                     folder / "confusion_matrix.png")
-        atomic_write_text(folder / "report.md", report.markdown_report(metrics))
         files = ["model.keras", "labels.txt", "recipe.yaml", "splits.json", "metrics.json",
-                 "learning_curves.png", "confusion_matrix.png", "report.md", "logs"]
+                 *analysis_files, *self._plots(metrics), "report.md", "logs"]
+        atomic_write_text(folder / "report.md", report.markdown_report(metrics))
         if export_savedmodel:
             self.progress("Exporting a SavedModel")
-            export.export_savedmodel(export.inference_copy(model), folder / "savedmodel")
+            export.export_savedmodel(shipped, folder / "savedmodel",
+                                    class_names=self.inputs.class_names)
             files.append("savedmodel")
         if export_tflite:
             self.progress("Converting to TFLite")
-            export.export_tflite(export.inference_copy(model), folder / "model.tflite")
+            export.export_tflite(shipped, folder / "model.tflite")
             files.append("model.tflite")
         return {"complete": True, "autotransfer_version": __version__, "recipe": self.recipe.name,
                 "class_names": self.inputs.class_names,

@@ -10,12 +10,9 @@ import numpy as np
 
 
 def _pyplot() -> Any:
-    import matplotlib
+    from autotransfer.train.plots import pyplot  # Agg, and names drawn as written (no mathtext)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -56,23 +53,43 @@ def plot_learning_curves(phases: list[dict[str, Any]], path: str | os.PathLike[s
 
 def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str],
                           path: str | os.PathLike[str]) -> Path:
-    plt = _pyplot()
-    data = np.asarray(matrix)
-    k = len(class_names)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.45 * k + 2, 1.0 + 0.45 * k + 1.5))
-    ax.imshow(data, cmap="Blues")
-    ax.set_xticks(range(k), class_names, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(k), class_names, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    threshold = data.max() / 2 if data.size else 0
-    for i in range(k):
-        for j in range(k):
-            ax.text(j, i, str(data[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if data[i, j] > threshold else "black")
-    result = _save(fig, Path(path))
-    plt.close(fig)
-    return result
+    """scikit-learn's ``ConfusionMatrixDisplay`` (see :mod:`.plots`)."""
+    from autotransfer.train.plots import plot_confusion_matrix as plot
+
+    return plot(matrix, class_names, path)
+
+
+#: at most this many left-out files are listed in report.md (metrics.json lists every one)
+REPORT_LEFT_OUT_ROWS = 100
+
+
+def left_out_summary(metrics: dict[str, Any]) -> str:
+    """``"Left out 11 of 46 files: 4 duplicate_of_held_out, …"``, or ``""`` when none were."""
+    from autotransfer.data.models import FileProblem, count_codes
+
+    left_out = [FileProblem.model_validate(p) for p in metrics.get("left_out") or []]
+    if not left_out:
+        return ""
+    total = metrics["n_train"] + metrics["n_val"] + metrics["n_test"] + len(left_out)
+    return f"Left out {len(left_out)} of {total} files: {count_codes(left_out)}."
+
+
+def _left_out_section(metrics: dict[str, Any]) -> list[str]:
+    if "left_out" not in metrics:  # a run made before files left out were recorded
+        return []
+    left_out = metrics["left_out"]
+    if not left_out:
+        return ["", "Every file of the dataset was used."]
+    lines = ["", f"**{left_out_summary(metrics)}**", "", "| file | reason | what to do |",
+             "| --- | --- | --- |"]
+    for p in left_out[:REPORT_LEFT_OUT_ROWS]:
+        cells = [p["path"], f"{p['code']}: {p['message']}", p["hint"]]
+        cells = [c.replace("|", "\\|").replace("\n", " ") for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    if len(left_out) > REPORT_LEFT_OUT_ROWS:
+        lines.append(f"\n… and {len(left_out) - REPORT_LEFT_OUT_ROWS} more: every one is listed "
+                     "under `left_out` in `metrics.json`.")
+    return lines
 
 
 def markdown_report(metrics: dict[str, Any]) -> str:
@@ -94,6 +111,7 @@ def markdown_report(metrics: dict[str, Any]) -> str:
         test = metrics["test"]
         lines.append(f"Test accuracy {test['accuracy']:.4f}, balanced "
                      f"{test['balanced_accuracy']:.4f}.")
+    lines += _left_out_section(metrics)
     lines += ["", "| phase | trains from group | epochs run / planned | best val | s/epoch | "
               "feature cache |", "| --- | ---: | ---: | ---: | ---: | --- |"]
     for p in metrics["phases"]:
@@ -120,6 +138,17 @@ def markdown_report(metrics: dict[str, Any]) -> str:
     for name, m in val["per_class"].items():
         lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | "
                      f"{m['support']} |")
-    lines += ["", "Files: `model.keras`, `labels.txt`, `recipe.yaml`, `splits.json`, "
-              "`metrics.json`, `learning_curves.png`, `confusion_matrix.png`, `logs/` (TensorBoard).", ""]
+    from autotransfer.train.analysis import analysis_markdown
+    from autotransfer.train.plots import plot_files, plots_markdown
+
+    lines += plots_markdown(metrics)
+    analysis = metrics.get("error_analysis")
+    if analysis:
+        lines += analysis_markdown(analysis)
+    names = ["model.keras", "labels.txt", "recipe.yaml", "splits.json", "metrics.json",
+             *plot_files(metrics), *([f for f in (analysis["predictions_csv"],
+                                                  analysis["mistakes_png"],
+                                                  analysis["gradcam_png"]) if f]
+                                     if analysis else [])]
+    lines += ["", "Files: " + ", ".join(f"`{n}`" for n in names) + ", `logs/` (TensorBoard).", ""]
     return "\n".join(lines)

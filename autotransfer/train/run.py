@@ -59,6 +59,7 @@ class RunResult(RunMetrics):
                 "val_accuracy": self.val_accuracy, "test_accuracy": self.test_accuracy,
                 "val_balanced_accuracy": self.metrics["val"]["balanced_accuracy"],
                 "seconds_total": self.metrics["seconds_total"],
+                "left_out": self.metrics.get("left_out", []),
                 "phases": [{k: p[k] for k in ("name", "epochs_run", "epochs_planned",
                                                "stopped_early", "best_value", "seconds",
                                                "seconds_per_epoch")}
@@ -148,6 +149,8 @@ def train(
                         max_cache_bytes=max_cache_bytes, strategy=strategy, callbacks=callbacks,
                         verbose=verbose, progress=progress)
         metrics = runner.run()
+        # every file of the dataset the run does not use, with why (issue 14: never silently)
+        metrics["left_out"] = [p.model_dump(mode="json") for p in runner.splits.left_out]
     except BaseException:
         # nothing worth resuming yet (bad dataset, recipe refused, stopped in the first epoch):
         # leave no folder behind, so the same command can simply be run again
@@ -156,6 +159,10 @@ def train(
         raise
     outputs = runner.finish(metrics, export_savedmodel=export_savedmodel,
                             export_tflite=export_tflite)
+    from autotransfer.report.html import HTML_NAME, write_html_report
+
+    write_html_report(partial / "report.md")  # the same story, one page with its plots embedded
+    outputs["files"].append(HTML_NAME)
     # the run is complete in `partial`: drop the scratch folders, then publish it in one rename
     for scratch in ("checkpoints", "cache"):
         shutil.rmtree(partial / scratch, ignore_errors=True)

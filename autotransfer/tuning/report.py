@@ -12,6 +12,15 @@ from autotransfer.tuning.tuner import markdown as tuning_markdown
 GROUPS = ("stem", "stage_s4", "stage_s8", "stage_s16", "stage_s32")
 
 
+def trials_plot_note(tuning: Any) -> str | None:
+    """Why ``tuning.png`` is not drawn, in words (``None``: it is). One trial is one bar: a
+    picture that compares nothing."""
+    if len(tuning.trials) > 1:
+        return None
+    return ("One trial ran (the advised recipe, trial 0): there is nothing to compare it with, so "
+            "no plot of the trials is drawn.")
+
+
 def _num(value: Any, fmt: str = ".3f") -> str:
     if value is None or (isinstance(value, float) and value != value):
         return "–"
@@ -49,6 +58,20 @@ def recipe_table(recipe: Recipe) -> list[str]:
     return lines
 
 
+def _linear_probe_section(choice: Any) -> list[str]:
+    """Rule SEL02: which of the linear probe and the fine-tuned recipe was kept, and why."""
+    from autotransfer.tuning.baseline import markdown as probe_markdown
+
+    if choice is None:
+        return []
+    lines = ["", "### The linear probe against fine-tuning (rule SEL02)", ""]
+    if isinstance(choice, str):
+        return lines + probe_markdown(None, choice)
+    return lines + [f"The cheap candidate — the same backbone frozen, the head fitted exactly — "
+                    f"against the fine-tuned recipe, on {choice.measured_on}:", "",
+                    *probe_markdown(choice)]
+
+
 def markdown_report(result: Any, advised: Recipe, refined: Recipe, profile: Any) -> str:
     advice, tuning, metrics, budget = result.advice, result.tuning, result.metrics, result.budget
     f = advice.facts
@@ -63,6 +86,9 @@ def markdown_report(result: Any, advised: Recipe, refined: Recipe, profile: Any)
     out += [f"{headline}, with {refined.backbone.name} at {refined.backbone.input_size} px, in "
             f"{format_duration(result.seconds)} (budget {format_duration(budget['total'])}). "
             f"Model: `model/model.keras` (classes in `model/labels.txt`).", ""]
+    choice = getattr(result, "linear_probe", None)
+    if choice is not None and not isinstance(choice, str):
+        out += [f"The final model is the **{choice.winner}** (rule SEL02; section 4).", ""]
 
     # the data
     out += ["## 1. The data", ""]
@@ -108,11 +134,17 @@ def markdown_report(result: Any, advised: Recipe, refined: Recipe, profile: Any)
     out += ["", "## 3. What was decided, and why", "",
             f"Preset '{advice.preset}', then the rules of `recipes/rules.yaml` in order "
             "(docs/rules.md); each line is a rule that fired, with the measured evidence.", ""]
-    for firing in advice.firings:
+    from autotransfer.report.advice import decisions_in_force
+
+    rows, folded = decisions_in_force(advice)  # values overridden later or unused: not settings
+    for firing, kept in rows:
         evidence = ", ".join(f"{k}={_num(v, '.3g')}" for k, v in firing.evidence.items())
-        sets = ", ".join(f"{k}={_num(v, '.3g')}" for k, v in firing.set.items())
+        sets = ", ".join(f"{k}={_num(v, '.3g')}" for k, v in kept.items())
+        away = "; ".join(f"{f.decision}={_num(f.value, '.3g')} {f.why}" for f in folded
+                         if f.rule == firing.rule)
         out.append(f"- **{firing.rule}** {firing.name}: {firing.text}"
-                   + (f" → {sets}" if sets else "") + (f" *(evidence: {evidence})*" if evidence else ""))
+                   + (f" → {sets}" if sets else "") + (f" *(not in force: {away})*" if away else "")
+                   + (f" *(evidence: {evidence})*" if evidence else ""))
     out += ["", "The advised recipe (`recipe.yaml`):", "", *recipe_table(advised)]
 
     # tuning
@@ -121,10 +153,15 @@ def markdown_report(result: Any, advised: Recipe, refined: Recipe, profile: Any)
         out += [f"No search ran: {budget['search_skipped']}", ""]
     else:
         body = tuning_markdown(tuning).split("\n", 2)[2]  # without its title
-        out += [body.replace("\n## ", "\n### "), "![tuning trials](tuning.png)", ""]
+        note = trials_plot_note(tuning)
+        out += [body.replace("\n## ", "\n### "),
+                "![tuning trials](tuning.png)" if note is None else note, ""]
     if tuning is not None and tuning.changes:
         out += ["The refined recipe (`recipe.tuned.yaml`, every changed field with a TUNE reason):",
                 "", *recipe_table(refined)]
+
+    # the linear probe against fine-tuning (rule SEL02)
+    out += _linear_probe_section(getattr(result, "linear_probe", None))
 
     # final
     out += ["", "## 5. Final model", "", budget["note"], ""]
@@ -140,8 +177,14 @@ def markdown_report(result: Any, advised: Recipe, refined: Recipe, profile: Any)
     for name, c in shown["per_class"].items():
         out.append(f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | "
                    f"{c['support']} |")
-    out += ["", "![learning curves](model/learning_curves.png)",
-            "![confusion matrix (validation)](model/confusion_matrix.png)", ""]
+    # the final run's pictures and mistakes, as its own report shows them (only those it drew)
+    from autotransfer.train.analysis import analysis_markdown
+    from autotransfer.train.plots import plots_markdown
+
+    pictures = plots_markdown(metrics, prefix="model/")
+    if metrics.get("error_analysis"):
+        pictures += analysis_markdown(metrics["error_analysis"], prefix="model/")
+    out += [f"#{line}" if line.startswith("## ") else line for line in pictures] + [""]
 
     # time
     out += ["## 6. Time", "",
@@ -151,4 +194,7 @@ def markdown_report(result: Any, advised: Recipe, refined: Recipe, profile: Any)
             f"{tuning.stopped_because}); {budget['reserve_factor']:.2f} × the longest trial's time was kept "
             "for the final step",
             f"- final model: {format_duration(budget['final_seconds'])} ({budget['final']})", ""]
+    from autotransfer.budget import markdown_table
+
+    out += [*markdown_table(budget), ""]  # how much of the budget each step used, and if kept
     return "\n".join(out) + "\n"

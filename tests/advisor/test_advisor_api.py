@@ -65,3 +65,51 @@ def test_advise_rejects_a_bad_time_budget_before_measuring(dataset, tmp_path, ca
     err = capsys.readouterr().err
     assert "time_budget" in err and "'soon'" in err and "30m" in err
     assert not (tmp_path / "r.yaml").exists()
+
+
+def test_advisor_follows_scikit_learn_conventions():
+    from sklearn.base import clone
+
+    from autotransfer.advisor.advise import Advisor
+
+    advisor = Advisor(backbones=["test_tiny"], weights=None, per_class=8, time_budget="20m")
+    assert repr(advisor) == ("Advisor(backbones=['test_tiny'], per_class=8, time_budget='20m', "
+                             "weights=None)")  # the arguments that differ from the defaults
+    assert repr(Advisor()) == "Advisor()"
+    params = advisor.get_params()
+    assert params["backbones"] == ["test_tiny"] and params["preset"] == "standard"
+    assert params["verbose"] == 1 and params["precision"] == "auto"
+
+    copy = clone(advisor)
+    assert copy is not advisor and copy.get_params() == params
+    assert copy.backbones is not advisor.backbones  # deep: a change to one leaves the other
+    assert copy.set_params(preset="quick", max_params_m=5.0) is copy
+    assert copy.preset == "quick" and advisor.preset == "standard"
+    assert "preset='quick'" in repr(copy) and "max_params_m=5.0" in repr(copy)
+
+
+def test_a_fitted_advisor_clones_unfitted(dataset, tmp_path):
+    from sklearn.base import clone
+
+    from autotransfer.advisor.advise import Advisor
+    from autotransfer.probes.cache import FeatureCache
+
+    advisor = Advisor(backbones=["test_tiny"], weights=None, per_class=8,
+                      cache=FeatureCache(tmp_path), verbose=0).fit(dataset)
+    assert hasattr(advisor, "advice_")
+    fresh = clone(advisor)
+    assert not hasattr(fresh, "advice_") and fresh.get_params()["per_class"] == 8
+    with pytest.raises(ValueError, match="Invalid parameter 'speed'"):
+        fresh.set_params(speed=2)
+
+
+def test_advisor_fit_shows_progress_unless_silent(dataset, tmp_path, capsys):
+    from autotransfer.advisor.advise import Advisor
+    from autotransfer.probes.cache import FeatureCache
+
+    Advisor(backbones=["test_tiny"], weights=None, per_class=8,
+            cache=FeatureCache(tmp_path)).fit(dataset)
+    assert "Probing test_tiny" in capsys.readouterr().err  # verbose=1: the steps on stderr
+    Advisor(backbones=["test_tiny"], weights=None, per_class=8, cache=FeatureCache(tmp_path),
+            verbose=0).fit(dataset)
+    assert capsys.readouterr().err == ""

@@ -38,9 +38,12 @@ def run(dataset, tmp_path_factory):
 
 def test_run_writes_every_output_and_learns(run):
     names = {p.name for p in run.out.iterdir()}
+    analysis = run.metrics["error_analysis"]  # a gallery only when there are mistakes
     assert names == {"model.keras", "labels.txt", "recipe.yaml", "splits.json", "metrics.json",
-                     "learning_curves.png", "confusion_matrix.png", "report.md", "logs",
-                     "savedmodel", "run.json"}
+                     "learning_curves.png", "confusion_matrix.png", "report.md", "report.html",
+                     "logs", "savedmodel", "run.json", "predictions.csv"} | {
+                         f for f in (analysis["mistakes_png"], analysis["gradcam_png"]) if f}
+    assert analysis["gradcam_png"] is None  # 32 px: the tiny backbone's feature map is 1 × 1
     assert not partial_dir(run.out).exists()
     assert (run.out / "labels.txt").read_text().split() == ["blue", "green", "red"]
     metrics = json.loads((run.out / "metrics.json").read_text())
