@@ -56,12 +56,15 @@ def command(dataset: Path, recipe: Path | None, out: Path, resume: bool, savedmo
         chosen = with_precision(load_recipe(recipe), precision)
     console = stderr_console()
     keras_verbose = {0: 0, 1: 1}.get(verbose, 2)
-    with console.status("Preparing the run") as status, warnings_as_notes(console):
+    from autotransfer._progress import ProgressDisplay
+
+    # each phase's epochs get a bar with an estimate of the time left; -v: Keras' own bars
+    with ProgressDisplay(console=console) as display, warnings_as_notes(console):
         def progress(text: str) -> None:
             if keras_verbose:
                 console.log(text)
             else:
-                status.update(text)
+                display.say(text)
 
         try:
             result = train(dataset, chosen, out, resume=resume, export_savedmodel=savedmodel,
