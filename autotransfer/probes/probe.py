@@ -164,14 +164,7 @@ def measure_adabn(report: ProbeReport, profile: DatasetProfile, backbone: str, *
     if probe.adabn is not None or not probe.bn_shift.applicable:
         return report
     say = progress or (lambda backbone, what: None)
-    records, _, labels, hashes = _sample(profile, per_class, total, report.seed)
-    if len(records) != probe.n_samples:
-        from autotransfer.errors import InvalidParameterError
-
-        raise InvalidParameterError(
-            f"The sample of per_class={per_class}, total={total} has {len(records)} images, but "
-            f"the probe of {backbone} measured {probe.n_samples}: pass the per_class and total "
-            "that the probe used.")
+    records, labels, hashes = _probed_sample(profile, probe, per_class, total, report.seed)
 
     def images_at(size: int) -> np.ndarray:
         from autotransfer.probes.extract import decode_sample
@@ -200,14 +193,7 @@ def measure_precision(report: ProbeReport, profile: DatasetProfile, backbone: st
     if probe.precision is not None:
         return report
     say = progress or (lambda backbone, what: None)
-    records, _, labels, hashes = _sample(profile, per_class, total, report.seed)
-    if len(records) != probe.n_samples:
-        from autotransfer.errors import InvalidParameterError
-
-        raise InvalidParameterError(
-            f"The sample of per_class={per_class}, total={total} has {len(records)} images, but "
-            f"the probe of {backbone} measured {probe.n_samples}: pass the per_class and total "
-            "that the probe used.")
+    records, labels, hashes = _probed_sample(profile, probe, per_class, total, report.seed)
     plan = plan_extraction(get_backbone(backbone), probe.input_size, weights)
     store = _store(cache)
     key = _key(plan, hashes, report.seed, extra="precision:float32,mixed_bfloat16")
@@ -370,3 +356,18 @@ def _imagenet_view(probs: np.ndarray | None, labels: np.ndarray, classes: list[s
         normalized_entropy=entropy / math.log(probs.shape[1]),
         top_concepts=top_concepts(probs, labels, classes, imagenet_class_names()),
     )
+
+
+def _probed_sample(profile: DatasetProfile, probe: Any, per_class: int, total: int,
+                   seed: int) -> tuple[list[Any], np.ndarray, list[str]]:
+    """(records, labels, hashes) of the sample ``probe`` measured; an error when ``per_class``
+    and ``total`` draw another one."""
+    records, _, labels, hashes = _sample(profile, per_class, total, seed)
+    if len(records) != probe.n_samples:
+        from autotransfer.errors import InvalidParameterError
+
+        raise InvalidParameterError(
+            f"The sample of per_class={per_class}, total={total} has {len(records)} images, but "
+            f"the probe of {probe.backbone} measured {probe.n_samples}: pass the per_class and "
+            "total that the probe used.")
+    return records, labels, hashes
