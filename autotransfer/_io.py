@@ -9,6 +9,7 @@ cannot be written raises :class:`~autotransfer.errors.OutputError` naming it and
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -140,3 +141,12 @@ def json_safe(obj: Any) -> Any:
 def json_text(obj: Any, *, ensure_ascii: bool = False) -> str:
     """``obj`` as indented JSON text that is always valid UTF-8 (see :func:`unicode_safe`)."""
     return json.dumps(json_safe(obj), indent=2, ensure_ascii=ensure_ascii) + "\n"
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 (hex) of the file at ``path``, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -15,12 +15,12 @@ Resolution order for ``weights="imagenet"``:
 from __future__ import annotations
 
 import enum
-import hashlib
 import importlib.util
 import os
 import time
 from pathlib import Path
 
+from autotransfer._io import file_sha256 as sha256_of
 from autotransfer.backbones.spec import BackboneSpec, WeightSource
 from autotransfer.errors import WeightsFileError, WeightsUnavailableError
 
@@ -88,13 +88,10 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     key = (real, st.st_size, st.st_mtime_ns, st.st_ino)
     if key in _DIGESTS:
         return _DIGESTS[key]
-    digest = hashlib.sha256()
-    with open(real, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
+    digest = sha256_of(real)
     if time.time_ns() - st.st_mtime_ns > _RACY_NS:
-        _DIGESTS[key] = digest.hexdigest()
-    return digest.hexdigest()
+        _DIGESTS[key] = digest
+    return digest
 
 
 def verify_package_file(spec: BackboneSpec, source: WeightSource, path: Path) -> Path:

@@ -19,7 +19,6 @@ from the recipe's seed, the phase and the epoch (:func:`autotransfer.train.data.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from autotransfer._io import atomic_write_json, ensure_dir
+from autotransfer._io import atomic_write_json, ensure_dir, file_sha256
 from autotransfer.errors import ModelFileError, RunDirectoryError
 
 STATE = "state.json"
@@ -56,16 +55,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _describe(path: Path) -> dict[str, Any]:
-    return {"size": path.stat().st_size, "sha256": _sha256(path)}
+    return {"size": path.stat().st_size, "sha256": file_sha256(path)}
 
 
 class CheckpointManager:
@@ -124,7 +115,7 @@ class CheckpointManager:
                 return f"{name} is missing"
             if size != expected.get("size"):
                 return f"{name} has {size} bytes instead of {expected.get('size')}"
-            if _sha256(path) != expected.get("sha256"):
+            if file_sha256(path) != expected.get("sha256"):
                 return f"{name} does not match its recorded SHA-256"
         return None if self._read_state(folder) is not None else f"{STATE} is unreadable"
 

@@ -216,9 +216,9 @@ def test_file_digests_are_cached_by_path_size_and_mtime(tmp_path: Path,
     old = time.time_ns() - 3600 * 10**9
     os.utime(path, ns=(old, old))
     calls = []
-    real_sha256 = hashlib.sha256
-    monkeypatch.setattr(weights_module.hashlib, "sha256",
-                        lambda *a: calls.append(1) or real_sha256(*a))
+    real_sha256, real_read = hashlib.sha256, weights_module.sha256_of
+    monkeypatch.setattr(weights_module, "sha256_of",
+                        lambda *a: calls.append(1) or real_read(*a))
     digest = file_sha256(path)
     assert file_sha256(path) == digest and len(calls) == 1
     path.write_bytes(b"c" * 1001)
