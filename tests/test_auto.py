@@ -10,6 +10,7 @@ import autotransfer
 from autotransfer.cli import EXIT_USER_ERROR, main
 from autotransfer.errors import RunDirectoryError
 from autotransfer.oneshot import auto, final_recipe, reuse_head_c
+from autotransfer.train.phases import CVPoint, PhaseRecord, SolverRecord, phase_records
 from autotransfer.recipe.io import load_recipe
 from tests.train.helpers import make_colour_dataset, tiny_recipe
 
@@ -47,6 +48,29 @@ def test_auto_writes_a_complete_run_folder(run):
     assert 0.0 <= result.test_accuracy <= 1.0
     assert result.metrics["n_test"] == 12
     assert any(s.startswith("[3/6]") for s in said) and any(s.startswith("[6/6]") for s in said)
+
+
+def test_every_decision_of_the_run_names_a_rule_of_the_rule_base(run):
+    """summary.json, tuning.json and every recipe the run wrote trace to rules.yaml in one hop."""
+    from autotransfer.advisor.rules import load_rules
+
+    result, _ = run
+    out = result.out
+    ids = {r.id for r in load_rules().rules}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["budget"]["rules"]["reserve_factor"] == "PLAN01"
+    assert summary["budget"]["rules"]["final"] == "PLAN04"
+    assert {v for v in summary["budget"]["rules"].values() if v} <= ids
+    tuning = json.loads((out / "tuning" / "tuning.json").read_text())
+    assert tuning["selection"].get("rule", "TUNE01") in ids  # no test when trial 0 was best
+    assert {d["range_rule"] for d in tuning["space"]["dimensions"]} <= ids
+    for name in ("recipe.yaml", "recipe.tuned.yaml", "model/recipe.yaml"):
+        recipe = load_recipe(out / name)
+        unknown = {path: r.rule for path, r in recipe.reasons.items()
+                   if r.rule not in ids and not r.rule.startswith("preset:") and r.rule != "user"}
+        assert not unknown, (name, unknown)
+    final = load_recipe(out / "model" / "recipe.yaml")
+    assert final.reasons["early_stopping.patience"].rule == "FINAL01"  # train + val
 
 
 def test_the_report_tells_the_story(run):
@@ -91,18 +115,17 @@ def test_final_training_fixes_the_epochs_at_the_best_trial(run):
 
 def test_final_recipe_alone():
     recipe = tiny_recipe()
-    final = final_recipe(recipe, [{"best_epoch": 0, "epochs_run": 2}, {"best_epoch": None,
-                                                                        "epochs_run": 1}])
+    final = final_recipe(recipe, [PhaseRecord("head", 5, 2, epochs_run=2, best_epoch=0),
+                                  PhaseRecord("fine_tune", 2, 2, epochs_run=1)])
     assert [p.epochs for p in final.phases] == [1, 1]
     assert final.early_stopping.patience > max(p.epochs for p in final.phases)
 
 
-def _trial_phases(last_best: int, *, stopped: bool = False) -> list[dict]:
+def _trial_phases(last_best: int, *, stopped: bool = False) -> list[PhaseRecord]:
     """Phase records of a trial of tiny_recipe: head 10 s, last phase 3 of 3 epochs at 5 s."""
-    return [{"best_epoch": 0, "epochs_run": 2, "epochs_planned": 2, "seconds": 10.0,
-             "epoch_seconds": [5.0, 5.0]},
-            {"best_epoch": last_best, "epochs_run": 3, "epochs_planned": 3, "seconds": 15.0,
-             "epoch_seconds": [5.0, 5.0, 5.0], "stopped_early": stopped}]
+    return [PhaseRecord("head", 5, 2, epochs_run=2, best_epoch=0, epoch_seconds=(5.0, 5.0)),
+            PhaseRecord("fine_tune", 2, 3, epochs_run=3, best_epoch=last_best,
+                        epoch_seconds=(5.0, 5.0, 5.0), stopped_early=stopped)]
 
 
 @pytest.mark.parametrize("seconds_left, growth, extra", [
@@ -120,7 +143,7 @@ def test_final_training_lengthens_a_phase_still_improving_to_fit_the_time_left(
     final = final_recipe(recipe, _trial_phases(2), seconds_left=seconds_left, growth=growth)
     assert [p.epochs for p in final.phases] == [1, 3 + extra]
     reason = final.reasons.get("phases.1.epochs")
-    assert (reason is not None and reason.rule == "FINAL") == (extra > 0)
+    assert (reason is not None and reason.rule == "FINAL02") == (extra > 0)
     if extra:
         assert reason.evidence["epochs_run"] == 3 and reason.evidence["seconds_left"] == seconds_left
         assert "still improving" in reason.text
@@ -134,7 +157,7 @@ def test_final_training_is_not_lengthened_when_the_trial_had_peaked(best, stoppe
         recipe.phases[-1].model_copy(update={"epochs": 3})]})
     final = final_recipe(recipe, _trial_phases(best, stopped=stopped), seconds_left=1000.0)
     assert final.phases[-1].epochs == best + 1
-    assert not any(r.rule == "FINAL" for r in final.reasons.values())
+    assert not any(r.rule == "FINAL02" for r in final.reasons.values())
 
 
 def test_an_existing_run_folder_is_refused(run):
@@ -179,7 +202,7 @@ def test_the_search_is_skipped_only_when_the_budget_binds_the_fine_tuning(split,
 def test_without_a_search_the_advised_recipe_trains_on_train_and_val(tmp_path, monkeypatch):
     # the decision is tested above; here, the path auto takes once it is made (the tiny data is
     # advised a head-only recipe, which never skips the search: the decision is forced)
-    import autotransfer.oneshot as oneshot
+    import autotransfer.oneshot.plan as plan
 
     seen = []
 
@@ -187,7 +210,7 @@ def test_without_a_search_the_advised_recipe_trains_on_train_and_val(tmp_path, m
         seen.append((split, whole))
         return "sized to a share of the budget, the advised recipe fine-tunes for 1 epoch(s)"
 
-    monkeypatch.setattr(oneshot, "search_skipped", skipped)
+    monkeypatch.setattr(plan, "search_skipped", skipped)
     dataset = tmp_path / "colours"
     make_colour_dataset(dataset, COUNTS, split="train")
     make_colour_dataset(dataset, {k: 4 for k in COUNTS}, split="test", seed=1)
@@ -198,17 +221,18 @@ def test_without_a_search_the_advised_recipe_trains_on_train_and_val(tmp_path, m
     assert result.advice.facts["budget_s"] > 500  # 10 min less probing and the wrap-up
     assert not (result.out / "tuning").exists() and not (result.out / "recipe.tuned.yaml").exists()
     summary = json.loads((result.out / "summary.json").read_text())
-    assert summary["tuning"] == {"skipped": result.budget["search_skipped"]}
+    assert summary["tuning"] == {"skipped": result.budget["search_skipped"], "rule": "PLAN02"}
     assert summary["final"] == "train+val" and summary["test_accuracy"] is not None
     assert result.metrics["n_train"] == 24  # train + validation
     text = (result.out / "report.md").read_text()
-    assert "No search ran: sized to a share of the budget" in text and "tuning: none" in text
+    assert "No search ran (rule PLAN02): sized to a share of the budget" in text and "tuning: none" in text
     assert "with the advised recipe, for its own epochs" in text
 
 
-def _solver_phases(c: float, chosen_by: str = "cross-validation") -> list[dict]:
-    return [{"name": "head", "solver": {"solver": "lbfgs", "c": c, "chosen_by": chosen_by,
-                                        "folds": 5, "cv_accuracy": 0.9}}]
+def _solver_phases(c: float, chosen_by: str = "cross-validation") -> list[PhaseRecord]:
+    solver = SolverRecord(c=c, chosen_by=chosen_by, folds=5, cv=(CVPoint(c, 0.9, 0.3),),
+                          n_images=12, n_views=4, train_accuracy=1.0, train_loss=0.1, seconds=0.1)
+    return [PhaseRecord("head", 5, 1, epochs_run=1, best_epoch=0, solver=solver)]
 
 
 def test_the_final_head_keeps_the_l2_strength_the_trial_cross_validated():
@@ -216,7 +240,7 @@ def test_the_final_head_keeps_the_l2_strength_the_trial_cross_validated():
     final = reuse_head_c(exact, _solver_phases(0.316), "03")
     assert final.head.lbfgs_c == pytest.approx(0.316)
     reason = final.reasons["head.lbfgs_c"]
-    assert reason.rule == "FINAL" and reason.evidence["trial"] == "03"
+    assert reason.rule == "FINAL03" and reason.evidence["trial"] == "03"
     assert "C=0.316" in reason.text and "5-fold" in reason.text
     # nothing to keep: a gradient head, a C the recipe fixes, a C the trial did not choose
     assert reuse_head_c(tiny_recipe(), _solver_phases(0.316), "03") == tiny_recipe()
@@ -241,6 +265,8 @@ def test_a_final_training_on_the_tuning_splits_does_not_cross_validate_again(tmp
     assert final.head.lbfgs_c == pytest.approx(trial_fit["c"])
     final_fit = next(p["solver"] for p in result.metrics["phases"] if "solver" in p)
     assert final_fit["chosen_by"] == "given" and final_fit["c"] == pytest.approx(trial_fit["c"])
+    # the final training computed no frozen feature again: the search's store served them
+    assert all(p.features.shared for p in phase_records(result.metrics) if p.features.used)
     assert result.val_accuracy == pytest.approx(result.tuning.best_accuracy)  # the same model
     report = (result.out / "report.md").read_text()
     assert "instead of cross-validating the same images again" in report
@@ -393,11 +419,11 @@ def test_without_a_search_the_fine_tuned_recipe_is_measured_before_the_final_cho
         tmp_path, monkeypatch, fine_tuned_wins):
     import dataclasses
 
-    import autotransfer.oneshot as oneshot
+    import autotransfer.oneshot.plan as plan
     from autotransfer.tuning import baseline
 
     _advise_fine_tuning(monkeypatch)
-    monkeypatch.setattr(oneshot, "search_skipped", lambda split, whole, trials: "forced")
+    monkeypatch.setattr(plan, "search_skipped", lambda split, whole, trials: "forced")
     if fine_tuned_wins:  # 6 validation images cannot show it: the plumbing, as if it had won
         real = baseline.compare
         monkeypatch.setattr(baseline, "compare", lambda *a, **k: dataclasses.replace(

@@ -79,7 +79,7 @@ def build_features(backbone: str | None,
 
     from autotransfer.data.profile import profile_dataset
     from autotransfer.data.splits import DataSplits
-    from autotransfer.train.adabn import adapt_batchnorm
+    from autotransfer.backbones.adabn import adapt_batchnorm
     from autotransfer.train.data import TrainingInputs
     from autotransfer.train.feature_cache import DEFAULT_VIEWS, FeatureCache, plan_cache
     from autotransfer.train.linear_head import solver_views_augmentation

@@ -26,7 +26,6 @@ selected on it). Writes docs/benchmarks/train.{md,json}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil

@@ -20,6 +20,9 @@ from autotransfer.advisor.presets import load_preset, preset_names  # noqa: E402
 from autotransfer.advisor.rules import load_rules  # noqa: E402
 
 TARGET = REPO / "docs" / "rules.md"
+#: what a rule of a kind without ``set`` decides, and when (for the table)
+KIND_SETS = {"rank": "ranking", "select": "the final model", "plan": "auto's plan / the search"}
+KIND_WHEN = {"rank": "ranking", "select": "after training (auto)", "plan": "see *When*"}
 
 
 def render() -> str:
@@ -32,20 +35,24 @@ def render() -> str:
         "The advisor starts from a preset's decisions, ranks the probed backbones (BB01), then runs",
         "the rules below in order. Each rule reads facts measured on the data and earlier decisions;",
         "its thresholds are its parameters. The recipe records, for every field, the last rule that",
-        "set it, the values it read and its thresholds.",
+        "set it, the values it read and its thresholds. Rules of kind *select* and *plan* are not",
+        "evaluated by the advisor: `auto` and the search read their parameters and text (auto's plan",
+        "PLAN01–PLAN04, the search TUNE01–TUNE10, the final training FINAL01–FINAL03, SEL02), and the",
+        "recipes, `tuning.json` and `summary.json` they write name them.",
         "",
         "| id | name | group | when | sets | thresholds |",
         "|---|---|---|---|---|---|",
     ]
     for r in rules:
-        sets = ", ".join(f"`{k}`" for k in r.set) or {"rank": "ranking", "select": "the final model"
-                                                      }.get(r.kind, "warning")
+        sets = ", ".join(f"`{k}`" for k in r.set) or KIND_SETS.get(r.kind, "warning")
         params = ", ".join(f"{k}={v}" for k, v in r.params.items()) or "-"
-        condition = {"rank": "ranking", "select": "after training (auto)"}.get(r.kind, f"`{r.when}`")
+        condition = KIND_WHEN.get(r.kind, f"`{r.when}`")
         lines.append(f"| {r.id} | {r.name} | {r.group} | {condition} | {sets} | {params} |")
     lines += ["", "## Rules", ""]
     for r in rules:
         lines += [f"### {r.id} {r.name}", "", f"*When:* {r.doc.when}", "", f"*Why:* {r.doc.why}", ""]
+        if r.kind in ("select", "plan"):
+            lines += [f"*Says:* {' '.join(r.text.split())}", ""]
         for key, expression in r.set.items():
             lines.append(f"- `{key}` ← `{' '.join(expression.split())}`")
         if r.set:

@@ -15,11 +15,14 @@ from sklearn.base import BaseEstimator
 
 from autotransfer.advisor.assemble import assemble
 from autotransfer.advisor.candidates import Candidate, rank_candidates
+from autotransfer.advisor.cost import ESTIMATE_KEY
 from autotransfer.advisor.decisions import DECISIONS
+from autotransfer.advisor.forecast import Forecast, ProbeFigures, load_forecast
+from autotransfer.advisor.forecast import forecast as forecast_accuracy
 from autotransfer.advisor.facts import (backbone_facts, budget_facts, dataset_facts,
-                                        orientation_facts)
+                                        orientation_facts, target_facts)
 from autotransfer.advisor.presets import load_preset
-from autotransfer.advisor.rules import Firing, RuleBase, load_rules
+from autotransfer.advisor.rules import Firing, Rule, RuleBase, load_rules
 from autotransfer.data.models import DatasetProfile
 from autotransfer.durations import parse_duration
 from autotransfer.probes.models import ProbeReport
@@ -42,6 +45,7 @@ class Advice(BaseModel):
     firings: list[Firing]
     warnings: list[str]
     recipe: Recipe
+    forecast: Forecast | None = None  # expected held-out accuracy (recipes/forecast.yaml)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, without the per-image records of the profile."""
@@ -79,9 +83,10 @@ def decide(
     probe = probes.get(best.backbone)
     runner_up = next((probes.get(c.backbone) for c in candidates[1:] if c.allowed), None)
     facts = {**dataset_facts(profile), **backbone_facts(probe, runner_up), **orientation_facts(probes),
-             **budget_facts(time_budget)}
+             **budget_facts(time_budget), **target_facts(probes)}
 
-    decisions = {**chosen_preset.decisions, "backbone": best.backbone, "input_size": facts["default_size"]}
+    decisions = {**chosen_preset.decisions, "backbone": best.backbone,
+                 "input_size": facts["default_size"], "da_method": "none"}
     final, firings = rulebase.evaluate(facts, decisions)
 
     reasons: dict[str, Reason] = {}
@@ -99,7 +104,9 @@ def decide(
         for decision in firing.set:
             reasons[decision] = Reason(rule=firing.rule, text=firing.text,
                                        evidence=firing.evidence, thresholds=firing.thresholds)
-    reasons["backbone"] = _backbone_reason(candidates, ranking_rule.text if ranking_rule else "")
+    if final["da_method"] == "none":  # no adaptation to a target: the AdaBN decision explains
+        reasons.pop("da_method")       # domain_adaptation.method (DA04's firing says why)
+    reasons["backbone"] = _backbone_reason(candidates, ranking_rule)
     if precision != "auto":  # the user's choice: no rule's precision is in force
         final["precision"] = precision
         firings = [f for f in firings if "precision" not in f.set]
@@ -109,9 +116,49 @@ def decide(
             evidence={k: _plain_fact(facts[k]) for k in ("float32_ms", "bfloat16_ms")})
     recipe = assemble(final, reasons, name=f"advised for {os.path.basename(profile.root.rstrip('/'))}",
                       seed=seed, weights=probes.weights)
+    estimate = reasons.get("epoch_estimate_s")
+    if estimate is not None and estimate.rule == "COST01":  # carried into every run's metrics
+        recipe = recipe.model_copy(update={"reasons": {**recipe.reasons, ESTIMATE_KEY: estimate}})
     warnings = [f.text for f in firings if f.kind == "warn"]
     return Advice(preset=chosen_preset.name, profile=profile, probes=probes, candidates=candidates,
-                  facts=facts, firings=firings, warnings=warnings, recipe=recipe)
+                  facts=facts, firings=firings, warnings=warnings, recipe=recipe,
+                  forecast=_forecast(probe, facts, recipe))
+
+
+def _forecast(probe: Any, facts: dict[str, Any], recipe: Recipe) -> Forecast | None:
+    """The held-out accuracy expected of a linear probe and of ``recipe`` (issue 18's study,
+    ``recipes/forecast.yaml``); None where no forecast model is fitted."""
+    model = load_forecast()
+    if model is None:
+        return None
+    t = probe.transferability
+    figures = ProbeFigures(linear_probe_accuracy=t.linear_probe_accuracy,
+                           knn_accuracy=t.knn_accuracy, n_sample=t.n_samples,
+                           n_train=max(int(facts["n_train"]), t.n_samples),
+                           n_classes=max(2, int(facts["n_classes"])))
+    return forecast_accuracy(model, figures,
+                             fine_tunes=any(p.trainable_from < 5 for p in recipe.phases))
+
+
+def _time_step(advice: Advice, profile: DatasetProfile, advisor: Advisor,
+               progress: Any) -> ProbeReport | None:
+    """The probes with one training step of ``advice``'s recipe timed as the trainer would run
+    it (:func:`~autotransfer.probes.probe.measure_step`, cached with the probe's features), for
+    the epoch estimate of rule COST01; None when the recipe does not fine-tune."""
+    from autotransfer.probes.probe import measure_step
+
+    r = advice.recipe
+    tuned = [p.trainable_from for p in r.phases if p.trainable_from < 5]
+    if not tuned:
+        return None
+    aug = r.augmentation
+    return measure_step(advice.probes, profile, r.backbone.name,
+                        input_size=r.backbone.input_size, trainable_from=min(tuned),
+                        batch_size=r.data.batch_size, bn_frozen=r.bn_policy == "frozen",
+                        mixes=aug.mixup_alpha > 0 or aug.cutmix_alpha > 0,
+                        precision="bfloat16" if r.precision == "bfloat16" else "float32",
+                        per_class=advisor.per_class, total=advisor.max_total,
+                        cache=advisor.cache, progress=progress)
 
 
 def _check_precision(precision: str) -> None:
@@ -126,19 +173,21 @@ def _plain_fact(value: Any) -> Any:
     return None if isinstance(value, float) and value != value else value
 
 
-def _backbone_reason(candidates: list[Candidate], template: str) -> Reason:
+def _backbone_reason(candidates: list[Candidate], rule: Rule | None) -> Reason:
+    """Rule BB01's reason: its text filled with the ranking (the best, runner-up, excluded)."""
     best = candidates[0]
     evidence: dict[str, Any] = {f"logme[{c.backbone}]": round(c.logme, 4) for c in candidates}
     evidence.update({f"linear_acc[{best.backbone}]": round(best.linear_acc, 4)})
+    evidence.update({f"excluded[{c.backbone}]": c.excluded_because
+                     for c in candidates if not c.allowed})
     excluded = [f"{c.backbone} ({c.excluded_because})" for c in candidates if not c.allowed]
     others = [c for c in candidates[1:] if c.allowed]
-    text = template.format(backbone=best.backbone)
-    text += f" LogME {best.logme:.3f}, linear probe {best.linear_acc:.1%}"
-    if others:
-        text += f"; runner-up {others[0].backbone} at LogME {others[0].logme:.3f}"
-    if excluded:
-        text += f"; excluded: {', '.join(excluded)}"
-    return Reason(rule="BB01", text=text + ".", evidence=evidence)
+    values = {"backbone": best.backbone, "logme": best.logme, "linear_acc": best.linear_acc,
+              "runner_up": f"{others[0].backbone} at LogME {others[0].logme:.3f}" if others
+              else "none", "excluded": ", ".join(excluded) or "none"}
+    text = rule.explain(values) if rule is not None else f"{best.backbone} ranks first."
+    return Reason(rule=rule.id if rule is not None else "BB01", text=text, evidence=evidence,
+                  thresholds=dict(rule.params) if rule is not None else {})
 
 
 class Advisor(BaseEstimator):
@@ -154,6 +203,10 @@ class Advisor(BaseEstimator):
     and BUD02, from the forward pass timed while probing).
     ``precision``: ``"auto"`` times the chosen backbone in float32 and mixed_bfloat16 and lets
     rules PREC01/PREC02 decide; ``"float32"`` or ``"bfloat16"`` decides without measuring.
+    ``target``: a folder of unlabelled images from where the model will be used (any layout;
+    class folders in it only evaluate): the gap between the training images and these is
+    measured for the chosen backbone (:mod:`autotransfer.probes.domain_gap`) and rules DA04-DA08
+    decide whether and how to adapt to them (``domain_adaptation.method``).
     ``verbose``: 1 (the default, as Keras' ``fit``: probing takes minutes) shows the progress
     on stderr when ``fit`` gets no ``progress`` callback; 0 is silent.
     Fitted attributes: ``profile_``, ``probes_``, ``candidates_``, ``facts_``, ``firings_``,
@@ -174,6 +227,7 @@ class Advisor(BaseEstimator):
         weights: str | None = "imagenet",
         time_budget: str | float | None = None,
         precision: str = "auto",
+        target: str | os.PathLike[str] | None = None,
         verbose: int = 1,
     ) -> None:
         self.backbones = backbones
@@ -187,6 +241,7 @@ class Advisor(BaseEstimator):
         self.weights = weights
         self.time_budget = time_budget
         self.precision = precision
+        self.target = target
         self.verbose = verbose
 
     def fit(self, dataset: str | os.PathLike[str] | DatasetProfile, progress: Any = None) -> Advisor:
@@ -196,8 +251,9 @@ class Advisor(BaseEstimator):
         them on stderr."""
         if progress is None and self.verbose:
             from autotransfer._progress import ProgressDisplay
+            from autotransfer.probes.probe import default_candidates  # those probe_dataset takes
 
-            with ProgressDisplay(backbones=len(self.backbones) if self.backbones else None
+            with ProgressDisplay(backbones=len(self.backbones or default_candidates())
                                  ) as display:
                 return self.fit(dataset, progress=display.probing)
         from autotransfer.data.profile import profile_dataset
@@ -207,6 +263,11 @@ class Advisor(BaseEstimator):
         _check_precision(self.precision)
         budget = parse_duration(self.time_budget)
         profile = dataset if isinstance(dataset, DatasetProfile) else profile_dataset(dataset)
+        target = None
+        if self.target is not None:  # refuse a bad target folder before any measuring
+            from autotransfer.data.target import read_target
+
+            target = read_target(self.target, profile)
         probes = probe_dataset(profile, self.backbones, per_class=self.per_class,
                                total=self.max_total, seed=self.seed, cache=self.cache,
                                weights=self.weights, progress=progress)
@@ -227,6 +288,18 @@ class Advisor(BaseEstimator):
                                    weights=self.weights, cache=self.cache,
                                    progress=progress)
             self.advice_ = decided(probes)
+        if target is not None:
+            # the gap between the training images and the target's, for the chosen backbone
+            # (its cached features reused), then decide again (DA04-DA08)
+            from autotransfer.probes.domain_gap import measure_domain_gap
+
+            chosen = probes.get(self.advice_.recipe.backbone.name)
+            gap = measure_domain_gap(profile, target, chosen.backbone, per_class=self.per_class,
+                                     total=self.max_total, seed=self.seed,
+                                     input_size=chosen.input_size, weights=self.weights,
+                                     cache=self.cache, progress=progress)
+            probes = probes.model_copy(update={"domain_gap": gap})
+            self.advice_ = decided(probes)
         if self.precision == "auto":
             # time the chosen backbone in float32 and mixed_bfloat16 and compare its features
             # (cached with the probe's), then decide again (PREC01 / PREC02)
@@ -237,6 +310,16 @@ class Advisor(BaseEstimator):
                                        weights=self.weights, cache=self.cache,
                                        progress=progress)
             self.advice_ = decided(probes)
+        # one training step of the recipe (unsized: the depth it would train at) timed as the
+        # trainer runs it, cached with the probe's features: the epoch estimate (COST01)
+        timed = _time_step(decide(profile, probes, preset=self.preset,
+                                  max_params_m=self.max_params_m, allow=self.backbones,
+                                  rules=self.rules, seed=self.seed,
+                                  precision=self.precision), profile, self, progress)
+        if timed is not None:
+            probes = timed
+            self.advice_ = decided(probes)
+        self.target_ = target  # the TargetSet read (None without a target)
         self.profile_, self.probes_ = self.advice_.profile, self.advice_.probes
         self.candidates_, self.facts_ = self.advice_.candidates, self.advice_.facts
         self.firings_, self.warnings_ = self.advice_.firings, self.advice_.warnings

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from simpleeval import EvalWithCompoundTypes, NameNotDefined
 
-from autotransfer.advisor.cost import epoch_seconds, forward_seconds
+from autotransfer.advisor.cost import epoch_estimate, epoch_seconds, forward_seconds
 from autotransfer.advisor.decisions import DECISIONS, coerce
 from autotransfer.advisor.facts import FACTS
 from autotransfer.errors import InvalidConfigError
@@ -33,6 +33,7 @@ FUNCTIONS = {
     "ceil_pow2": lambda x: 2 ** math.ceil(math.log2(max(1.0, x))),
     "floor_pow2": lambda x: 2 ** math.floor(math.log2(max(1.0, x))),
     "forward_seconds": forward_seconds, "epoch_seconds": epoch_seconds,
+    "epoch_estimate": epoch_estimate,
 }  # fmt: skip
 
 
@@ -48,14 +49,16 @@ class Rule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(pattern=r"^[A-Z]{2,4}\d{2}$")
+    id: str = Field(pattern=r"^[A-Z]{2,5}\d{2}$")
     name: str = Field(pattern=r"^[a-z][a-z0-9-]+$")
     group: Literal["backbone", "resolution", "freezing", "unfreezing", "learning-rate",
                    "schedule", "augmentation", "domain", "imbalance", "data-quality",
-                   "regularization", "batchnorm", "precision", "selection"]
-    #: "select": a decision ``auto`` takes after training (its params are read there); the advisor
-    #: does not evaluate it
-    kind: Literal["set", "warn", "rank", "select"] = "set"
+                   "regularization", "batchnorm", "precision", "selection", "plan", "search",
+                   "final"]
+    #: "select": a decision ``auto`` takes after training; "plan": one ``auto`` or the search
+    #: takes (budget shares, search ranges, the final recipe). Their params and text are read
+    #: there (:func:`rule_params`, :func:`rule_text`); the advisor does not evaluate them
+    kind: Literal["set", "warn", "rank", "select", "plan"] = "set"
     doc: RuleDoc
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
     when: str = "True"
@@ -79,6 +82,10 @@ class Rule(BaseModel):
             if missing:
                 raise ValueError(f"{where}: unknown name(s) {sorted(missing)} in {expression!r}")
         return self
+
+    def explain(self, values: Mapping[str, Any]) -> str:
+        """The rule's text with ``{name}`` fields from its params and ``values``."""
+        return _format(self, {**self.params, **values})
 
     @cached_property
     def reads(self) -> list[str]:
@@ -143,7 +150,7 @@ class RuleBase(BaseModel):
         decisions = dict(decisions)
         firings: list[Firing] = []
         for rule in self.rules:
-            if rule.kind in ("rank", "select") or (only is not None and rule.id not in only):
+            if rule.kind in ("rank", "select", "plan") or (only is not None and rule.id not in only):
                 continue
             names = {**facts, **decisions, **rule.params}
             if not _truthy(_eval(rule, rule.when, names)):
@@ -199,6 +206,16 @@ def _format(rule: Rule, names: Mapping[str, Any]) -> str:
         return rule.text.format_map(_Format(shown))
     except (ValueError, TypeError):  # a numeric format on 'unknown'
         return rule.text.format_map(_Format({k: v for k, v in names.items()}))
+
+
+def rule_params(rule_id: str) -> dict[str, Any]:
+    """The parameters of rule ``rule_id``, for a decision taken outside the advisor."""
+    return dict(load_rules().get(rule_id).params)
+
+
+def rule_text(rule_id: str, values: Mapping[str, Any]) -> str:
+    """Rule ``rule_id``'s sentence with ``{name}`` fields from its params and ``values``."""
+    return load_rules().get(rule_id).explain(values)
 
 
 def recipes_dir() -> Path:

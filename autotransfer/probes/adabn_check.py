@@ -4,7 +4,7 @@ A large BN-statistics shift says the data is far from ImageNet; it does not say 
 with the data's own statistics makes the features *better*. On EuroSAT (64 px satellite tiles)
 MobileNetV2's linear probe on the training images falls from 0.91 to 0.85 validation accuracy
 after AdaBN. So the probe measures it: the sample's pooled features are extracted again after the
-BN statistics are re-estimated on the sample (:func:`autotransfer.train.adabn.adapt_batchnorm`,
+BN statistics are re-estimated on the sample (:func:`autotransfer.backbones.adabn.adapt_batchnorm`,
 the trainer's own code), and the cross-validated linear probe of both feature sets (same folds)
 is compared. Rules DA01–DA03 read the difference.
 """
@@ -24,7 +24,7 @@ def adapted_features(plan: ExtractionPlan, images: np.ndarray, batch_size: int =
     import tensorflow as tf
 
     from autotransfer.backbones.build import build_backbone
-    from autotransfer.train.adabn import adapt_batchnorm
+    from autotransfer.backbones.adabn import adapt_batchnorm
 
     model = build_backbone(plan.spec, plan.input_size, weights=plan.weights, include_top=False)
     adapt_batchnorm(model, tf.data.Dataset.from_tensor_slices(images).batch(batch_size))

@@ -6,7 +6,9 @@ any run's model. Importing this package does not import TensorFlow; calling thes
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
 from autotransfer._lazy import lazy_exports
 
@@ -21,6 +23,20 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+
+class _CallablePackage(types.ModuleType):
+    """``autotransfer.train`` is this package and the public function ``autotransfer.train(...)``:
+    once the package is imported (``import autotransfer.train.export``), Python makes
+    ``autotransfer.train`` name the package, so calling it runs :func:`.run.train`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from autotransfer.train import run
+
+        return run.train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
 
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -15,14 +15,20 @@ so phases that mix are never cached.
 Without augmentation the cached and uncached paths see the same batches in the same order and
 give the same weights (up to float rounding); with augmentation the cached path sees ``views``
 fixed draws instead of a fresh one per epoch.
+
+Where the features come from is a :class:`FeatureSource`: the trainer's own
+(:class:`FreshFeatures`, computed for the run) or the search's shared activations
+(:class:`autotransfer.tuning.activations.ActivationStore`), which hands back what an earlier trial
+computed for the same prefix, images, augmentation and seeds.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import keras
 import numpy as np
@@ -79,32 +85,62 @@ def plan_cache(clf: Classifier, trainable_from: int, epochs: int, aug: Any, n_tr
     return CachePlan(True, why, int(fitting), name, shape, int(per_view * fitting))
 
 
-class FeatureCache:
-    """Cached prefix activations of one phase and the suffix model that trains on them."""
+@dataclass(frozen=True)
+class FeatureRequest:
+    """What one phase asks of a :class:`FeatureSource`.
 
-    def __init__(self, clf: Classifier, trainable_from: int, plan: CachePlan,
-                 inputs: TrainingInputs, aug: Any, *, seed: int, phase: int,
-                 batch_size: int, verbose: int = 0) -> None:
-        started = time.perf_counter()
-        boundary = clf.boundary(trainable_from)
-        self.prefix = keras.Model(clf.model.input, boundary, name="frozen_prefix")
-        self.suffix = keras.Model(boundary, clf.model.output, name="trainable_suffix")
-        self.plan = plan
+    ``state_key`` names everything the prefix's weights depend on besides the training images
+    (backbone, weights, input size, pooling, crop, precision, seed, whether AdaBN ran before this
+    phase); ``shareable`` is false when an earlier phase trained part of the prefix (the weights
+    are then this run's own, and a source must compute the features afresh).
+    """
+
+    clf: Classifier
+    trainable_from: int
+    views: int
+    inputs: TrainingInputs
+    augmentation: Any
+    seed: int
+    phase: int
+    batch_size: int
+    state_key: str = ""
+    shareable: bool = False
+    verbose: int = 0
+
+    def prefix(self) -> keras.Model:
+        return keras.Model(self.clf.model.input, self.clf.boundary(self.trainable_from),
+                           name="frozen_prefix")
+
+    def view_data(self, view: int) -> tf.data.Dataset:
+        """The training images of augmented view ``view``, in split order (its own seed)."""
+        ds = self.inputs.train_epoch(self.augmentation, self.batch_size,
+                                     epoch_seed(self.seed, self.phase, 10_000 + view),
+                                     shuffle=False, augment=not is_identity(self.augmentation),
+                                     mix=False)
+        return ds.map(lambda x, y, w: x)
+
+    def val_data(self) -> tf.data.Dataset:
+        return self.inputs.eval_set("val", self.batch_size).map(lambda x, y: x)
+
+
+def predict_features(prefix: keras.Model, ds: tf.data.Dataset, verbose: int = 0) -> np.ndarray:
+    # float32 even under mixed_bfloat16 (exact: bfloat16 values are float32 values), so that
+    # the exact head's statistics are not accumulated in bfloat16
+    return np.asarray(prefix.predict(ds, verbose=verbose), dtype=np.float32)
+
+
+class FrozenFeatures:
+    """The frozen prefix's activations for one phase: ``views`` (one array per augmented view of
+    the training images) and ``val``; and the datasets an epoch trains and validates on."""
+
+    def __init__(self, views: Sequence[np.ndarray], val: np.ndarray, inputs: TrainingInputs, *,
+                 build_seconds: float, shared: bool = False, reused_seconds: float = 0.0) -> None:
+        self.views = list(views)
+        self.val = val
         self.inputs = inputs
-        augment = not is_identity(aug)
-        self.views: list[np.ndarray] = []
-        for view in range(plan.views):
-            ds = inputs.train_epoch(aug, batch_size, epoch_seed(seed, phase, 10_000 + view),
-                                    shuffle=False, augment=augment, mix=False)
-            self.views.append(self._predict(ds.map(lambda x, y, w: x), batch_size, verbose))
-        self.val = self._predict(inputs.eval_set("val", batch_size).map(lambda x, y: x),
-                                 batch_size, verbose)
-        self.build_seconds = time.perf_counter() - started
-
-    def _predict(self, ds: tf.data.Dataset, batch_size: int, verbose: int) -> np.ndarray:
-        # float32 even under mixed_bfloat16 (exact: bfloat16 values are float32 values), so that
-        # the exact head's statistics are not accumulated in bfloat16
-        return np.asarray(self.prefix.predict(ds, verbose=verbose), dtype=np.float32)
+        self.build_seconds = build_seconds
+        self.shared = shared
+        self.reused_seconds = reused_seconds
 
     def view_of_epoch(self, epoch: int) -> int:
         return epoch % len(self.views)
@@ -126,3 +162,51 @@ class FeatureCache:
     def val_set(self, batch_size: int) -> tf.data.Dataset:
         onehot = np.eye(self.inputs.n_classes, dtype=np.float32)[self.inputs.val_labels]
         return tf.data.Dataset.from_tensor_slices((self.val, onehot)).batch(batch_size)
+
+
+class FeatureSource(Protocol):
+    """Where a phase's frozen features come from (the executor's one question about them)."""
+
+    def frozen_features(self, request: FeatureRequest) -> FrozenFeatures:
+        """The features of ``request.views`` views of the training images and of the
+        validation images, through the prefix of ``request.clf`` ending before group
+        ``request.trainable_from``."""
+        ...
+
+
+def compute_features(request: FeatureRequest) -> FrozenFeatures:
+    """Compute the request's views and validation features (nothing reused)."""
+    started = time.perf_counter()
+    prefix = request.prefix()
+    views = [predict_features(prefix, request.view_data(v), request.verbose)
+             for v in range(request.views)]
+    val = predict_features(prefix, request.val_data(), request.verbose)
+    return FrozenFeatures(views, val, request.inputs,
+                          build_seconds=time.perf_counter() - started)
+
+
+class FreshFeatures:
+    """The trainer's feature source: every request computed for this run.
+
+    ``extractions`` counts the prefix passes (views and validation sets) it ran.
+    """
+
+    def __init__(self) -> None:
+        self.extractions = 0
+
+    def frozen_features(self, request: FeatureRequest) -> FrozenFeatures:
+        self.extractions += request.views + 1
+        return compute_features(request)
+
+
+class FeatureCache(FrozenFeatures):
+    """The features of one phase computed now (the trainer's cache, as one call)."""
+
+    def __init__(self, clf: Classifier, trainable_from: int, plan: CachePlan,
+                 inputs: TrainingInputs, aug: Any, *, seed: int, phase: int,
+                 batch_size: int, verbose: int = 0) -> None:
+        request = FeatureRequest(clf, trainable_from, plan.views, inputs, aug, seed, phase,
+                                 batch_size, verbose=verbose)
+        done = compute_features(request)
+        super().__init__(done.views, done.val, inputs, build_seconds=done.build_seconds)
+        self.plan = plan

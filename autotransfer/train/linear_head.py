@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from autotransfer.train.phases import CVPoint, SolverRecord
+
 #: inverse L2 strengths (scikit-learn's ``C``) tried by the cross-validation, half a decade apart
 C_GRID: tuple[float, ...] = tuple(float(10.0 ** e) for e in np.arange(-3.0, 2.01, 0.5))
 #: folds of the cross-validation (fewer when the smallest class has fewer images)
@@ -63,11 +65,17 @@ class LinearFit:
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         return softmax(np.asarray(features, np.float64) @ self.kernel + self.bias)
 
+    def record(self) -> SolverRecord:
+        """The fit without its coefficients: what a phase record keeps."""
+        return SolverRecord(c=self.c, chosen_by=self.chosen_by, folds=self.folds,
+                            cv=tuple(CVPoint(r["c"], r["accuracy"], r["log_loss"])
+                                     for r in self.cv),
+                            n_images=self.n_images, n_views=self.n_views,
+                            train_accuracy=self.train_accuracy, train_loss=self.train_loss,
+                            seconds=self.seconds)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"solver": "lbfgs", "c": self.c, "chosen_by": self.chosen_by, "folds": self.folds,
-                "cv_accuracy": self.cv_accuracy, "cv": self.cv, "n_images": self.n_images,
-                "n_views": self.n_views, "train_accuracy": self.train_accuracy,
-                "train_loss": self.train_loss, "seconds": self.seconds}
+        return self.record().to_dict()
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -233,9 +241,9 @@ def solver_views_augmentation(recipe: Any) -> Any:
 
 
 def solve_head_phase(model: Any, views: Sequence[np.ndarray], val_features: np.ndarray,
-                     inputs: Any, recipe: Any, record: dict[str, Any]) -> LinearFit:
-    """Fit the head of ``model`` on the cached ``views`` of the training images and fill the
-    phase ``record`` as one epoch would (history, best value and epoch, seconds, ``solver``).
+                     inputs: Any, recipe: Any) -> tuple[LinearFit, dict[str, float]]:
+    """Fit the head of ``model`` on the cached ``views`` of the training images; the fit and the
+    phase's one-'epoch' logs (``accuracy``, ``loss``, ``val_accuracy``, ``val_loss``).
 
     ``inputs`` is the run's :class:`~autotransfer.train.data.TrainingInputs` (labels, class
     weights); validation metrics come from ``val_features`` (the head is what predicts).
@@ -247,19 +255,13 @@ def solve_head_phase(model: Any, views: Sequence[np.ndarray], val_features: np.n
     set_head_weights(model, fit)
     val_acc, val_loss = _scores(np.asarray(inputs.val_labels, np.int64),
                                 fit.predict_proba(val_features))
-    logs = {"accuracy": fit.train_accuracy, "loss": fit.train_loss, "val_accuracy": val_acc,
-            "val_loss": val_loss}
-    record["history"] = {k: [v] for k, v in logs.items()}
-    record.update(epochs_run=1, stopped_early=False, best_epoch=0,
-                  best_value=logs[record.get("monitor", "val_accuracy")], wait=0,
-                  epoch_seconds=[fit.seconds], seconds=fit.seconds,
-                  seconds_per_epoch=fit.seconds, solver=fit.to_dict())
-    return fit
+    return fit, {"accuracy": fit.train_accuracy, "loss": fit.train_loss,
+                 "val_accuracy": val_acc, "val_loss": val_loss}
 
 
-def describe(fit: LinearFit | dict[str, Any]) -> str:
-    """One line for progress and reports (from a fit or its ``to_dict()``)."""
-    d = fit.to_dict() if isinstance(fit, LinearFit) else fit
+def describe(fit: LinearFit | SolverRecord | dict[str, Any]) -> str:
+    """One line for progress and reports (from a fit, its record or the record's ``to_dict()``)."""
+    d = fit if isinstance(fit, dict) else fit.to_dict()
     how = (f"C={d['c']:.3g} by {d['folds']}-fold cross-validation on the training images "
            f"(accuracy {d['cv_accuracy']:.4f})" if d["chosen_by"] == "cross-validation"
            else f"C={d['c']:.3g} ({d['chosen_by']})")

@@ -90,14 +90,26 @@ def check_recipe(recipe: Any) -> BackboneSpec:
             "convolutions (placeholder statistics): its BN layers must stay in inference mode. "
             "Use bn_policy: frozen."
         )
-    if recipe.domain_adaptation.method == "adabn" and spec.bn_statistics != "real":
+    method = recipe.domain_adaptation.method
+    if method in ("adabn", "adabn_target") and spec.bn_statistics != "real":
         raise InvalidConfigError(
-            f"domain_adaptation.method is 'adabn' but '{spec.name}' has "
+            f"domain_adaptation.method is '{method}' but '{spec.name}' has "
             f"{'no BatchNorm' if spec.bn_statistics == 'absent' else 'folded BatchNorm'}, so there "
             "are no statistics to re-estimate. Set domain_adaptation.method to 'none'."
         )
     _weights_arg(recipe, spec)
     return spec
+
+
+def head_hidden_units(recipe: Any) -> int:
+    """Width of the head's hidden layer: ``head.hidden_units``, else the adaptation bottleneck
+    of a feature-aligning method (its aligned features must be trainable)."""
+    from autotransfer.recipe.schema import FEATURE_METHODS
+
+    da = recipe.domain_adaptation
+    if recipe.head.hidden_units or da.method not in FEATURE_METHODS:
+        return int(recipe.head.hidden_units)
+    return int(da.bottleneck_units)
 
 
 def build_classifier(recipe: Any, n_classes: int, *,
@@ -114,8 +126,9 @@ def build_classifier(recipe: Any, n_classes: int, *,
                               pooling=recipe.head.pooling)
     x = backbone.output
     head: list[str] = []
-    if recipe.head.hidden_units:
-        x = keras.layers.Dense(recipe.head.hidden_units, activation="relu", name="head_hidden")(x)
+    hidden = head_hidden_units(recipe)
+    if hidden:
+        x = keras.layers.Dense(hidden, activation="relu", name="head_hidden")(x)
         head.append("head_hidden")
     if recipe.head.dropout > 0:
         x = keras.layers.Dropout(recipe.head.dropout, name="head_dropout")(x)
@@ -165,5 +178,3 @@ def variable_multipliers(clf: Classifier, multipliers: list[float]) -> list[tupl
     return result
 
 
-def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
-    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]

@@ -5,10 +5,12 @@ renamed to ``<out>`` only when every output is written, so ``<out>`` is either c
 absent. An interrupted run (Ctrl-C, killed process, out of memory) continues with
 ``resume=True`` from its last complete epoch (see :mod:`.checkpoint`).
 
-Order of work: AdaBN (if the recipe asks, before its phase), then each phase: freeze the groups
-before ``trainable_from`` (BN policy applied), decide on feature caching, build the optimizer
-(schedule, per-group rates, weight decay), compile, and train epoch by epoch with early stopping
-on the validation metric; at the end of a phase the best epoch's weights are restored.
+Order of work (:class:`~autotransfer.train.executor.PhaseExecutor`, the loop tuning trials run
+too): AdaBN (if the recipe asks, before its phase), then each phase: freeze the groups before
+``trainable_from`` (BN policy applied), decide on feature caching, build the optimizer (schedule,
+per-group rates, weight decay), compile, and train epoch by epoch with early stopping on the
+validation metric; at the end of a phase the best epoch's weights are restored. Each phase gives
+one typed :class:`~autotransfer.train.phases.PhaseRecord` (``RunResult.phases``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from autotransfer._io import atomic_write_json, atomic_write_text
 from autotransfer.errors import InvalidConfigError, RunDirectoryError
 from autotransfer.recipe.io import load_recipe, save_recipe
 from autotransfer.recipe.schema import Recipe
+from autotransfer.train.phases import PhaseRecord, phase_records
 
 RUN_FILE = "run.json"
 Progress = Callable[[str], None]
@@ -54,17 +57,22 @@ class RunResult(RunMetrics):
     metrics: dict[str, Any] = field(repr=False)
     resumed: bool = False
 
+    @property
+    def phases(self) -> tuple[PhaseRecord, ...]:
+        """One typed record per phase (from ``metrics["phases"]``)."""
+        return phase_records(self.metrics)
+
     def to_dict(self) -> dict[str, Any]:
         return {"out": str(self.out), "model": str(self.model_path), "resumed": self.resumed,
                 "val_accuracy": self.val_accuracy, "test_accuracy": self.test_accuracy,
                 "val_balanced_accuracy": self.metrics["val"]["balanced_accuracy"],
                 "seconds_total": self.metrics["seconds_total"],
                 "left_out": self.metrics.get("left_out", []),
-                "phases": [{k: p[k] for k in ("name", "epochs_run", "epochs_planned",
-                                               "stopped_early", "best_value", "seconds",
-                                               "seconds_per_epoch")}
-                           | {"feature_cache": p["feature_cache"]["used"]}
-                           for p in self.metrics["phases"]]}
+                "phases": [{"name": p.name, "epochs_run": p.epochs_run,
+                            "epochs_planned": p.epochs_planned, "stopped_early": p.stopped_early,
+                            "best_value": p.best_value, "seconds": p.seconds,
+                            "seconds_per_epoch": p.seconds_per_epoch,
+                            "feature_cache": p.features.used} for p in self.phases]}
 
 
 def partial_dir(out: str | os.PathLike[str]) -> Path:
@@ -87,7 +95,10 @@ def train(
     strategy: Any = None,
     callbacks: Sequence[Any] = (),
     verbose: int = 0,
-    progress: Progress | None = None,
+    progress: Progress | bool | None = True,
+    feature_source: Any = None,
+    objective: Any = None,
+    target: str | os.PathLike[str] | Any = None,
 ) -> RunResult:
     """Train the classifier ``recipe`` describes on ``dataset`` and write the run to ``out``.
 
@@ -104,14 +115,39 @@ def train(
         strategy: a ``tf.distribute`` strategy (default: chosen from the GPUs present).
         callbacks: extra Keras callbacks passed to every ``fit`` call.
         verbose: Keras progress output (0 silent, 1 bars, 2 one line per epoch).
-        progress: called with a short description of each step.
+        progress: ``True`` (the default, as ``auto(verbose=1)``: a run takes minutes) shows each
+            step, and each phase's epochs with a bar and the time left, on stderr (the CLI's
+            display); ``False`` or ``None`` is silent; a callable is called with each step's
+            short description instead.
+        feature_source: where frozen features come from (a
+            :class:`~autotransfer.train.feature_cache.FeatureSource`, e.g. the search's
+            :class:`~autotransfer.tuning.activations.ActivationStore`, which hands back what its
+            trials computed for the same prefix and images); default: computed for this run.
+        objective: what epoch-trained phases fit (a
+            :class:`~autotransfer.train.objective.PhaseObjective`; default: supervised, or the
+            recipe's domain adaptation to ``target``).
+        target: unlabelled images from where the model will be used (a folder, any layout, or
+            a :class:`~autotransfer.data.target.TargetSet`), which the recipe's
+            ``domain_adaptation.method`` adapts to; their class folders are never read. Recorded
+            in ``metrics["target"]``.
 
     Raises:
         RunDirectoryError: ``out`` exists, or (``resume``) there is nothing to resume.
         InvalidConfigError: the recipe asks for something the trainer cannot honour.
     """
+    if progress is True:  # the CLI's display on stderr, as auto(verbose=1)
+        arguments = {k: v for k, v in locals().items() if k != "progress"}
+        from autotransfer._progress import ProgressDisplay
+
+        with ProgressDisplay() as display:
+            return train(**arguments, progress=display.say)
+    progress = progress or None
+    from autotransfer.data.splits import DataSplits
+    from autotransfer.data.target import resolve_target
     from autotransfer.train._runner import Runner
 
+    # a bad target folder fails before any folder is made (overlap with a dataset path: below)
+    target_set = resolve_target(target, dataset if isinstance(dataset, DataSplits) else None)
     out = Path(out)
     partial = partial_dir(out)
     if resume:
@@ -144,13 +180,31 @@ def train(
         save_recipe(recipe, partial / "recipe.yaml")
     runner = None
     try:
+        if objective is None and (target_set is not None
+                                  or recipe.domain_adaptation.needs_target):
+            from autotransfer.train.adaptation import objective_for
+
+            objective = objective_for(recipe, target_set)  # a clear error without a target
         runner = Runner(dataset, recipe, out, partial, resume=resume,
                         feature_cache=feature_cache, cache_views=cache_views,
                         max_cache_bytes=max_cache_bytes, strategy=strategy, callbacks=callbacks,
-                        verbose=verbose, progress=progress)
+                        verbose=verbose, progress=progress, feature_source=feature_source,
+                        objective=objective)
+        if target_set is not None:
+            from autotransfer.data.target import check_apart_from
+
+            check_apart_from(target_set, runner.splits)
         metrics = runner.run()
+        if target_set is not None:
+            metrics["target"] = _target_record(target_set, recipe)
+            if getattr(objective, "record", None):
+                metrics["domain_adaptation"] = objective.record
         # every file of the dataset the run does not use, with why (issue 14: never silently)
         metrics["left_out"] = [p.model_dump(mode="json") for p in runner.splits.left_out]
+        # the epoch estimate the recipe carries (rule COST01) against the epochs measured here
+        from autotransfer.advisor.cost import run_epoch_time
+
+        metrics["epoch_time"] = run_epoch_time(recipe, metrics)
     except BaseException:
         # nothing worth resuming yet (bad dataset, recipe refused, stopped in the first epoch):
         # leave no folder behind, so the same command can simply be run again
@@ -159,6 +213,13 @@ def train(
         raise
     outputs = runner.finish(metrics, export_savedmodel=export_savedmodel,
                             export_tflite=export_tflite)
+    if target_set is not None and runner.splits.val:  # issue 19: the gap the model leaves
+        from autotransfer.train.adaptation.trained_gap import run_gap
+
+        metrics["domain_gap"] = run_gap(partial / "model.keras", runner.splits, target_set,
+                                        image_size=recipe.backbone.input_size,
+                                        crop=recipe.data.crop).to_dict()
+        atomic_write_json(partial / "metrics.json", metrics)
     from autotransfer.report.html import HTML_NAME, write_html_report
 
     write_html_report(partial / "report.md")  # the same story, one page with its plots embedded
@@ -171,6 +232,19 @@ def train(
         out.rmdir()  # empty (checked above); os.replace cannot replace a folder on every OS
     os.replace(partial, out)
     return RunResult(out, out / "model.keras", metrics, resumed=resume)
+
+
+def _target_record(target: Any, recipe: Recipe) -> dict[str, Any]:
+    """What the run knows of its target: where, how many images, which (a fingerprint), and
+    whether the recipe's method read it (a target the method does not read is noted, never
+    silently dropped)."""
+    from autotransfer.data.target import fingerprint
+
+    used = recipe.domain_adaptation.needs_target
+    return {"path": target.root, "n_images": target.n_images, "fingerprint": fingerprint(target),
+            "used": used, "note": "" if used else (
+                f"domain_adaptation.method '{recipe.domain_adaptation.method}' does not read "
+                "target images: the target is recorded, not used for training")}
 
 
 def read_run_info(folder: str | os.PathLike[str]) -> dict[str, Any] | None:

@@ -13,8 +13,8 @@ from autotransfer._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "tune": "autotransfer.tuning.tuner",
-    "TuneResult": "autotransfer.tuning.tuner",
-    "TrialRecord": "autotransfer.tuning.tuner",
+    "TuneResult": "autotransfer.tuning.results",
+    "TrialRecord": "autotransfer.tuning.results",
     "search_space": "autotransfer.tuning.space",
     "apply": "autotransfer.tuning.space",
     "SearchSpace": "autotransfer.tuning.space",
@@ -28,4 +28,5 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover
     from autotransfer.durations import parse_duration
     from autotransfer.tuning.space import Dimension, SearchSpace, apply, search_space
-    from autotransfer.tuning.tuner import TrialRecord, TuneResult, tune
+    from autotransfer.tuning.results import TrialRecord, TuneResult
+    from autotransfer.tuning.tuner import tune

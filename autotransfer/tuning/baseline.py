@@ -51,7 +51,8 @@ def fine_tunes(recipe: Recipe) -> bool:
 def linear_probe_recipe(recipe: Recipe) -> Recipe:
     """``recipe`` reduced to its head phase, the head fitted exactly (L-BFGS, HEAD01's solver).
 
-    Same backbone, input size, data, seed, precision and AdaBN (before the head); no fine-tuning.
+    Same backbone, input size, data, seed, precision and AdaBN on the training images (before
+    the head); no fine-tuning and no adaptation to target images.
     """
     data = recipe.model_dump()
     heads = [p for p in data["phases"] if p["trainable_from"] >= N_GROUPS]
@@ -59,7 +60,11 @@ def linear_probe_recipe(recipe: Recipe) -> Recipe:
     phase["name"] = "head"
     data["phases"] = [phase]
     data["head"] = dict(data["head"], solver="lbfgs", hidden_units=0, lbfgs_c=None)
-    data["domain_adaptation"] = dict(data["domain_adaptation"], before_phase=0)
+    da = data["domain_adaptation"]
+    # AdaBN on the training images is part of the frozen features; the target methods (a loss,
+    # or the target's BN statistics) belong to the adapted recipe, not to its linear probe
+    data["domain_adaptation"] = (dict(da, before_phase=0) if da["method"] == "adabn"
+                                 else {"method": "none"})
     data["name"] = recipe.name + ", linear probe"
     reasons = {k: v for k, v in recipe.reasons.items() if not k.startswith("phases.")}
     reasons["head.solver"] = Reason(
@@ -231,16 +236,19 @@ class ProbeRun:
         return Candidate(PROBE, [int(v) for v in self.metrics["val"]["correct"]], self.seconds)
 
 
-def train_probe(splits: Any, recipe: Recipe, out: Path) -> ProbeRun:
+def train_probe(splits: Any, recipe: Recipe, out: Path, store: Any = None) -> ProbeRun:
     """Train :func:`linear_probe_recipe` of ``recipe`` on ``splits``' training images, in memory
-    (:func:`.trials.run_trial`: ``out/recipe.yaml``, ``out/metrics.json``, no model)."""
+    (:func:`.trials.run_trial`: ``out/recipe.yaml``, ``out/metrics.json``, no model); ``store``:
+    the :class:`~autotransfer.tuning.activations.ActivationStore` to share its frozen features
+    with the search and the final training (default: its own)."""
     from autotransfer.tuning.hypermodel import release_memory
     from autotransfer.tuning.trials import ActivationStore, run_trial
 
     probe = linear_probe_recipe(recipe)
     started = time.perf_counter()
     try:
-        metrics = run_trial(probe, ActivationStore(splits), out)
+        metrics = run_trial(probe, store if store is not None else ActivationStore(splits),
+                            out).metrics
     finally:
         release_memory()
     return ProbeRun(probe, metrics, time.perf_counter() - started)

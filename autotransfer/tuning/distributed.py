@@ -43,6 +43,7 @@ from typing import Any
 import grpc
 
 from autotransfer.errors import DistributedTuningError
+from autotransfer.tuning import _keras_tuner_private as private
 
 TOKEN_ENV = "AUTOTRANSFER_TUNER_TOKEN"
 METADATA_KEY = "autotransfer-token"
@@ -77,6 +78,12 @@ class Distribution:
         """``host:port`` as gRPC reads it (an IPv6 address in brackets)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
+
+
+def role() -> str:
+    """'chief', 'worker' (KerasTuner's distributed mode) or 'local'; raises
+    :class:`~autotransfer.errors.DistributedTuningError` on malformed or unsafe settings."""
+    return settings().role
 
 
 def is_loopback(host: str) -> bool:
@@ -230,9 +237,6 @@ class ChiefServer:
 
 def start_server(oracle: Any, dist: Distribution, say: Say | None = None) -> ChiefServer:
     """Serve ``oracle`` with KerasTuner's servicer at ``dist.address``, behind the token check."""
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
-
     say = say or (lambda text: None)
     check = None
     if dist.token is not None:
@@ -245,8 +249,8 @@ def start_server(oracle: Any, dist: Distribution, say: Say | None = None) -> Chi
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1),
                          interceptors=[check] if check is not None else [],
                          options=[("grpc.so_reuseport", 0)])  # a second chief may not share it
-    servicer = oracle_chief.OracleServicer(oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    servicer = private.oracle_servicer(oracle)
+    private.add_oracle_servicer(servicer, server)
     try:
         bound = server.add_insecure_port(dist.address)
     except RuntimeError:
@@ -267,15 +271,13 @@ def serve_chief(tuner: Any, *, verbose: Any = 1, say: Say | None = None,
                 poll: float = 1.0) -> None:
     """What KerasTuner's ``search`` does on the chief, with the token check: serve the oracle
     until it stops the search and no trial is running."""
-    from keras_tuner.src.distribute import oracle_chief
-
     dist = settings()
     oracle = tuner.oracle
     oracle.verbose = verbose
     tuner.save()
     chief = start_server(oracle, dist, say)
     try:
-        while not (chief.servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
+        while not (chief.servicer.stop_triggered and private.chief_may_exit(oracle)):
             time.sleep(poll)
     finally:
         chief.stop()
@@ -306,23 +308,19 @@ class TokenMetadata(grpc.UnaryUnaryClientInterceptor):
 
 def oracle_stub(dist: Distribution) -> Any:
     """A stub of the chief's oracle whose calls carry ``dist.token`` (when set)."""
-    from keras_tuner.src import protos
-
     channel = grpc.insecure_channel(dist.address)
     if dist.token is not None:
         channel = grpc.intercept_channel(channel, TokenMetadata(dist.token))
-    return protos.get_service_grpc().OracleStub(channel)
+    return private.oracle_stub(channel)
 
 
 def authenticate_worker(tuner: Any) -> None:
     """On a worker, make ``tuner``'s calls to the chief carry the token (else nothing)."""
-    from keras_tuner.src.distribute import oracle_client
-
     dist = settings()
     if dist.role != "worker":
         return
     client = tuner.oracle
-    if not isinstance(client, oracle_client.OracleClient) or not hasattr(client, "stub"):
+    if not private.is_oracle_client(client):
         raise RuntimeError("KerasTuner no longer gives a worker an OracleClient with a 'stub': "
                            "autotransfer.tuning.distributed needs updating")
     client.stub = oracle_stub(dist)

@@ -6,7 +6,8 @@
   :class:`~autotransfer.recipe.schema.Recipe`, not a Keras model (the trainer builds the model).
 * ``fit`` trains the trial's recipe in the trial's own run folder, on splits computed once for
   the whole search (every trial sees the same training and validation images).
-* By default trials run in memory (:mod:`.trials`): the trainer's steps, with the activations
+* By default trials run in memory (:mod:`.trials`): the trainer's own phase executor
+  (:mod:`autotransfer.train.executor`, the same typed phase records), with the activations
   of the frozen layer groups computed once and shared by every trial that freezes the same
   groups of the same backbone with the same augmentation — a trial that only changes what
   trains (rates, decay, dropout, smoothing, epochs) costs its training alone, seconds for
@@ -32,6 +33,7 @@ import keras_tuner
 from autotransfer._io import atomic_write_json
 from autotransfer.data.splits import DataSplits
 from autotransfer.recipe.schema import Recipe
+from autotransfer.train.phases import PhaseRecord, total_epochs
 from autotransfer.tuning.space import SearchSpace, apply, search_space
 
 Progress = Callable[[str], None]
@@ -80,12 +82,15 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         shared_cache: run trials in memory with frozen activations shared across trials
             (:mod:`.trials`); ``False``: every trial through :func:`autotransfer.train.train`.
         train_kwargs: extra keyword arguments of :func:`autotransfer.train.train`.
+        store: the :class:`~autotransfer.tuning.activations.ActivationStore` the trials share
+            (default: a new one on ``splits``); give one to reuse it afterwards, e.g. as the
+            final training's ``feature_source``.
     """
 
     def __init__(self, recipe: Recipe, splits: DataSplits | Callable[[], DataSplits], *,
                  space: SearchSpace | None = None,
                  shared_cache: bool = True, train_kwargs: dict[str, Any] | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, store: Any = None) -> None:
         super().__init__(name="recipe", tunable=True)
         self.recipe = recipe
         self._splits = splits
@@ -93,9 +98,10 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         self.shared_cache = shared_cache
         self.train_kwargs = dict(train_kwargs or {})
         self.progress = progress
-        from autotransfer.tuning.trials import ActivationStore
+        from autotransfer.tuning.activations import ActivationStore
 
-        self.store = ActivationStore(splits)
+        #: the frozen activations shared by the trials (and, passed on, the final training)
+        self.store = store if store is not None else ActivationStore(splits)
 
     @property
     def splits(self) -> DataSplits:
@@ -123,34 +129,35 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         guards = [NaNGuard(), *callbacks]
         from autotransfer.tuning import trials
 
-        if self.shared_cache and trials.supported(recipe):
-            metrics = trials.run_trial(recipe, self.store, run_dir, callbacks=guards,
-                                       progress=self.progress)
+        result: Any
+        if self.shared_cache:
+            result = trials.run_trial(recipe, self.store, run_dir, callbacks=guards,
+                                      progress=self.progress)
             kind = "in memory"
         else:
             resume = (partial_dir(run_dir) / "recipe.yaml").is_file()
             result = train(self.splits, recipe, run_dir, resume=resume, callbacks=guards,
                            progress=self.progress, **self.train_kwargs)
-            metrics = result.metrics
             kind = "trainer" + (" (resumed)" if resume else "")
-        epochs = sum(int(p["epochs_run"]) for p in metrics["phases"])
+        metrics, phases = result.metrics, result.phases
+        epochs = total_epochs(phases)
         val = metrics["val"]
         if not math.isfinite(float(val["loss"])):
             raise TrialFailed(f"the validation loss is {val['loss']}")
         seconds = time.perf_counter() - started
         # cold_seconds: what the trial would have taken without the work it reused from earlier
-        # trials (AdaBN, frozen activations); the final training redoes that work
+        # trials (AdaBN, frozen activations); a final training on other images redoes it
         objective = {"val_accuracy": float(val["accuracy"]), "val_loss": float(val["loss"]),
                      "val_balanced_accuracy": float(val.get("balanced_accuracy", val["accuracy"])),
                      "seconds": seconds,
                      "cold_seconds": seconds + float(metrics.get("seconds_reused", 0.0)),
                      "epochs": float(epochs)}
         atomic_write_json(done, {"objective": objective, "kind": kind,
-                                 "phases": _phase_summary(metrics),
+                                 "phases": _phase_summary(phases),
                                  "val_correct": val.get("correct")})
         return objective
 
 
-def _phase_summary(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{k: p.get(k) for k in ("name", "epochs_run", "best_epoch", "stopped_early")}
-            for p in metrics["phases"]]
+def _phase_summary(phases: Sequence[PhaseRecord]) -> list[dict[str, Any]]:
+    return [{"name": p.name, "epochs_run": p.epochs_run, "best_epoch": p.best_epoch,
+             "stopped_early": p.stopped_early} for p in phases]

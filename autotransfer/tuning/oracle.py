@@ -1,7 +1,8 @@
 """KerasTuner oracles whose first trial is the recipe itself, with a wall-clock budget.
 
-KerasTuner 1.4's oracles start from random points (``Oracle._random_values``). Here the first
-time an oracle would draw random values it returns the hyperparameters' *defaults* instead — the
+KerasTuner 1.4's oracles start from random points. Here the first time an oracle would draw
+random values it returns the hyperparameters' *defaults* instead (the hook is KerasTuner-private:
+:mod:`._keras_tuner_private`) — the
 advised recipe's own values (see :mod:`.space`) — so trial 0 is exactly the advised recipe and
 every later trial is compared with it. Bayesian optimisation then fits its Gaussian process to
 trial 0 and the next few random points; Hyperband puts the advised values in its first bracket
@@ -14,9 +15,11 @@ Both oracles also
   a multiple of the longest trial's cold duration, the work it reused from earlier trials
   included) plus the median trial's duration (a trial that
   would likely eat into the reserve is not started); trial 0 always runs;
-* stop creating trials once ``stop_reason`` is set (the tuner sets it when trial 0 leaves no
-  significant gain possible, :func:`~autotransfer.tuning.selection.futile`); it is saved with
-  the oracle, so a resumed search stays stopped;
+* stop creating trials once ``stop_reason`` is set: with ``stop_when_futile``, when trial 0 ends
+  leaving no significant gain possible (rule TUNE02, :func:`~autotransfer.tuning.selection.futile`,
+  from the per-image results in its folder under ``trials_dir``) — the oracle decides, so a
+  distributed search's chief stops too; it is saved with the oracle, so a resumed search stays
+  stopped;
 * remember which tuner (``KERASTUNER_TUNER_ID``) ran each trial, so the chief of a distributed
   search can say who ran what.
 """
@@ -25,33 +28,54 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import keras_tuner
-from keras_tuner.src.engine import hyperparameters as hp_module
-from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.engine.trial import TrialStatus
+
+from autotransfer.tuning._keras_tuner_private import FirstValuesHook
+from autotransfer.tuning.results import trial_dir
+from autotransfer.tuning.selection import futile, val_correct
+
+#: rule of the futility stop (recipes/rules.yaml), and how its stop reason starts
+FUTILITY, FUTILE_PREFIX = "TUNE02", "stopped after trial 0: "
 
 
-class AdvisedFirstMixin:
-    """Trial 0 takes the defaults; a deadline; who ran which trial."""
+class AdvisedFirstMixin(FirstValuesHook):
+    """Trial 0 takes the defaults; a deadline; the futility stop; who ran which trial."""
 
     deadline: float | None = None
     reserve: float = 0.0
     stop_reason: str = ""
+    #: stop after trial 0 when it leaves no significant gain possible (rule TUNE02)
+    stop_when_futile: bool = False
+    #: the search's folder (``out`` of tune()): trial 0's per-image results are read in it
+    tuning_dir: Path | None = None
 
-    def _default_values(self) -> dict[str, Any]:
-        hps = hp_module.HyperParameters()
+    def first_values(self) -> dict[str, Any]:
+        """The hyperparameters' defaults: the advised recipe."""
+        hps = keras_tuner.HyperParameters()
         for hp in self.hyperparameters.space:  # type: ignore[attr-defined]
             hps.merge([hp])
             if hps.is_active(hp):
                 hps.values[hp.name] = hp.default
         return hps.values
 
-    def _random_values(self) -> dict[str, Any] | None:
-        defaults = self._default_values()
-        if not self._duplicate(defaults):  # type: ignore[attr-defined]
-            return defaults
-        return super()._random_values()  # type: ignore[misc]
+    def is_first(self, trial: Any) -> bool:
+        """Whether ``trial`` ran the defaults (the advised recipe)."""
+        values = trial.hyperparameters.values
+        return all(values.get(k) == v for k, v in self.first_values().items())
+
+    @keras_tuner.synchronized
+    def end_trial(self, trial: Any) -> None:
+        super().end_trial(trial)  # type: ignore[misc]
+        if (self.stop_when_futile and self.tuning_dir is not None and not self.stop_reason
+                and trial.status == TrialStatus.COMPLETED and self.is_first(trial)):
+            verdict = futile(val_correct(trial_dir(self.tuning_dir, trial.trial_id)))
+            if verdict is not None:
+                self.stop_reason = FUTILE_PREFIX + verdict["why"]
+                self.save()  # type: ignore[attr-defined]
 
     def trial_seconds(self, metric: str = "seconds") -> list[float]:
         """``metric`` of each completed trial: ``seconds`` (as run) or ``cold_seconds`` (as run
@@ -59,7 +83,7 @@ class AdvisedFirstMixin:
         trial that did not record it)."""
         seconds = []
         for trial in self.trials.values():  # type: ignore[attr-defined]
-            if trial.status != trial_module.TrialStatus.COMPLETED:
+            if trial.status != TrialStatus.COMPLETED:
                 continue
             for name in (metric, "seconds"):
                 if trial.metrics.exists(name):
@@ -88,13 +112,13 @@ class AdvisedFirstMixin:
 
     def populate_space(self, trial_id: str) -> dict[str, Any]:
         if self.stop_reason or self.out_of_time():  # running trials finish; no new one starts
-            return {"status": trial_module.TrialStatus.STOPPED, "values": None}
+            return {"status": TrialStatus.STOPPED, "values": None}
         return super().populate_space(trial_id)  # type: ignore[misc]
 
     @keras_tuner.synchronized
     def create_trial(self, tuner_id: str) -> Any:
         trial = super().create_trial(tuner_id)  # type: ignore[misc]
-        if trial.status == trial_module.TrialStatus.RUNNING:
+        if trial.status == TrialStatus.RUNNING:
             self.tuner_of[trial.trial_id] = tuner_id
             self.save()  # type: ignore[attr-defined]
         return trial

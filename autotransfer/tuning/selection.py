@@ -5,13 +5,13 @@ few dozen images is biased upwards (the maximum of noisy estimates), and a gain 
 images is what chance alone gives. So the best trial replaces the recipe only when, on the same
 validation images, it is right on significantly more of those where the two disagree: a one-sided
 exact McNemar test (a binomial test on the discordant images, McNemar 1947; Dietterich 1998 for
-comparing classifiers) at ``ALPHA``. Without per-image results (a trial from an older version, or
-another machine's folder) the best trial is kept, as the record says.
+comparing classifiers) at rule TUNE01's ``alpha``. Without per-image results (a trial from an
+older version, or another machine's folder) the best trial is kept, as the record says.
 
-The same test says when a search cannot pay (:func:`futile`): a trial can gain at most the
-validation images that trial 0 gets wrong, so when trial 0 misses so few that even gaining all
-of them and losing none would not be significant, no trial can replace the recipe, and ``auto``
-stops the search after trial 0.
+The same test says when a search cannot pay (:func:`futile`, rule TUNE02): a trial can gain at
+most the validation images that trial 0 gets wrong, so when trial 0 misses so few that even
+gaining all of them and losing none would not be significant, no trial can replace the recipe,
+and ``auto`` stops the search after trial 0.
 """
 
 from __future__ import annotations
@@ -21,8 +21,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-#: one-sided significance level the best trial's gain over trial 0 must reach
-ALPHA = 0.05
+#: the rules: the best trial kept only beyond chance, and the search stopped when it cannot be
+KEEP, FUTILITY = "TUNE01", "TUNE02"
+
+
+def keep_alpha() -> float:
+    """One-sided significance level the best trial's gain over trial 0 must reach (TUNE01)."""
+    from autotransfer.advisor.rules import rule_params
+
+    return float(rule_params(KEEP)["alpha"])
 
 
 def mcnemar(base_correct: Sequence[int], best_correct: Sequence[int]) -> dict[str, Any]:
@@ -54,10 +61,11 @@ def val_correct(trial_dir: Path) -> list[int] | None:
 
 
 def decide(base_correct: Sequence[int] | None, best_correct: Sequence[int] | None, *,
-           alpha: float = ALPHA) -> dict[str, Any]:
-    """Whether the best trial replaces trial 0: ``{"replace", "test", "why"}``."""
+           alpha: float | None = None) -> dict[str, Any]:
+    """Whether the best trial replaces trial 0: ``{"replace", "test", "why"}`` (rule TUNE01)."""
+    alpha = keep_alpha() if alpha is None else alpha
     if base_correct is None or best_correct is None or len(base_correct) != len(best_correct):
-        return {"replace": True, "test": None, "alpha": alpha,
+        return {"rule": KEEP, "replace": True, "test": None, "alpha": alpha,
                 "why": "no per-image validation results to test the gain: the best trial is kept"}
     test = mcnemar(base_correct, best_correct)
     replace = test["p"] <= alpha
@@ -66,10 +74,11 @@ def decide(base_correct: Sequence[int] | None, best_correct: Sequence[int] | Non
            f"{test['p']:.3g} {'≤' if replace else '>'} {alpha:g}, "
            + ("a significant gain" if replace else
               "within chance, so the advised recipe is kept"))
-    return {"replace": replace, "test": test, "alpha": alpha, "why": why}
+    return {"rule": KEEP, "replace": replace, "test": test, "alpha": alpha, "why": why}
 
 
-def futile(base_correct: Sequence[int] | None, *, alpha: float = ALPHA) -> dict[str, Any] | None:
+def futile(base_correct: Sequence[int] | None, *,
+           alpha: float | None = None) -> dict[str, Any] | None:
     """Why no trial can replace trial 0, from its per-image validation results (``None``: one can).
 
     The most favourable outcome for a challenger is to be right on every image that trial 0 gets
@@ -79,12 +88,12 @@ def futile(base_correct: Sequence[int] | None, *, alpha: float = ALPHA) -> dict[
     """
     if not base_correct:
         return None
+    from autotransfer.advisor.rules import rule_text
+
+    alpha = keep_alpha() if alpha is None else alpha
     best_case = mcnemar(base_correct, [1] * len(base_correct))
     if best_case["p"] <= alpha:
         return None
-    misses, n = best_case["gained"], best_case["n_images"]
-    return {"misses": misses, "n_images": n, "p_best": best_case["p"], "alpha": alpha,
-            "why": (f"trial 0 (the recipe as given) gets {misses} of the {n} validation images "
-                    f"wrong: a trial right on all of them and wrong on none that trial 0 gets "
-                    f"right would still have exact McNemar p = {best_case['p']:.3g} > {alpha:g}, "
-                    "so no trial could replace the recipe")}
+    evidence = {"misses": best_case["gained"], "n_images": best_case["n_images"],
+                "p_best": best_case["p"], "alpha": alpha}
+    return evidence | {"rule": FUTILITY, "why": rule_text(FUTILITY, evidence)}

@@ -3,12 +3,17 @@
 Folder ``out``::
 
     recipe.yaml          the recipe the search started from (trial 0 trains it unchanged)
-    recipe.tuned.yaml    the refined recipe: changed fields carry a TUNE reason
+    recipe.tuned.yaml    the refined recipe: changed fields carry a TUNE01 reason
     tuning.json          search space, trial table, changes, gain over trial 0 (TuneResult)
     tuning.md            the same for people
     splits.json          the training / validation images every trial used
     search/              KerasTuner's project: oracle.json, <tuner id>.json,
                          trial_<id>/{trial.json, recipe.yaml, trial_result.json, run/}
+
+The search is split by concept: :mod:`.space` (the dimensions, rules TUNE03–TUNE10),
+:mod:`.oracle` (trial 0 first, the deadline, the futility stop TUNE02), :mod:`.recipe_tuner`
+(each trial), :mod:`.table` and :mod:`.summary` (the trial kept, TUNE01), :mod:`.provenance`
+(the refined recipe's reasons), :mod:`.results` and :mod:`.markdown` (what is written).
 
 Re-running the same call continues the search (KerasTuner reloads its oracle; an interrupted
 trial continues from its last epoch); ``overwrite=True`` starts afresh. With KerasTuner's
@@ -20,404 +25,29 @@ the others run trials (see docs/tuning.md).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from autotransfer._io import atomic_write_json, atomic_write_text
 from autotransfer.durations import format_duration, parse_duration
-from autotransfer.errors import (AutoTransferError, DistributedTuningError, InvalidParameterError,
-                                 TuningError)
+from autotransfer.errors import InvalidParameterError, TuningError
 from autotransfer.recipe.io import load_recipe, save_recipe
-from autotransfer.recipe.schema import Reason, Recipe
-from autotransfer.tuning.selection import decide as decide_selection
-from autotransfer.tuning.selection import futile, val_correct
-from autotransfer.tuning.space import SearchSpace, apply, search_space
+from autotransfer.recipe.schema import Recipe
+from autotransfer.train.splits import load_or_make
+from autotransfer.tuning import distributed
+from autotransfer.tuning.markdown import markdown
+from autotransfer.tuning.results import PROJECT, TUNED_NAME, TrialRecord, TuneResult
+from autotransfer.tuning.space import search_space
+from autotransfer.tuning.summary import summarise
+from autotransfer.tuning.table import trial_records
 
 Progress = Callable[[str], None]
-PROJECT = "search"
-TUNED_NAME = "recipe.tuned.yaml"
-
-
-@dataclass(frozen=True)
-class TrialRecord:
-    """One row of the trial table."""
-
-    trial_id: str
-    status: str
-    values: dict[str, Any]
-    changed: dict[str, Any]
-    tuner_id: str | None = None
-    val_accuracy: float | None = None
-    val_loss: float | None = None
-    seconds: float | None = None
-    epochs: float | None = None
-    message: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class TuneResult:
-    """What a search produced (on a worker of a distributed search: only its own trials)."""
-
-    out: Path
-    role: str
-    recipe: Recipe
-    space: SearchSpace
-    trials: list[TrialRecord]
-    refined: Recipe | None = None
-    baseline_trial: str | None = None
-    best_trial: str | None = None
-    gain: float | None = None
-    changes: list[dict[str, Any]] = field(default_factory=list)
-    stopped_because: str = ""
-    seconds: float = 0.0
-    algorithm: str = "bayesian"
-    #: how the kept trial was chosen (see :mod:`.selection`): the candidate, the test, why
-    selection: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def refined_path(self) -> Path:
-        return self.out / TUNED_NAME
-
-    def trial(self, trial_id: str | None) -> TrialRecord | None:
-        return next((t for t in self.trials if t.trial_id == trial_id), None)
-
-    @property
-    def baseline_accuracy(self) -> float | None:
-        t = self.trial(self.baseline_trial)
-        return None if t is None else t.val_accuracy
-
-    @property
-    def best_accuracy(self) -> float | None:
-        t = self.trial(self.best_trial)
-        return None if t is None else t.val_accuracy
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"out": str(self.out), "role": self.role, "algorithm": self.algorithm,
-                "recipe": str(self.out / "recipe.yaml"),
-                "refined_recipe": str(self.refined_path) if self.refined is not None else None,
-                "baseline_trial": self.baseline_trial, "best_trial": self.best_trial,
-                "baseline_val_accuracy": self.baseline_accuracy,
-                "best_val_accuracy": self.best_accuracy, "gain": self.gain,
-                "changes": self.changes, "stopped_because": self.stopped_because,
-                "selection": self.selection,
-                "seconds": self.seconds, "space": self.space.to_dict(),
-                "trials": [t.to_dict() for t in self.trials]}
-
-
-# ----------------------------------------------------------------------------- distribution
-def role() -> str:
-    """'chief', 'worker' (KerasTuner's distributed mode) or 'local'; raises
-    :class:`~autotransfer.errors.DistributedTuningError` on malformed or unsafe settings."""
-    from autotransfer.tuning.distributed import settings
-
-    return settings().role
-
-
-# ----------------------------------------------------------------------------- the tuner
-def _tuner_class() -> type:
-    import keras_tuner
-    from keras_tuner.src.engine import base_tuner
-
-    from autotransfer.tuning import distributed
-    from autotransfer.tuning.hypermodel import Deadline, TrialFailed, release_memory
-
-    class FatalTrial(keras_tuner.errors.FatalError):
-        """The advised recipe itself cannot be trained: every trial would fail the same way."""
-
-        def __init__(self, error: BaseException) -> None:
-            super().__init__(str(error))
-            self.error = error
-
-    class RecipeTuner(base_tuner.BaseTuner):
-        """Runs each trial's recipe with the trainer (a BaseTuner: no Keras model here)."""
-
-        fatal = FatalTrial
-
-        def __init__(self, *args: Any, hard_deadline: float | None = None,
-                     reserve_factor: float = 0.0, stop_when_futile: bool = False,
-                     progress: Progress | None = None, **kwargs: Any) -> None:
-            self.hard_deadline = hard_deadline
-            self.reserve_factor = reserve_factor
-            self.stop_when_futile = stop_when_futile
-            self.progress = progress
-            self.ran: list[str] = []
-            super().__init__(*args, **kwargs)
-            distributed.authenticate_worker(self)
-
-        def _say(self, text: str) -> None:
-            if self.progress is not None:
-                self.progress(text)
-
-        def search(self, *args: Any, **kwargs: Any) -> None:
-            """KerasTuner's search; the chief serves its oracle behind the token check."""
-            if role() == "chief":
-                distributed.serve_chief(self, verbose=kwargs.get("verbose", 1), say=self._say)
-                return
-            with distributed.refused_as_error():
-                super().search(*args, **kwargs)
-
-        def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
-            if not str(trial.trial_id).isdigit():  # it names a folder: it must not escape
-                raise FatalTrial(DistributedTuningError(
-                    f"The chief sent the trial id {str(trial.trial_id)[:40]!r}, which is not a "
-                    "number as KerasTuner's own ids are: refusing it, since it names the trial's "
-                    "folder. Check that KERASTUNER_ORACLE_IP points at your own chief."))
-            hp = trial.hyperparameters
-            recipe = self.hypermodel.build(hp)
-            trial_dir = Path(self.get_trial_dir(trial.trial_id))
-            save_recipe(recipe, trial_dir / "recipe.yaml")
-            changed = self.hypermodel.space.changed(hp.values)
-            first = not changed
-            self._say(f"Trial {trial.trial_id}: " + (
-                "the recipe as given" if first else ", ".join(
-                    f"{k}={_short(v)}" for k, v in changed.items())))
-            callbacks = []
-            if self.hard_deadline is not None and not first:
-                callbacks.append(Deadline(self.hard_deadline))
-            try:
-                return self.hypermodel.fit(hp, recipe, trial_dir=trial_dir, callbacks=callbacks)
-            except TrialFailed:
-                raise
-            except AutoTransferError as exc:
-                if first:
-                    raise FatalTrial(exc) from exc
-                raise TrialFailed(f"{type(exc).__name__}: {exc}") from exc
-            except Exception as exc:  # noqa: BLE001 - a failed trial is recorded and skipped
-                from autotransfer.train.distribute import is_out_of_memory
-
-                kind = "out of memory" if is_out_of_memory(exc) else type(exc).__name__
-                raise TrialFailed(f"{kind}: {str(exc)[:500]}") from exc
-            finally:
-                release_memory()
-
-        def on_trial_end(self, trial: Any) -> None:
-            self.ran.append(trial.trial_id)
-            super().on_trial_end(trial)
-            oracle = self.oracle
-            if self.reserve_factor and hasattr(oracle, "keep_for_final"):  # not on a worker
-                oracle.keep_for_final(self.reserve_factor)
-            status = getattr(trial, "status", "")
-            self._say(f"Trial {trial.trial_id} {str(status).lower()}")
-            if (self.stop_when_futile and hasattr(oracle, "stop_reason")
-                    and str(status) == "COMPLETED"
-                    and not self.hypermodel.space.changed(trial.hyperparameters.values)):
-                verdict = futile(val_correct(Path(self.get_trial_dir(trial.trial_id))))
-                if verdict is not None:
-                    oracle.stop_reason = "stopped after trial 0: " + verdict["why"]
-                    oracle.save()
-                    self._say(f"No further trials: {verdict['why']}")
-
-        def save_model(self, trial_id: Any, model: Any, step: int = 0) -> None:
-            """Nothing to do: trials run with the trainer save their model in their run folder,
-            in-memory trials keep none (the final training saves the model)."""
-
-        def load_model(self, trial: Any) -> Any:
-            """The model of a trial run with ``shared_cache=False``."""
-            from autotransfer.train.export import load_model
-
-            return load_model(Path(self.get_trial_dir(trial.trial_id)) / "run" / "model.keras")
-
-    return RecipeTuner
-
-
-def _py(value: Any) -> Any:
-    """Plain Python numbers (KerasTuner's Bayesian oracle proposes NumPy scalars)."""
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return value.item()
-    return value
-
-
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-# ----------------------------------------------------------------------------- results
-def _last_line(message: str | None) -> str:
-    lines = [ln.strip() for ln in (message or "").strip().splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else ""
-
-
-def trial_records(oracle: Any, space: SearchSpace) -> list[TrialRecord]:
-    """The trial table of a (chief or local) oracle, by trial id."""
-    records = []
-    tuner_of = getattr(oracle, "tuner_of", {})
-    for trial_id in sorted(oracle.trials):
-        t = oracle.trials[trial_id]
-
-        def metric(name: str, t: Any = t) -> float | None:
-            return float(t.metrics.get_last_value(name)) if t.metrics.exists(name) else None
-
-        values = {k: _py(v) for k, v in t.hyperparameters.values.items()}
-        records.append(TrialRecord(
-            trial_id=trial_id, status=str(t.status), values=values,
-            changed=space.changed({k: v for k, v in values.items() if not k.startswith("tuner/")}),
-            tuner_id=tuner_of.get(trial_id), val_accuracy=metric("val_accuracy"),
-            val_loss=metric("val_loss"), seconds=metric("seconds"), epochs=metric("epochs"),
-            message=_last_line(t.message) if str(t.status) != "COMPLETED" else ""))
-    return records
-
-
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: data}
-
-
-def recipe_changes(before: Recipe, after: Recipe) -> list[dict[str, Any]]:
-    """The fields that differ, as ``{"path", "before", "after"}`` (phases compared one by one)."""
-    a = before.model_dump(mode="json", exclude={"reasons", "name"})
-    b = after.model_dump(mode="json", exclude={"reasons", "name"})
-    if len(a["phases"]) != len(b["phases"]):
-        def summary(r: dict[str, Any]) -> str:
-            return "; ".join(f"{p['name']}: from group {p['trainable_from']}, {p['epochs']} epochs"
-                             for p in r["phases"])
-
-        changes = [{"path": "phases", "before": summary(a), "after": summary(b)}]
-        a.pop("phases"), b.pop("phases")
-    else:
-        changes = []
-        a["phases"] = {str(i): p for i, p in enumerate(a["phases"])}
-        b["phases"] = {str(i): p for i, p in enumerate(b["phases"])}
-    fa, fb = _flatten(a), _flatten(b)
-    for path in fa:
-        if fa[path] != fb.get(path):
-            changes.append({"path": path, "before": fa[path], "after": fb.get(path)})
-    return changes
-
-
-def _scalar(value: Any) -> float | int | str | bool | None:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return json.dumps(value)
-
-
-def with_provenance(advised: Recipe, refined: Recipe, changes: list[dict[str, Any]], *,
-                    best: TrialRecord, baseline: TrialRecord | None, n_trials: int,
-                    space: SearchSpace, selection: dict[str, Any] | None = None) -> Recipe:
-    """``refined`` with a TUNE reason on every changed field (the others keep theirs)."""
-    reasons = dict(refined.reasons)
-    base_acc = baseline.val_accuracy if baseline is not None else None
-    gain = None if base_acc is None or best.val_accuracy is None else best.val_accuracy - base_acc
-    if len(refined.phases) != len(advised.phases):  # phase indices moved: keep the non-phase ones
-        reasons = {k: v for k, v in reasons.items() if not k.startswith("phases.")}
-    for change in changes:
-        path = change["path"]
-        earlier = advised.reasons.get(path)
-        dims = [d for d in space if any(path == f or path.startswith(f + ".") for f in d.fields)
-                or (path == "phases" and d.name == "finetune_from")]
-        text = (f"tuning changed {path} from {_short(change['before'])} to "
-                f"{_short(change['after'])}: validation accuracy {best.val_accuracy:.4f}")
-        text += (f", {gain:+.4f} over trial 0 (the advised recipe, {base_acc:.4f})"
-                 if gain is not None else " (trial 0 did not complete)")
-        text += f"; best of {n_trials} trial(s), trial {best.trial_id}"
-        test = (selection or {}).get("test")
-        text += (f" (exact McNemar p = {test['p']:.3g}: {test['gained']} validation image(s) "
-                 f"gained, {test['lost']} lost)." if test else ".")
-        evidence: dict[str, Any] = {
-            "before": _scalar(change["before"]), "after": _scalar(change["after"]),
-            "trial": best.trial_id, "val_accuracy": best.val_accuracy,
-            "val_accuracy_trial0": base_acc, "gain": gain, "trials": n_trials,
-            "advised_by": earlier.rule if earlier is not None else None,
-            "mcnemar_p": test["p"] if test else None}
-        thresholds: dict[str, Any] = {}
-        for d in dims:
-            if d.kind == "choice":
-                thresholds[f"{d.name}.values"] = ",".join(str(v) for v in d.values)
-            else:
-                thresholds[f"{d.name}.low"], thresholds[f"{d.name}.high"] = d.low, d.high
-        if test:
-            thresholds["alpha"] = selection["alpha"]
-        reasons[path] = Reason(rule="TUNE", text=text, evidence=evidence, thresholds=thresholds)
-    return refined.model_copy(update={"reasons": dict(sorted(reasons.items())),
-                                      "name": f"{advised.name} (tuned)"})
-
-
-def summarise(out: Path, recipe: Recipe, space: SearchSpace, records: list[TrialRecord], *,
-              role_name: str, stopped: str, seconds: float, algorithm: str) -> TuneResult:
-    """Pick the best trial, build the refined recipe and its provenance."""
-    done = [t for t in records if t.status == "COMPLETED" and t.val_accuracy is not None]
-    baselines = [t for t in done if not t.changed]
-    baseline = (max(baselines, key=lambda t: float(t.values.get("tuner/epochs", 0)))
-                if baselines else None)
-    if not done:
-        return TuneResult(out, role_name, recipe, space, records, None, None, None, None, [],
-                          stopped, seconds, algorithm)
-    # the best validation accuracy; a tie with trial 0 keeps the recipe (the prior: a tie is no
-    # evidence of a gain), other ties go to the lower validation loss
-    best = max(done, key=lambda t: (t.val_accuracy, not t.changed, -(t.val_loss if t.val_loss
-                                                                     is not None else 1e9)))
-    selection: dict[str, Any] = {"candidate": best.trial_id}
-    if best.changed and baseline is not None:  # ... and it must beat trial 0 by more than chance
-        search = out / PROJECT
-        selection |= decide_selection(val_correct(search / f"trial_{baseline.trial_id}"),
-                                      val_correct(search / f"trial_{best.trial_id}"))
-        if not selection["replace"]:
-            best = baseline
-    values = {k: v for k, v in best.values.items() if not k.startswith("tuner/")}
-    refined = apply(recipe, values, space)
-    changes = recipe_changes(recipe, refined)
-    refined = with_provenance(recipe, refined, changes, best=best, baseline=baseline,
-                              n_trials=len(records), space=space, selection=selection)
-    gain = (None if baseline is None or best.val_accuracy is None
-            else best.val_accuracy - (baseline.val_accuracy or 0.0))
-    return TuneResult(out, role_name, recipe, space, records, refined,
-                      baseline.trial_id if baseline else None, best.trial_id, gain, changes,
-                      stopped, seconds, algorithm, selection)
-
-
-def markdown(result: TuneResult) -> str:
-    """The tuning report: space, trial table, changes, gain."""
-    lines = ["# Tuning", ""]
-    base, best = result.baseline_accuracy, result.best_accuracy
-    lines.append(f"{len(result.trials)} trial(s), {result.algorithm} search, "
-                 f"{format_duration(result.seconds)}; {result.stopped_because or 'done'}.")
-    if base is not None and best is not None:
-        lines.append(f"Validation accuracy: trial 0 (the recipe as given) {base:.4f}, best "
-                     f"(trial {result.best_trial}) {best:.4f}, gain {result.gain:+.4f}.")
-    lines += ["", "## Search space", "", "| hyperparameter | default | range | why |",
-              "|---|---|---|---|"]
-    for d in result.space:
-        lines.append(f"| {d.name} | {_short(d.default)} | {d.describe_range()} | {d.why} |")
-    for note in result.space.notes:
-        lines.append(f"\n- {note}")
-    lines += ["", "## Trials", "", "| trial | tuner | status | val accuracy | val loss | seconds | "
-              "changed from the recipe |", "|---|---|---|---|---|---|---|"]
-    for t in result.trials:
-        acc = "–" if t.val_accuracy is None else f"{t.val_accuracy:.4f}"
-        loss = "–" if t.val_loss is None else f"{t.val_loss:.4f}"
-        secs = "–" if t.seconds is None else f"{t.seconds:.0f}"
-        changed = (", ".join(f"{k}={_short(v)}" for k, v in t.changed.items())
-                   or "(none: the recipe)")
-        if t.message:
-            changed += f" — {t.message}"
-        mark = " **best**" if t.trial_id == result.best_trial else ""
-        lines.append(f"| {t.trial_id}{mark} | {t.tuner_id or ''} | {t.status.lower()} | {acc} | "
-                     f"{loss} | {secs} | {changed} |")
-    lines += ["", "## Changes", ""]
-    why = result.selection.get("why")
-    if not result.changes:
-        lines.append(f"None: trial {result.selection['candidate']} had the best validation "
-                     f"accuracy, but {why}." if why and not result.selection.get("replace")
-                     else "None: no trial beat the recipe as given, which is kept.")
-    elif why:
-        lines.append(f"Trial {result.best_trial} replaces the recipe: {why}.")
-        lines.append("")
-    for c in result.changes:
-        lines.append(f"- `{c['path']}`: {_short(c['before'])} → {_short(c['after'])}")
-    return "\n".join(lines) + "\n"
+__all__ = ["PROJECT", "TUNED_NAME", "TrialRecord", "TuneResult", "tune"]
 
 
 def _write_results(result: TuneResult, recipe_path: Path | None) -> None:
@@ -429,27 +59,6 @@ def _write_results(result: TuneResult, recipe_path: Path | None) -> None:
                 recipe_path.name.split(".")[0] + ".tuned" + recipe_path.suffix))
     atomic_write_json(out / "tuning.json", result.to_dict())
     atomic_write_text(out / "tuning.md", markdown(result))
-
-
-# ----------------------------------------------------------------------------- tune()
-def _splits(dataset: Any, recipe: Recipe, out: Path, fresh: bool) -> Any:
-    from autotransfer.data.splits import DataSplits, make_splits
-
-    path = out / "splits.json"
-    if isinstance(dataset, DataSplits):
-        out.mkdir(parents=True, exist_ok=True)
-        if not path.is_file() or fresh:
-            dataset.save(path)
-        return dataset
-    if path.is_file() and not fresh:
-        return DataSplits.load(path)
-    from autotransfer.data.profile import profile_dataset
-
-    splits = make_splits(profile_dataset(dataset), val_fraction=recipe.data.val_fraction,
-                         seed=recipe.seed, exclude_leaks=recipe.data.exclude_leaks)
-    out.mkdir(parents=True, exist_ok=True)
-    splits.save(path)
-    return splits
 
 
 class _LazySplits:
@@ -484,6 +93,8 @@ def tune(
     advisor_kwargs: dict[str, Any] | None = None,
     train_kwargs: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    verbose: int = 1,
+    store: Any = None,
 ) -> TuneResult:
     """Refine ``recipe`` on ``dataset`` with KerasTuner; trial 0 trains ``recipe`` unchanged.
 
@@ -504,20 +115,32 @@ def tune(
         reserve_factor: keep this many times the longest completed trial's duration free at the
             end of the budget (``auto`` keeps room for the final training, whichever trial wins).
         stop_when_futile: start no trial after trial 0 when trial 0 gets so few validation images
-            wrong that no trial could beat it beyond chance (:func:`.selection.futile`; ``auto``
-            does this). Local searches only: a distributed one runs its trials.
+            wrong that no trial could beat it beyond chance (rule TUNE02, decided by the oracle:
+            :func:`.selection.futile`; ``auto`` does this). A distributed search's chief stops
+            too, when it can read trial 0's folder (a shared ``out``).
         shared_cache: run trials in memory, sharing the frozen layers' activations across
             trials (:mod:`.trials`; head-only trials take seconds); ``False`` runs every trial
             through :func:`autotransfer.train.train` (checkpoints: an interrupted trial
             continues from its last epoch; each trial saves its model).
         train_kwargs: extra arguments of :func:`autotransfer.train.train` for every trial.
         progress: called with a short description of each step.
+        store: the :class:`~autotransfer.tuning.activations.ActivationStore` the in-memory
+            trials share (default: a new one); ``auto`` passes its own, to reuse it afterwards.
+        verbose: 1 (the default, as ``auto``: a search takes minutes) shows the steps and trials
+            on stderr, with bars and the time left of the budget, when no ``progress`` is given
+            (the CLI's display); 0 is silent.
 
     Raises:
         InvalidParameterError: a bad argument, or ``out`` holds a search that started from another
             recipe (pass ``overwrite=True``).
         TuningError: no trial completed; or the recipe as given fails (its own error is raised).
     """
+    if progress is None and verbose:  # the CLI's display on stderr, as auto(verbose=1)
+        arguments = {k: v for k, v in locals().items() if k not in ("progress", "verbose")}
+        from autotransfer._progress import ProgressDisplay
+
+        with ProgressDisplay(parse_duration(time_budget)) as display:
+            return tune(**arguments, progress=display.say, verbose=0)
     started = time.time()
     budget = parse_duration(time_budget)
     if not isinstance(trials, int) or trials < 1:
@@ -530,7 +153,7 @@ def tune(
                                     f"{', '.join(ALGORITHMS)}. Got {algorithm!r} instead.")
     say = progress or (lambda text: None)
     out = Path(out)
-    my_role = role()
+    my_role = distributed.role()
     recipe_path = None if recipe is None or isinstance(recipe, Recipe) else Path(recipe)
     if recipe is None:
         from autotransfer.advisor.advise import Advisor
@@ -559,7 +182,8 @@ def tune(
                 f"The search in '{out}' started from a different recipe ({started_from}). "
                 "Re-run with the same recipe to continue it, pass --overwrite to start afresh, or "
                 "choose another --out.")
-    splits = _LazySplits(lambda: _splits(dataset, recipe, out, fresh))
+    splits = _LazySplits(lambda: load_or_make(dataset, recipe, out / "splits.json",
+                                              resume=not fresh))
     if my_role != "chief":  # fail fast on the data, before writing; a chief only serves the oracle
         say("Reading the dataset")
         splits()
@@ -570,19 +194,22 @@ def tune(
     from autotransfer.tuning.hypermodel import RecipeHyperModel
 
     hypermodel = RecipeHyperModel(recipe, splits, space=space, shared_cache=shared_cache,
-                                  train_kwargs=train_kwargs, progress=say)
+                                  train_kwargs=train_kwargs, progress=say, store=store)
     oracle = make_oracle(algorithm, max_trials=trials, seed=recipe.seed,
                          epochs=recipe.total_epochs, n_dimensions=len(space))
     deadline = None if budget is None else started + budget
     oracle.deadline = deadline
+    oracle.tuning_dir = out
+    oracle.stop_when_futile = stop_when_futile
     hard = None if budget is None else started + budget * 1.1 + 30
-    Tuner = _tuner_class()
+    from autotransfer.tuning.recipe_tuner import RecipeTuner
+
     stopped = ""
     # KerasTuner prints to stdout; keep stdout for --json
     with contextlib.redirect_stdout(sys.stderr):
-        tuner = Tuner(oracle, hypermodel, directory=str(out), project_name=PROJECT,
-                      overwrite=False, hard_deadline=hard, reserve_factor=reserve_factor,
-                      stop_when_futile=stop_when_futile and my_role == "local", progress=say)
+        tuner = RecipeTuner(oracle, hypermodel, directory=str(out), project_name=PROJECT,
+                            overwrite=False, hard_deadline=hard, reserve_factor=reserve_factor,
+                            progress=say)
         if my_role != "worker":  # resumed: the trials' durations are known already
             oracle.keep_for_final(reserve_factor)
             if not stop_when_futile:  # a search resumed without the flag runs on
@@ -591,7 +218,7 @@ def tune(
             f"{format_duration(budget)}" + ("" if my_role == "local" else f" ({my_role})"))
         try:
             tuner.search(verbose=0)
-        except Tuner.fatal as exc:
+        except RecipeTuner.fatal as exc:
             raise exc.error from None
         except RuntimeError as exc:
             if "consecutive failures" not in str(exc):
@@ -610,6 +237,11 @@ def tune(
                    "the time budget was spent" if deadline is not None and oracle.out_of_time()
                    else "the search space is exhausted")
     records = trial_records(oracle, space)
+    from autotransfer.train.tensorboard import write_trials  # the HParams dashboard's sessions
+    from autotransfer.tuning.space import apply
+
+    write_trials(out / "logs" / "trials", records,
+                 lambda t: apply(recipe, t.values, space))
     result = summarise(out, recipe, space, records, role_name=my_role, stopped=stopped,
                        seconds=seconds, algorithm=algorithm)
     _write_results(result, recipe_path)

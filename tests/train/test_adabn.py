@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from autotransfer.train import train
-from autotransfer.train.adabn import adapt_batchnorm
+from autotransfer.backbones.adabn import adapt_batchnorm
 from autotransfer.train.model import build_classifier, set_trainable
 from tests.train.helpers import make_colour_dataset, tiny_recipe
 

@@ -189,6 +189,6 @@ def test_an_in_memory_trial_gives_the_trainers_numbers(colours, tmp_path):
     splits = make_splits(profile_dataset(colours), val_fraction=0.25, seed=0)
     trained = train(splits, recipe, tmp_path / "run").metrics
     trial = run_trial(recipe, ActivationStore(splits), tmp_path / "trial")
-    assert trial["phases"][0]["solver"]["c"] == trained["phases"][0]["solver"]["c"]
-    assert trial["val"]["accuracy"] == pytest.approx(trained["val"]["accuracy"])
-    assert trial["val"]["loss"] == pytest.approx(trained["val"]["loss"], rel=1e-3)
+    assert trial.phases[0].solver.c == trained["phases"][0]["solver"]["c"]
+    assert trial.metrics["val"]["accuracy"] == pytest.approx(trained["val"]["accuracy"])
+    assert trial.metrics["val"]["loss"] == pytest.approx(trained["val"]["loss"], rel=1e-3)

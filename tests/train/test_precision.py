@@ -107,9 +107,13 @@ def test_with_precision_records_the_users_choice_and_auto_keeps_the_recipes():
 
 
 def test_tuning_trials_keep_activations_apart_by_precision():
-    from autotransfer.tuning.trials import _backbone_key
+    from autotransfer.train.executor import prefix_state_key
+    from autotransfer.train.precision import run_policy
 
-    assert _backbone_key(tiny_recipe(precision="bfloat16")) != _backbone_key(tiny_recipe())
+    recipe = tiny_recipe()
+    with run_policy("bfloat16"):  # the key of shared activations reads the policy in force
+        bfloat16 = prefix_state_key(recipe, None, None, 8)
+    assert bfloat16 != prefix_state_key(recipe, None, None, 8)
 
 
 def test_tune_trains_its_trials_in_the_precision_given(dataset, tmp_path, capsys):

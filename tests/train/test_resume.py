@@ -14,6 +14,7 @@ import pytest
 from autotransfer.train import train
 from autotransfer.train.checkpoint import CheckpointManager
 from autotransfer.train.export import load_model
+from autotransfer.train.phases import ExecState
 from autotransfer.train.run import partial_dir
 from tests.train.helpers import make_colour_dataset, tiny_recipe
 
@@ -68,9 +69,9 @@ def test_ctrl_c_then_resume_continues_from_the_right_epoch(dataset, uninterrupte
     with pytest.raises(KeyboardInterrupt):
         train(dataset, recipe(), out, callbacks=[InterruptAt(3)])
     assert not out.exists()  # never half-written
-    state = CheckpointManager(partial_dir(out) / "checkpoints").latest_state()
-    assert state["global_epoch"] == 3 and state["phase"] == 1
-    assert state["phases"][1]["epochs_run"] == 1
+    state = ExecState.from_dict(CheckpointManager(partial_dir(out) / "checkpoints").latest_state())
+    assert state.global_epoch == 3 and state.phase == 1
+    assert state.phases[1].epochs_run == 1 and not state.phases[1].finished  # mid-phase
 
     log = EpochLog()
     resumed = train(dataset, None, out, resume=True, callbacks=[log])
@@ -84,6 +85,10 @@ def test_ctrl_c_then_resume_continues_from_the_right_epoch(dataset, uninterrupte
     # from one process state to another)
     for a, b in zip(phases, uninterrupted.metrics["phases"]):
         np.testing.assert_allclose(a["history"]["loss"], b["history"]["loss"], rtol=5e-3)
+    for a, b in zip(resumed.phases, uninterrupted.phases, strict=True):  # the typed records
+        assert (a.epochs_run, a.best_epoch, a.stopped_early, a.batch_size, a.features.used) == (
+            b.epochs_run, b.best_epoch, b.stopped_early, b.batch_size, b.features.used)
+        assert len(a.epoch_seconds) == a.epochs_run  # each epoch once, the resumed one too
     for x, y in zip(load_model(resumed.model_path).get_weights(),
                     load_model(uninterrupted.model_path).get_weights()):
         np.testing.assert_allclose(x, y, rtol=0.05, atol=2e-3)

@@ -189,9 +189,9 @@ def test_mixing_class_weights_smoothing_sgd_and_trainable_bn_run_together(tmp_pa
     assert not head["feature_cache"]["used"] and "MixUp" in head["feature_cache"]["reason"]
     assert everything["trainable_params"]["stem"] > 0
     assert np.isfinite(everything["history"]["loss"]).all()
-    # 3 steps per epoch: warm-up reaches the peak at step 2; the last step (5) is 2/3 into the
-    # decay, past the first drop (x0.1 at one half)
-    assert everything["history"]["lr"] == pytest.approx([0.01, 0.001])
+    # 3 steps per epoch: Keras' warm-up is at 3/4 of the peak at step 2 (it reaches the peak at
+    # step 3); the last step (5) is 2/3 into the decay, past the first drop (x0.1 at one half)
+    assert everything["history"]["lr"] == pytest.approx([0.0075, 0.001])
 
 
 def test_a_run_stopped_before_its_first_checkpoint_leaves_nothing(dataset, tmp_path):

@@ -131,3 +131,12 @@ def test_many_classes_with_coprime_counts_are_tested_by_sign_flips():
     test = weighted_mcnemar(base, challenger, labels, exact_max=1, resamples=5_000)
     assert test["method"].startswith("sign-flip") and test["p"] == pytest.approx(1.0)
     assert test["gain"] < 0
+
+
+def test_the_linear_probe_of_an_adapting_recipe_does_not_adapt_to_the_target():
+    for method in ("coral", "cdan", "adabn_target"):
+        recipe = tiny_recipe(domain_adaptation={"method": method})
+        assert linear_probe_recipe(recipe).domain_adaptation.method == "none"
+    kept = linear_probe_recipe(
+        tiny_recipe(domain_adaptation={"method": "adabn", "before_phase": 1})).domain_adaptation
+    assert (kept.method, kept.before_phase) == ("adabn", 0)

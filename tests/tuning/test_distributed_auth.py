@@ -289,9 +289,8 @@ def test_keras_tuner_gives_a_worker_an_oracle_client(tmp_path, environ):
 
 def test_a_trial_id_that_is_not_a_number_is_refused_before_it_names_a_folder() -> None:
     """An impostor chief could send '../../x' as a trial id; KerasTuner would make it a path."""
-    from autotransfer.tuning.tuner import _tuner_class
+    from autotransfer.tuning.recipe_tuner import RecipeTuner as tuner_class
 
-    tuner_class = _tuner_class()
     trial = types.SimpleNamespace(trial_id="../../outside", hyperparameters=None)
     with pytest.raises(keras_tuner.errors.FatalError, match="not a number"):
         tuner_class.run_trial(object(), trial)

@@ -82,3 +82,27 @@ def test_the_reserve_counts_the_work_a_trial_reused(tmp_path):
     assert oracle.trial_seconds("cold_seconds") == [60.0, 80.0]
     oracle.keep_for_final(1.5)
     assert oracle.reserve == pytest.approx(1.5 * 80.0)
+
+
+@pytest.mark.parametrize("misses, stops", [(2, True), (10, False)])
+def test_the_oracle_stops_after_a_futile_trial_0_and_says_rule_tune02(tmp_path, misses, stops):
+    """The futility stop is the oracle's (rule TUNE02): a distributed chief applies it too."""
+    import json
+
+    from autotransfer.tuning.results import trial_dir
+
+    oracle, space = oracle_for(tmp_path / "t", "random")
+    oracle._set_project_dir(str(tmp_path / "t"), "search")
+    oracle.stop_when_futile, oracle.tuning_dir = True, tmp_path / "t"
+    trial = oracle.create_trial("tuner0")
+    folder = trial_dir(tmp_path / "t", trial.trial_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "trial_result.json").write_text(json.dumps({"val_correct": [0] * misses + [1] * 40}))
+    oracle.update_trial(trial.trial_id, {"val_accuracy": 0.9, "seconds": 1.0})
+    trial.status = "COMPLETED"
+    oracle.end_trial(trial)
+    assert bool(oracle.stop_reason) is stops
+    assert (oracle.create_trial("tuner0").status == "STOPPED") is stops
+    if stops:
+        assert oracle.stop_reason.startswith("stopped after trial 0: trial 0 (the recipe as given) "
+                                             f"gets {misses} of the {misses + 40}")

@@ -38,7 +38,7 @@ def test_without_per_image_results_the_best_trial_is_kept_and_says_so():
 
 
 def _rows(root, space, results):
-    from autotransfer.tuning.tuner import PROJECT, TrialRecord
+    from autotransfer.tuning.results import PROJECT, TrialRecord
 
     rows = []
     for trial_id, correct, changed in results:
@@ -53,7 +53,8 @@ def _rows(root, space, results):
 
 def test_summarise_keeps_trial_0_when_the_gain_is_chance(tmp_path):
     from autotransfer.tuning.space import search_space
-    from autotransfer.tuning.tuner import markdown, summarise
+    from autotransfer.tuning.markdown import markdown
+    from autotransfer.tuning.summary import summarise
 
     recipe = head_recipe()
     space = search_space(recipe)
@@ -72,7 +73,7 @@ def test_summarise_keeps_trial_0_when_the_gain_is_chance(tmp_path):
 
 def test_summarise_takes_a_significantly_better_trial_and_says_why(tmp_path):
     from autotransfer.tuning.space import search_space
-    from autotransfer.tuning.tuner import summarise
+    from autotransfer.tuning.summary import summarise
 
     recipe = head_recipe()
     space = search_space(recipe)

@@ -134,6 +134,14 @@ def test_backbone_change_follows_the_new_backbone():
     assert "backbone" not in search_space(recipe, backbones=[]).names
 
 
+def test_backbones_the_advisor_excluded_are_no_runner_ups():
+    recipe = decide(profile({"a": 600, "b": 600}), FAR, max_params_m=3.0).recipe
+    evidence = recipe.reasons["backbone.name"].evidence
+    assert evidence["excluded[efficientnet_lite0]"] == "3.4M parameters > the limit of 3M"
+    assert runner_up_backbones(recipe) == []
+    assert "backbone" not in search_space(recipe).names
+
+
 def test_unknown_names_are_refused():
     with pytest.raises(InvalidParameterError, match="dimensions"):
         apply(tiny_recipe(), {"learning_rate": 0.1})

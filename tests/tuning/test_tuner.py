@@ -63,7 +63,7 @@ def test_trial_0_trains_the_recipe_unchanged_and_the_results_say_what_changed(da
         assert result.gain >= 0 and result.changes
         for change in result.changes:
             reason = refined.reasons[change["path"]]
-            assert reason.rule == "TUNE" and "over trial 0" in reason.text
+            assert reason.rule == "TUNE01" and "over trial 0" in reason.text
             assert reason.evidence["gain"] == pytest.approx(result.gain)
 
 
@@ -157,7 +157,8 @@ def test_hyperband_starts_from_the_recipe_at_its_first_rung(dataset, tmp_path):
 
 def test_the_best_trial_must_beat_trial_0_and_changes_carry_tune_reasons(tmp_path):
     from autotransfer.tuning.space import search_space
-    from autotransfer.tuning.tuner import TrialRecord, summarise
+    from autotransfer.tuning.results import TrialRecord
+    from autotransfer.tuning.summary import summarise
 
     recipe = head_recipe()
     space = search_space(recipe)
@@ -179,12 +180,12 @@ def test_the_best_trial_must_beat_trial_0_and_changes_carry_tune_reasons(tmp_pat
     assert paths == {"head.dropout", "phases.0.learning_rate"}
     for path in paths:
         reason = result.refined.reasons[path]
-        assert reason.rule == "TUNE" and "+0.0500 over trial 0" in reason.text
+        assert reason.rule == "TUNE01" and "+0.0500 over trial 0" in reason.text
     assert result.refined.head.dropout == 0.15 and result.refined.phases[0].learning_rate == 0.1
 
 
 def test_a_futile_search_stops_after_trial_0_and_stays_stopped(dataset, tmp_path, monkeypatch):
-    import autotransfer.tuning.tuner as tuner
+    import autotransfer.tuning.oracle as oracle
 
     seen = []
 
@@ -192,7 +193,7 @@ def test_a_futile_search_stops_after_trial_0_and_stays_stopped(dataset, tmp_path
         seen.append(correct)
         return {"why": "no trial could replace the recipe (test)"}
 
-    monkeypatch.setattr(tuner, "futile", verdict)
+    monkeypatch.setattr(oracle, "futile", verdict)
     out = tmp_path / "t"
     said = []
     result = tune(dataset, head_recipe(), out, trials=4, stop_when_futile=True,

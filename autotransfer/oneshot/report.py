@@ -3,16 +3,23 @@ why, what tuning changed, and the final numbers (Markdown, plots linked as PNG f
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from autotransfer.backbones.spec import GROUP_NAMES
 from autotransfer.durations import format_duration
 from autotransfer.recipe.schema import N_GROUPS, Recipe
-from autotransfer.tuning.tuner import markdown as tuning_markdown
+from autotransfer.tuning.markdown import markdown as tuning_markdown
 
-GROUPS = ("stem", "stage_s4", "stage_s8", "stage_s16", "stage_s32")
+if TYPE_CHECKING:
+    from autotransfer.data.models import DatasetProfile
+    from autotransfer.oneshot.result import AutoResult
+    from autotransfer.tuning.baseline import BaselineChoice
+    from autotransfer.tuning.results import TuneResult
 
 
-def trials_plot_note(tuning: Any) -> str | None:
+def trials_plot_note(tuning: TuneResult) -> str | None:
     """Why ``tuning.png`` is not drawn, in words (``None``: it is). One trial is one bar: a
     picture that compares nothing."""
     if len(tuning.trials) > 1:
@@ -30,7 +37,7 @@ def _num(value: Any, fmt: str = ".3f") -> str:
 def _trains(phase_from: int) -> str:
     if phase_from >= N_GROUPS:
         return "head only"
-    return f"groups {phase_from}–{N_GROUPS - 1} ({GROUPS[phase_from]}…) + head"
+    return f"groups {phase_from}–{N_GROUPS - 1} ({GROUP_NAMES[phase_from]}…) + head"
 
 
 def recipe_table(recipe: Recipe) -> list[str]:
@@ -58,7 +65,7 @@ def recipe_table(recipe: Recipe) -> list[str]:
     return lines
 
 
-def _linear_probe_section(choice: Any) -> list[str]:
+def _linear_probe_section(choice: BaselineChoice | str | None) -> list[str]:
     """Rule SEL02: which of the linear probe and the fine-tuned recipe was kept, and why."""
     from autotransfer.tuning.baseline import markdown as probe_markdown
 
@@ -72,7 +79,9 @@ def _linear_probe_section(choice: Any) -> list[str]:
                     *probe_markdown(choice)]
 
 
-def markdown_report(result: Any, advised: Recipe, refined: Recipe, profile: Any) -> str:
+def markdown_report(result: AutoResult, advised: Recipe, refined: Recipe,
+                    profile: DatasetProfile) -> str:
+    """``report.md``: the data, the measurements, the decisions, tuning, the final model, time."""
     advice, tuning, metrics, budget = result.advice, result.tuning, result.metrics, result.budget
     f = advice.facts
     out: list[str] = [f"# autotransfer: {profile.root}", ""]
@@ -86,7 +95,7 @@ def markdown_report(result: Any, advised: Recipe, refined: Recipe, profile: Any)
     out += [f"{headline}, with {refined.backbone.name} at {refined.backbone.input_size} px, in "
             f"{format_duration(result.seconds)} (budget {format_duration(budget['total'])}). "
             f"Model: `model/model.keras` (classes in `model/labels.txt`).", ""]
-    choice = getattr(result, "linear_probe", None)
+    choice = result.linear_probe
     if choice is not None and not isinstance(choice, str):
         out += [f"The final model is the **{choice.winner}** (rule SEL02; section 4).", ""]
 
@@ -150,18 +159,19 @@ def markdown_report(result: Any, advised: Recipe, refined: Recipe, profile: Any)
     # tuning
     out += ["", "## 4. What tuning changed", ""]
     if tuning is None:
-        out += [f"No search ran: {budget['search_skipped']}", ""]
+        out += [f"No search ran (rule {budget['rules']['search_skipped']}): "
+                f"{budget['search_skipped']}", ""]
     else:
         body = tuning_markdown(tuning).split("\n", 2)[2]  # without its title
         note = trials_plot_note(tuning)
         out += [body.replace("\n## ", "\n### "),
                 "![tuning trials](tuning.png)" if note is None else note, ""]
     if tuning is not None and tuning.changes:
-        out += ["The refined recipe (`recipe.tuned.yaml`, every changed field with a TUNE reason):",
+        out += ["The refined recipe (`recipe.tuned.yaml`, every changed field with a TUNE01 reason):",
                 "", *recipe_table(refined)]
 
     # the linear probe against fine-tuning (rule SEL02)
-    out += _linear_probe_section(getattr(result, "linear_probe", None))
+    out += _linear_probe_section(result.linear_probe)
 
     # final
     out += ["", "## 5. Final model", "", budget["note"], ""]
@@ -177,6 +187,13 @@ def markdown_report(result: Any, advised: Recipe, refined: Recipe, profile: Any)
     for name, c in shown["per_class"].items():
         out.append(f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | "
                    f"{c['support']} |")
+    if result.forecast is not None:  # issue 18: what the advisor expected, against the measures
+        out += ["", "### Forecast against measured", "", *result.forecast.markdown()]
+    from autotransfer.oneshot.adapt import markdown as adaptation_markdown
+
+    out += adaptation_markdown(result.adaptation)  # issue 19: DA09/DA10, the gap before/after
+    if len(result.exports) > 1:
+        out += ["", "Exported: " + ", ".join(f"`{f}`" for f in result.exports) + "."]
     # the final run's pictures and mistakes, as its own report shows them (only those it drew)
     from autotransfer.train.analysis import analysis_markdown
     from autotransfer.train.plots import plots_markdown
@@ -193,8 +210,42 @@ def markdown_report(result: Any, advised: Recipe, refined: Recipe, profile: Any)
             f"- tuning: {format_duration(budget['tune_seconds'])} ({len(tuning.trials)} trials; "
             f"{tuning.stopped_because}); {budget['reserve_factor']:.2f} × the longest trial's time was kept "
             "for the final step",
-            f"- final model: {format_duration(budget['final_seconds'])} ({budget['final']})", ""]
+            f"- final model: {format_duration(budget['final_seconds'])} ({budget['final']})",
+            *([f"- ONNX export: {format_duration(budget['onnx_seconds'])}"]
+              if budget.get("onnx_seconds") is not None else []), ""]
     from autotransfer.budget import markdown_table
 
     out += [*markdown_table(budget), ""]  # how much of the budget each step used, and if kept
     return "\n".join(out) + "\n"
+
+
+def plot_trials(tuning: TuneResult, path: Path) -> None:
+    """``tuning.png``: each trial's validation accuracy, the best and trial 0 marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [t for t in tuning.trials if t.val_accuracy is not None]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(tuning.trials) + 2), 3.2))
+    colours = ["tab:green" if t.trial_id == tuning.best_trial else
+               "tab:blue" if not t.changed else "tab:gray" for t in rows]
+    ax.bar([t.trial_id for t in rows], [t.val_accuracy for t in rows], color=colours)
+    for t in tuning.trials:
+        if t.val_accuracy is None:
+            ax.bar([t.trial_id], [0.0])
+            ax.text(t.trial_id, 0.02, "failed", rotation=90, ha="center", va="bottom", fontsize=7)
+    if tuning.baseline_accuracy is not None:
+        ax.axhline(tuning.baseline_accuracy, color="tab:blue", linestyle="--", linewidth=1,
+                   label="trial 0 (advised)")
+        ax.legend(loc="lower right", fontsize=8)
+    low = min([t.val_accuracy for t in rows] or [0.0])
+    ax.set_ylim(max(0.0, low - 0.1), 1.0)
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title("Tuning trials (green: best, blue: the advised recipe)", fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)

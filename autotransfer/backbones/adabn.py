@@ -17,7 +17,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from autotransfer.train.model import batchnorm_layers
+
+
+def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    """The model's BatchNormalization layers (top level: backbones are flat functional models)."""
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,10 @@ class AdaBNResult:
     def to_dict(self) -> dict[str, Any]:
         return {"n_layers": self.n_layers, "n_images": self.n_images,
                 "mean_abs_shift": self.mean_abs_shift}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AdaBNResult:
+        return cls(int(data["n_layers"]), int(data["n_images"]), float(data["mean_abs_shift"]))
 
 
 def adapt_batchnorm(model: keras.Model, images: tf.data.Dataset) -> AdaBNResult:

@@ -1,0 +1,90 @@
+"""Which recipe the final training runs, on which images, and the sentence that says so.
+
+The decisions are rules: PLAN04 (train + validation with a test split, else the tuning splits),
+FINAL01–FINAL03 (the rewrites of :mod:`.final`), SEL02 (the linear probe kept).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from autotransfer.oneshot.final import LENGTHEN, KEEP_C, final_recipe, merge_train_val, reuse_head_c
+from autotransfer.recipe.schema import Recipe
+from autotransfer.train.phases import PhaseRecord, phase_records
+
+if TYPE_CHECKING:
+    from autotransfer.data.splits import DataSplits
+    from autotransfer.tuning.baseline import ProbeRun
+    from autotransfer.tuning.results import TuneResult
+
+
+@dataclass(frozen=True)
+class FinalTraining:
+    """The final training: its recipe, its images, what the step says and the report's note."""
+
+    recipe: Recipe
+    splits: DataSplits
+    step: str
+    note: str
+
+
+def probe_final(probe: ProbeRun, mode: str, splits: DataSplits) -> FinalTraining:
+    """The final training of the linear probe that SEL02 kept."""
+    step = ("Final training of the linear probe (rule SEL02: fine-tuning did not beat it beyond "
+            "chance)")
+    if mode == "train+val":
+        merged = merge_train_val(splits)
+        return FinalTraining(probe.recipe, merged, step, (
+            f"The linear probe was kept (rule SEL02, section 4): trained on train + validation "
+            f"({len(merged.train)} images), its head's L2 strength cross-validated on them; the "
+            "validation numbers of this model are on images it trained on: the test split is the "
+            "held-out measure."))
+    recipe = reuse_head_c(probe.recipe, phase_records(probe.metrics), "linear probe")
+    return FinalTraining(recipe, splits, step, (
+        "The linear probe was kept (rule SEL02, section 4): trained on the tuning splits (no test "
+        "split: the validation images stay out of training, and compared it with fine-tuning), "
+        "with the L2 strength its cross-validation chose."))
+
+
+def refined_final(mode: str, refined: Recipe, tuning: TuneResult | None,
+                  phases: Sequence[PhaseRecord], splits: DataSplits,
+                  seconds_left: float | None) -> FinalTraining:
+    """The refined (or, without a search, the advised) recipe's final training (PLAN04)."""
+    n_train, n_val = len(splits.train), len(splits.val)
+    if mode == "train+val":
+        recipe = final_recipe(refined, phases, seconds_left=seconds_left,
+                              growth=(n_train + n_val) / max(1, n_train))
+        lengthened = [r.text for r in recipe.reasons.values() if r.rule == LENGTHEN]
+        which = ("the advised recipe, for its own epochs" if tuning is None else
+                 f"the refined recipe, each phase for the epochs at which trial "
+                 f"{tuning.best_trial} was best")
+        step = (f"Final training on train + validation with {which} "
+                f"({recipe.total_epochs} epochs"
+                + (", the last phase lengthened: it was still improving" if lengthened else "")
+                + ")")
+        note = (f"Trained on train + validation ({n_train + n_val} images) with {which}; the "
+                "validation numbers of this model are on images it trained on: the test split is "
+                "the held-out measure." + "".join(f" {text}" for text in lengthened))
+        return FinalTraining(recipe, merge_train_val(splits), step, note)
+    recipe = refined
+    if tuning is not None:
+        recipe = reuse_head_c(refined, phases, tuning.best_trial)
+    kind = "advised" if tuning is None else "refined"
+    kept_c = recipe.reasons.get("head.lbfgs_c")
+    note = (f"Trained with the {kind} recipe on the tuning splits (no test split: the validation "
+            "images stay out of training, and "
+            + ("decided early stopping)." if tuning is None else "chose among the trials).")
+            + (f" {kept_c.text}" if kept_c is not None and kept_c.rule == KEEP_C else ""))
+    return FinalTraining(recipe, splits, f"Final training with the {kind} recipe", note)
+
+
+def advised_final(recipe: Recipe, splits: DataSplits) -> FinalTraining:
+    """The advised recipe trained on the training split, already compared with the probe."""
+    n_train = len(splits.train)
+    return FinalTraining(recipe, splits, "", (
+        f"Trained with the advised recipe on the training split ({n_train} images), with early "
+        "stopping on the validation split, which then compared it with the linear probe (rule "
+        "SEL02): no search ran, and the fine-tuned recipe was measured before the final model "
+        "was chosen, so the validation images stay out of its training."))

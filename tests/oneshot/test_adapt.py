@@ -1,0 +1,143 @@
+"""auto's adaptation step: λ chosen by DEV without target labels (DA09), kept when the budget
+cannot hold the candidates (DA10), and the gap before and after in the report and summary."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from autotransfer.oneshot import adapt
+from autotransfer.train.adaptation.selection import CandidateOutputs
+from autotransfer.train.adaptation.trained_gap import features_gap
+from tests.train.helpers import make_colour_dataset, tiny_recipe
+
+
+class _Untouchable(dict):
+    """Target labels that fail the test when anything reads them (their count alone is allowed)."""
+
+    def _read(self, *args, **kwargs):
+        raise AssertionError("the target's class folders were read")
+
+    __getitem__ = __iter__ = __contains__ = get = items = keys = values = _read
+
+
+def _outputs(shift: float, seed: int = 0) -> CandidateOutputs:
+    rng = np.random.default_rng(seed)
+    fs, ft = rng.normal(0, 1, (40, 8)), rng.normal(shift, 1, (40, 8))
+    probs = np.tile([[0.9, 0.1]], (40, 1))
+    return CandidateOutputs("c", probs, np.zeros(40, int), fs, probs[:, ::-1], ft)
+
+
+def test_the_trained_gap_grows_with_the_shift_and_the_report_shows_before_and_after():
+    near, far = features_gap(_outputs(0.0), 2), features_gap(_outputs(3.0), 2)
+    assert far.a_distance > 1.5 > 0.6 > near.a_distance
+    assert far.class_tv == 1.0  # every prediction flips class on the "target"
+    record = adapt.Adaptation("coral", 0.3, "DA09", "chosen by dev", {"0": -0.7, "0.3": -0.6},
+                              "dev", gap={"before": {"a_distance": 1.2, "class_tv": 0.1},
+                                          "after": far.to_dict()})
+    text = "\n".join(adapt.markdown(record))
+    assert "gap before and after" in text and "λ = 0.3 (rule DA09" in text
+    assert "| before (advisor, frozen backbone) | 1.200 | 0.100 |" in text
+    assert f"| after (final model) | {far.a_distance:.3f} | 1.000 |" in text
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    base = tmp_path_factory.mktemp("auto_adapt")
+    source = make_colour_dataset(base / "source", {"red": 8, "green": 8})
+    target = make_colour_dataset(base / "target", {"red": 5, "green": 5}, seed=1)
+    for path in target.rglob("*.png"):  # brighter copies: a shifted domain, in class folders
+        img = np.asarray(Image.open(path), dtype=np.int16) + 70
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    return source, target
+
+
+def _recipe():
+    return tiny_recipe(domain_adaptation={"method": "entropy", "weight": 1.0},
+                       phases=[{"name": "head", "epochs": 2, "trainable_from": 5,
+                                "learning_rate": 0.01}])
+
+
+def test_the_weight_is_chosen_by_dev_with_da09_and_never_reads_the_target_labels(
+        folders, tmp_path, monkeypatch):
+    from autotransfer.data.splits import DataSplits
+    from autotransfer.data.target import read_target
+    from autotransfer.train.run import train
+
+    source, target_dir = folders
+    target = read_target(target_dir)
+    assert target.labelled
+    target = target.model_copy(update={"eval_labels": _Untouchable(target.eval_labels)})
+    monkeypatch.setattr(adapt, "grid", lambda: ("dev", (1.0,)))
+    said = []
+    recipe, record = adapt.choose_in_budget(source, _recipe(), target, tmp_path,
+                                            seconds_left=lambda: None, sized_s=None,
+                                            factor=1.2, say=said.append)
+    reason = recipe.reasons["domain_adaptation.weight"]
+    assert reason.rule == "DA09" and "dev without target labels" in reason.text
+    assert record.rule == "DA09" and set(record.scores) == {"0", "1"}
+    best = max(record.scores, key=lambda k: record.scores[k])  # DEV: higher is better
+    assert record.weight == recipe.domain_adaptation.weight == float(best)
+    assert set(reason.evidence) == {"dev@0", "dev@1"} and any("DA09" in s for s in said)
+    # the final training with the choice, then the gap before (λ = 0 run) and after
+    run = train(source, recipe, tmp_path / "model", target=target, progress=False)
+    assert run.metrics["domain_gap"]["n_target"] == 10  # train(target=) measures it, too
+    splits = DataSplits.load(run.out / "splits.json")
+    advice = SimpleNamespace(probes=SimpleNamespace(domain_gap=None))
+    adapt.measure_gaps(record, advice, run.out, splits, target, recipe, tmp_path)
+    for key in ("source_only", "after"):
+        gap = record.gap[key]
+        assert gap["n_target"] == 10 and 0.0 <= gap["a_distance"] <= 2.0
+        assert 0.0 <= gap["class_tv"] <= 1.0
+
+
+def test_a_budget_that_cannot_hold_the_candidates_keeps_the_weight_by_da10(folders, tmp_path):
+    from autotransfer.data.target import read_target
+
+    source, target_dir = folders
+    recipe, record = adapt.choose_in_budget(source, _recipe(), read_target(target_dir), tmp_path,
+                                            seconds_left=lambda: 30.0, sized_s=20.0, factor=1.2,
+                                            say=lambda text: None)
+    reason = recipe.reasons["domain_adaptation.weight"]
+    assert reason.rule == record.rule == "DA10" and recipe.domain_adaptation.weight == 1.0
+    assert "cannot hold the source-only candidate" in reason.text
+    assert reason.evidence == {"seconds_left": 30.0, "sized_s": 20.0}
+    assert not (tmp_path / adapt.FOLDER).exists()  # nothing trained
+
+
+def test_auto_records_the_choice_and_the_gap_before_and_after(tmp_path, monkeypatch):
+    """auto(target=) with a loss method: DA09 in the final recipe, summary.json and the report."""
+    from autotransfer import auto
+    from autotransfer.recipe.io import load_recipe
+
+    source = make_colour_dataset(tmp_path / "src", {"r": 12, "g": 12})
+    target_dir = tmp_path / "tgt"  # washed out and noisier (DA06: CORAL), in class folders
+    rng = np.random.default_rng(1)
+    for i in range(20):
+        name, colour = [("r", (220, 40, 40)), ("g", (40, 200, 60))][i % 2]
+        pixels = np.array(colour) * 0.5 + 100 + rng.normal(0, 60, (32, 32, 3))
+        (target_dir / name).mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        image.save(target_dir / name / f"{i}.png")
+    monkeypatch.setattr(adapt, "grid", lambda: ("dev", ()))  # λ = 0 alone: one candidate, fast
+    result = auto(source, tmp_path / "out", time_budget=None, trials=1,
+                  backbones=["test_tiny"], weights=None, precision="float32",
+                  target=target_dir, verbose=0)
+    summary = json.loads((result.out / "summary.json").read_text())
+    method = result.advice.recipe.domain_adaptation
+    if not method.has_loss:
+        pytest.skip(f"the advisor chose '{method.method}' here: no weight to choose")
+    assert summary["adaptation"]["rule"] == "DA09" and summary["adaptation"]["weight"] == 0.0
+    final = load_recipe(result.out / "model" / "recipe.yaml")
+    assert final.reasons["domain_adaptation.weight"].rule == "DA09"
+    gap = summary["adaptation"]["gap"]
+    assert {"before", "source_only", "after"} <= set(gap)
+    metrics = json.loads((result.out / "model" / "metrics.json").read_text())
+    assert metrics["domain_gap"] == gap["after"] and gap["after"]["n_target"] == 20
+    report = (result.out / "report.md").read_text()
+    assert "the gap before and after" in report and "| after (final model) |" in report
+    assert "the gap before and after" in (result.out / "report.html").read_text()
