@@ -16,7 +16,7 @@ For each dataset:
 4. **auto**: ``autotransfer.auto`` (profile → probe → advise → tune → final training).
 
 Held-out data: the dataset's own validation folder is used as a *test* split, seen by no method
-while training or choosing (the runs see ``train/`` and ``test/`` symlinked into a temporary
+while training or choosing (the runs see copies of ``train/`` and ``test/`` in a temporary
 folder); every method holds out the same stratified 20% of ``train/`` as its validation split.
 Each method runs under the same wall-clock budget (``--budget``): it includes reading the data
 (and, for advised and auto, probing and advising); a run still training when the budget is spent
@@ -55,8 +55,9 @@ def held_out_layout(name: str, work: Path) -> Path:
     root = work / name
     root.mkdir(parents=True, exist_ok=True)
     held = next(source / n for n in ("test", "val") if (source / n).is_dir())
-    (root / "train").symlink_to((source / "train").resolve())
-    (root / "test").symlink_to(held.resolve())
+    # copies, not links: a link out of the dataset folder is never followed (data/walk.py)
+    shutil.copytree(source / "train", root / "train")
+    shutil.copytree(held, root / "test")
     return root
 
 

@@ -3,6 +3,12 @@
 
     python tools/bench_probe_speed.py [--command probe|advise] [--dataset eurosat_rgb_3k]
                                       [--backbones a,b,c] [--repeats 2]
+                                      [--precisions float32 auto]
+
+``--precisions`` (``advise`` only: ``probe`` extracts float32 features whatever the precision):
+one row per ``--precision`` value; ``auto`` times float32 and mixed_bfloat16 and keeps the faster
+(rules PREC01/PREC02), so its row includes that measurement. Every row records the load average
+(1 minute) before and after its runs: rerun a row whose load changed a lot.
 
 Each run is a fresh process (Python start, TensorFlow import, profiling, decoding, extraction,
 measurements), so the figures are what a user waits for. Appends to docs/benchmarks/probe_speed.md.
@@ -30,6 +36,9 @@ def main() -> None:
     parser.add_argument("--dataset", default="eurosat_rgb_3k")
     parser.add_argument("--backbones", default="mobilenet_v2,efficientnet_lite0,mobilenet_v3_small")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--precisions", nargs="+", default=[None],
+                        choices=["float32", "bfloat16", "auto"],
+                        help="advise only: one row per --precision value")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "probe_speed.md")
     args = parser.parse_args()
 
@@ -41,22 +50,31 @@ def main() -> None:
             (home / "models" / f.name).symlink_to(f.resolve())
         env["KERAS_HOME"] = str(home)
     exe = Path(sys.executable).parent / "autotransfer"
-    command = [str(exe), args.command, str(SHARED / "datasets" / args.dataset), "--backbones",
-               args.backbones, "--json"]
+    base = [str(exe), args.command, str(SHARED / "datasets" / args.dataset), "--backbones",
+            args.backbones, "--json"]
     if args.command == "advise":
-        command += ["--out", str(Path(tempfile.mkdtemp()) / "recipe.yaml")]
-    cold, warm = [], []
-    for _ in range(args.repeats):
-        with tempfile.TemporaryDirectory() as cache:
-            env["AUTOTRANSFER_CACHE"] = cache
-            for bucket in (cold, warm):
-                started = time.perf_counter()
-                subprocess.run(command, env=env, check=True, capture_output=True)
-                bucket.append(time.perf_counter() - started)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    line = (f"| {time.strftime('%Y-%m-%d %H:%M')} | {args.command} | {args.dataset} | {args.backbones} | "
-            f"{statistics.median(cold):.1f} | {statistics.median(warm):.1f} | {machine} |")
-    print(f"cold {[round(c, 1) for c in cold]} s, warm {[round(w, 1) for w in warm]} s")
+        base += ["--out", str(Path(tempfile.mkdtemp()) / "recipe.yaml")]
+    lines = []
+    for precision in args.precisions:
+        command = base + (["--precision", precision] if precision and args.command == "advise"
+                          else [])
+        load_before = os.getloadavg()[0]
+        cold, warm = [], []
+        for _ in range(args.repeats):
+            with tempfile.TemporaryDirectory() as cache:
+                env["AUTOTRANSFER_CACHE"] = cache
+                for bucket in (cold, warm):
+                    started = time.perf_counter()
+                    subprocess.run(command, env=env, check=True, capture_output=True)
+                    bucket.append(time.perf_counter() - started)
+        machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python "
+                   f"{platform.python_version()}, load {load_before:.1f} → "
+                   f"{os.getloadavg()[0]:.1f}")
+        what = args.command + (f" --precision {precision}" if precision else "")
+        lines.append(f"| {time.strftime('%Y-%m-%d %H:%M')} | {what} | {args.dataset} | "
+                     f"{args.backbones} | {statistics.median(cold):.1f} | "
+                     f"{statistics.median(warm):.1f} | {machine} |")
+        print(f"{what}: cold {[round(c, 1) for c in cold]} s, warm {[round(w, 1) for w in warm]} s")
     if not args.out.exists():
         header = ("# `autotransfer probe` / `advise` wall time (fresh process each run, default sample)\n\n"
                   "`python tools/bench_probe_speed.py --command probe|advise`; median of the repeats; "
@@ -65,8 +83,8 @@ def main() -> None:
                   "|---|---|---|---|---:|---:|---|\n")
         args.out.write_text(header)
     with args.out.open("a") as handle:
-        handle.write(line + "\n")
-    print(line)
+        handle.write("".join(line + "\n" for line in lines))
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ FACTS: dict[str, str] = {
     "conflicts": "exact-duplicate groups that span classes (label conflicts)",
     "broken": "files that could not be used (see the profile)",
     "has_val": "the dataset has its own validation split",
+    "n_val": "images of the dataset's own validation split (0: none; the recipe holds out part "
+    "of the training images)",
     "logme": "LogME of the chosen backbone on the sample (higher is better)",
     "logme_margin": "LogME of the chosen backbone minus the runner-up's (NaN with one candidate)",
     "knn_acc": "cross-validated k-NN accuracy of the chosen backbone's features on the sample",
@@ -65,6 +67,30 @@ FACTS: dict[str, str] = {
     "bf16_logme_delta": "LogME of the bfloat16 features minus that of the float32 features "
     "(NaN: not extracted)",
     "budget_s": "seconds one training of the recipe may take (NaN: no time budget)",
+    "step_ms": "milliseconds per image of one training step of the advised recipe, timed as the "
+    "trainer runs it while advising (NaN: not timed; autotransfer/probes/step_time.py)",
+    "step_eval_ms": "milliseconds per image of the matching evaluation step (NaN: not timed)",
+    "step_trace_s": "seconds of tracing the training and evaluation functions, measured with the "
+    "step (NaN: not timed)",
+    "step_from": "the trainable_from at which the training step was timed (NaN: not timed)",
+    "step_size": "the input size at which the training step was timed (NaN: not timed)",
+    "target_known": "unlabelled target images were given (--target) and the gap to them measured",
+    "n_target": "usable images in the target folder (0 without one)",
+    "gap_a": "proxy A-distance 2(1-2e) between source and target features, e the cross-validated "
+             "error of a logistic-regression domain classifier, in [0, 2] (NaN: no target)",
+    "gap_bn_known": "the BN-statistics shift between source and target could be measured",
+    "gap_bn": "mean over layer groups of the BN-statistics shift between source and target "
+              "(symmetric KL; NaN if unknown)",
+    "gap_bn_early": "BN-statistics shift between source and target in the first two layer "
+                    "groups (stem, stage_s4): low-level statistics (NaN if unknown)",
+    "gap_bn_deep": "the same in the last two groups (stage_s16, stage_s32): high-level "
+                   "statistics (NaN if unknown)",
+    "class_shift": "total variation between the source linear probe's predicted-class histograms "
+                   "on the source (cross-validated) and on the target, in [0, 1]",
+    "pred_entropy_rise": "the source linear probe's mean prediction entropy / ln(classes) on the "
+                         "target minus that on the source",
+    "target_entropy_rise": "mean ImageNet prediction entropy / ln(1000) on the target minus that "
+                           "on the source (NaN: no ImageNet classifier or no target)",
 }
 
 
@@ -95,6 +121,7 @@ def dataset_facts(profile: DatasetProfile) -> dict[str, Any]:
         "conflicts": len(profile.label_conflicts),
         "broken": len(profile.errors),
         "has_val": "val" in profile.split_names,
+        "n_val": next((s.n_images for s in profile.splits if s.name == "val"), 0),
     }
 
 
@@ -125,7 +152,19 @@ def backbone_facts(probe: BackboneProbe, runner_up: BackboneProbe | None) -> dic
         "forward_ms": _nan(probe.forward_ms),
         "probe_size": probe.input_size,
         **precision_facts(probe),
+        **step_facts(probe),
     }
+
+
+def step_facts(probe: BackboneProbe) -> dict[str, Any]:
+    """The advised recipe's training step as timed while advising (autotransfer/advisor/cost.py
+    turns it into an epoch time)."""
+    s = probe.step
+    if s is None:
+        return {"step_ms": NAN, "step_eval_ms": NAN, "step_trace_s": NAN, "step_from": NAN,
+                "step_size": NAN}
+    return {"step_ms": s.step_ms, "step_eval_ms": s.eval_ms, "step_trace_s": s.trace_s,
+            "step_from": s.trainable_from, "step_size": s.input_size}
 
 
 def precision_facts(probe: BackboneProbe) -> dict[str, Any]:
@@ -147,6 +186,30 @@ def precision_facts(probe: BackboneProbe) -> dict[str, Any]:
 def budget_facts(time_budget: float | None) -> dict[str, Any]:
     """The time one training may take (``None``: no budget)."""
     return {"budget_s": NAN if time_budget is None else float(time_budget)}
+
+
+def target_facts(probes: ProbeReport | None) -> dict[str, Any]:
+    """The gap to the unlabelled target images (autotransfer/probes/domain_gap.py). Its
+    ``evaluation`` (target class folders) is for evaluation only: no fact reads it."""
+    g = probes.domain_gap if probes else None
+    if g is None:
+        return {"target_known": False, "n_target": 0, "gap_a": NAN, "gap_bn_known": False,
+                "gap_bn": NAN, "gap_bn_early": NAN, "gap_bn_deep": NAN,
+                "class_shift": NAN, "pred_entropy_rise": NAN, "target_entropy_rise": NAN}
+    groups = list(g.bn_per_group.values())
+    entropies = (g.source_entropy, g.target_entropy)
+    return {
+        "target_known": True,
+        "n_target": g.n_target_images,
+        "gap_a": g.a_distance,
+        "gap_bn_known": g.bn_overall is not None,
+        "gap_bn": _nan(g.bn_overall),
+        "gap_bn_early": _mean(groups[:2]) if g.bn_overall is not None else NAN,
+        "gap_bn_deep": _mean(groups[-2:]) if g.bn_overall is not None else NAN,
+        "class_shift": g.class_tv,
+        "pred_entropy_rise": g.target_pred_entropy - g.source_pred_entropy,
+        "target_entropy_rise": NAN if None in entropies else entropies[1] - entropies[0],
+    }
 
 
 def orientation_facts(probes: ProbeReport | None) -> dict[str, Any]:

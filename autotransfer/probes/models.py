@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from autotransfer.probes.domain_gap import DomainGap
 from autotransfer.probes.orientation import Orientation
 from autotransfer.probes.precision import PrecisionCheck
+from autotransfer.probes.step_time import StepTiming
 from autotransfer.probes.transferability import Transferability
 
 
@@ -83,6 +85,9 @@ class BackboneProbe(_Model):
     precision: PrecisionCheck | None = Field(
         default=None, description="The forward pass timed in float32 and mixed_bfloat16 and "
         "whether the features agree; None when not measured (see Advisor.fit).")
+    step: StepTiming | None = Field(
+        default=None, description="One training step of the advised recipe timed as the trainer "
+        "runs it (the cost model's calibration); None when not measured (see Advisor.fit).")
 
 
 class ProbeReport(_Model):
@@ -100,6 +105,9 @@ class ProbeReport(_Model):
     orientation: Orientation | None = Field(
         default=None, description="Whether rotations and mirror images are distinguishable."
     )
+    domain_gap: DomainGap | None = Field(
+        default=None, description="How far the unlabelled target images (--target) are from the "
+        "source sample, for the chosen backbone; None without a target.")
 
     def ranked(self) -> list[BackboneProbe]:
         """Probes by decreasing LogME."""

@@ -228,6 +228,54 @@ def measure_precision(report: ProbeReport, profile: DatasetProfile, backbone: st
     return _with_probe(report, i, probe.model_copy(update={"precision": check}))
 
 
+def measure_step(report: ProbeReport, profile: DatasetProfile, backbone: str, *,
+                 input_size: int, trainable_from: int, batch_size: int, bn_frozen: bool,
+                 mixes: bool, precision: str = "float32", per_class: int = DEFAULT_PER_CLASS,
+                 total: int = DEFAULT_TOTAL, cache: FeatureCache | bool = True,
+                 progress: ProgressCallback | None = None) -> ProbeReport:
+    """``report`` with one training step of ``backbone`` timed as the trainer would run the
+    recipe (its input size, batch size, deepest ``trainable_from``, BatchNorm policy, precision
+    ``float32`` or ``bfloat16``, and whether it mixes images), on the probe's sample (pass its ``per_class`` and ``total``); see
+    :mod:`.step_time`. Cached with the probe's features; unchanged when this step is already
+    timed."""
+    from autotransfer.probes.precision import KERAS_POLICIES
+    from autotransfer.probes.step_time import TIMED_STEPS, step_timing, time_training_step
+
+    i = next(i for i, p in enumerate(report.probes) if p.backbone == backbone)
+    probe = report.probes[i]
+    setting = dict(trainable_from=trainable_from, input_size=input_size, batch_size=batch_size,
+                   precision=precision)
+    if probe.step is not None and all(getattr(probe.step, k) == v for k, v in setting.items()):
+        return report
+    say = progress or (lambda backbone, what: None)
+    records, labels, hashes = _probed_sample(profile, probe, per_class, total, report.seed)
+    n_train = next((s.n_images for s in profile.splits if s.name == "train"),
+                   profile.splits[0].n_images)
+    plan = plan_extraction(get_backbone(backbone), input_size, None)
+    store = _store(cache)
+    key = _key(plan, hashes, report.seed,
+               extra=f"train-step:from={trainable_from}:batch={batch_size}:bn_frozen={bn_frozen}"
+                     f":mixes={mixes}:n_train={n_train}:precision={precision}:v3")
+    arrays = store.load(key) if store else None
+    seconds = 0.0
+    if arrays is None:
+        from autotransfer.probes.extract import decode_sample
+
+        say(backbone, f"timing a training step from group {trainable_from} at {input_size} px")
+        t0 = time.perf_counter()
+        images = decode_sample(records[:(TIMED_STEPS + 1) * batch_size], profile.root,
+                               input_size)
+        with policy_scope(KERAS_POLICIES.get(precision, "float32")):
+            arrays = time_training_step(plan.spec, images, len(np.unique(labels)),
+                                        trainable_from, batch_size=batch_size,
+                                        bn_frozen=bn_frozen, mixes=mixes, n_train=n_train)
+        seconds = time.perf_counter() - t0
+        if store:
+            store.save(key, arrays)
+    step = step_timing(arrays, seconds=seconds, **setting)
+    return _with_probe(report, i, probe.model_copy(update={"step": step}))
+
+
 def _with_probe(report: ProbeReport, i: int, probe: BackboneProbe) -> ProbeReport:
     probes = list(report.probes)
     probes[i] = probe

@@ -25,6 +25,10 @@ def facts(**overrides: Any) -> dict[str, Any]:
         adabn_known=False, adabn_linear_acc=NAN, adabn_gain=NAN,
         precision_known=False, float32_ms=NAN, bfloat16_ms=NAN, bf16_speedup=NAN,
         bf16_acc_delta=NAN, bf16_logme_delta=NAN,
+        target_known=False, n_target=0, gap_a=NAN, gap_bn_known=False, gap_bn=NAN,
+        gap_bn_early=NAN, gap_bn_deep=NAN, class_shift=NAN, pred_entropy_rise=NAN,
+        target_entropy_rise=NAN,
+        n_val=0, step_ms=NAN, step_eval_ms=NAN, step_from=NAN, step_size=NAN, step_trace_s=NAN,
     )
     unknown = set(overrides) - set(base)
     assert not unknown, unknown

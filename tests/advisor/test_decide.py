@@ -74,9 +74,12 @@ def test_constraints_exclude_backbones_with_the_reason():
     assert allowed.recipe.backbone.name == "efficientnet_lite0"
 
 
-def test_near_tie_on_logme_goes_to_the_better_linear_probe():
-    tie = report(probe("mobilenet_v2", 0.50, linear=0.80), probe("efficientnet_lite0", 0.49, linear=0.90))
+def test_a_tie_on_logme_goes_to_the_better_linear_probe_and_a_near_tie_to_logme():
+    tie = report(probe("mobilenet_v2", 0.50, linear=0.80), probe("efficientnet_lite0", 0.50, linear=0.90))
     assert decide(profile({"a": 300, "b": 300}), tie).recipe.backbone.name == "efficientnet_lite0"
+    # tie_margin 0: chosen leave one dataset out by issue 18's study (docs/benchmarks/advice.md)
+    near = report(probe("mobilenet_v2", 0.50, linear=0.80), probe("efficientnet_lite0", 0.49, linear=0.90))
+    assert decide(profile({"a": 300, "b": 300}), near).recipe.backbone.name == "mobilenet_v2"
 
 
 def test_presets_change_the_budget():
@@ -132,3 +135,26 @@ def test_the_users_precision_overrides_the_measured_decision():
     assert not [f for f in advice.firings if f.rule.startswith("PREC")]
     with pytest.raises(InvalidParameterError, match="precision"):
         decide(small, NEAR, precision="float16")
+
+
+def test_the_epoch_estimate_is_carried_by_the_recipe_and_sizes_the_budget():
+    from autotransfer.advisor.cost import ESTIMATE_KEY
+    from autotransfer.probes.step_time import StepTiming
+
+    data = profile({"a": 300, "b": 300}, side=64)
+    base = FAR.probes[0].model_copy(update={"forward_ms": 2.0})
+    untimed = report(base)
+    assert decide(data, untimed).recipe.reasons[ESTIMATE_KEY].rule == "COST01"
+    tuned = decide(data, untimed).recipe
+    depth = min(p.trainable_from for p in tuned.phases)
+    step = StepTiming(trainable_from=depth, input_size=tuned.backbone.input_size, batch_size=32,
+                      cached=True, step_ms=40.0, eval_ms=10.0, timed_images=64)
+    slow = report(base.model_copy(update={"step": step}))
+    fast = report(base.model_copy(update={"step": step.model_copy(update={"step_ms": 4.0,
+                                                                          "eval_ms": 1.0})}))
+    carried = decide(data, slow).recipe.reasons[ESTIMATE_KEY]
+    assert carried.evidence["step_ms"] == 40.0 and carried.evidence["step_from"] == depth
+    # the same budget buys more fine-tuning epochs on the faster machine
+    epochs = [sum(p.epochs for p in decide(data, r, time_budget=150.0).recipe.phases
+                  if p.trainable_from < 5) for r in (slow, fast)]
+    assert epochs[0] < epochs[1]

@@ -24,6 +24,10 @@ def test_every_file_under_recipes_loads():
             assert load_rules(path).rules
         elif path.parent.name == "presets":
             assert load_preset(str(path)).decisions
+        elif path.name == "forecast.yaml":
+            from autotransfer.advisor.forecast import load_forecast
+
+            assert load_forecast(path).fitted_on
         else:
             pytest.fail(f"{path} is neither the rule base nor a preset: add a loader for it")
     assert recipes_dir() == RECIPES

@@ -13,10 +13,12 @@ from tests.advisor.synthetic import NAN, facts
 RULES = load_rules()
 
 
-def run(rule_id: str, decisions: dict | None = None, **fact_overrides):
-    """Decisions after the preset and ``rule_id`` alone, and whether the rule fired."""
+def run(rule_id: str, decisions: dict | None = None, *, also: tuple[str, ...] = (),
+        **fact_overrides):
+    """Decisions after the preset and ``rule_id`` alone (and the rules ``also`` names, in the
+    rule base's order), and whether ``rule_id`` fired."""
     start = {**load_preset("standard").decisions, "backbone": "x", "input_size": 224, **(decisions or {})}
-    final, firings = RULES.evaluate(facts(**fact_overrides), start, only={rule_id})
+    final, firings = RULES.evaluate(facts(**fact_overrides), start, only={rule_id, *also})
     return final, [f for f in firings if f.rule == rule_id]
 
 
@@ -121,8 +123,8 @@ def test_lr03_schedule_length_shrinks_in_epochs_as_data_grows(n_train, scale, he
     (60 + 8 + 1.0, 1),                # less than one epoch: one (BUD02 then goes head-only)
 ])
 def test_bud01_fits_the_fine_tuning_epochs_to_the_budget(budget, expected):
-    final, fired = run("BUD01", {"finetune_from": 3, "finetune_epochs": 10}, n_train=1000,
-                       forward_ms=2.0, probe_size=224, budget_s=budget)
+    final, fired = run("BUD01", {"finetune_from": 3, "finetune_epochs": 10}, also=("COST01",),
+                       n_train=1000, forward_ms=2.0, probe_size=224, budget_s=budget)
     assert fired and final["finetune_epochs"] == expected
     assert final["epoch_estimate_s"] == pytest.approx(3.6)
     assert fired[0].evidence["budget_s"] == pytest.approx(budget)
@@ -133,17 +135,69 @@ def test_bud01_fits_the_fine_tuning_epochs_to_the_budget(budget, expected):
 
 def test_bud01_budget_replaces_the_presets_epoch_scale_up_to_full_length():
     final, fired = run("BUD01", {"finetune_from": 3, "finetune_epochs": 3, "epoch_scale": 0.5},
-                       n_train=1000, forward_ms=2.0, probe_size=224, budget_s=1e6)
+                       also=("COST01",), n_train=1000, forward_ms=2.0, probe_size=224,
+                       budget_s=1e6)
     assert fired and final["finetune_epochs"] == 6
     final, _ = run("BUD01", {"finetune_from": 3, "finetune_epochs": 20, "epoch_scale": 2.0},
-                   n_train=1000, forward_ms=2.0, probe_size=224, budget_s=1e6)
+                   also=("COST01",), n_train=1000, forward_ms=2.0, probe_size=224, budget_s=1e6)
     assert final["finetune_epochs"] == 20  # a longer preset keeps its length
 
 
 def test_bud01_scales_the_estimate_with_the_pixels():
     final, _ = run("BUD01", {"finetune_from": 3, "finetune_epochs": 10, "input_size": 448},
-                   n_train=1000, forward_ms=2.0, probe_size=224, budget_s=1e6)
+                   also=("COST01",), n_train=1000, forward_ms=2.0, probe_size=224, budget_s=1e6)
     assert final["epoch_estimate_s"] == pytest.approx(4 * 3.6)
+
+
+# COST01 with a training step timed from group 3 at 224 px: 1000 images without a validation
+# split train on 800 at 5 ms and validate on 200 at 1 ms: 4.0 + 0.2 s + 1 s of overhead
+def test_cost01_estimates_the_epoch_from_the_timed_training_step():
+    timed = dict(n_train=1000, forward_ms=2.0, probe_size=224, step_ms=5.0, step_eval_ms=1.0,
+                 step_from=3, step_size=224)
+    final, fired = run("COST01", {"finetune_from": 3}, **timed)
+    assert fired and final["epoch_estimate_s"] == pytest.approx(5.2)
+    assert fired[0].evidence["step_ms"] == 5.0 and fired[0].evidence["step_from"] == 3
+    # one group deeper: the forward-pass model (3.6 s from group 3, 4.4 s from group 2),
+    # scaled by how far it was off where the step was timed (5.2 / 3.6)
+    final, _ = run("COST01", {"finetune_from": 2}, **timed)
+    assert final["epoch_estimate_s"] == pytest.approx(4.4 * 5.2 / 3.6)
+    # the budget then buys epochs of the measured length
+    final, _ = run("BUD01", {"finetune_from": 3, "finetune_epochs": 10}, also=("COST01",),
+                   budget_s=60 + 8 + 5.2 * 3 + 0.01, **timed)
+    assert final["finetune_epochs"] == 3
+
+
+def test_cost01_does_not_estimate_head_only_recipes():
+    final, fired = run("COST01", {"finetune_from": 5}, n_train=1000, forward_ms=2.0)
+    assert not fired and final["epoch_estimate_s"] == 0
+
+
+# BUD04 after BUD01: epochs of 3.6 s (1000 images, 2 ms, from group 3), 68 s of fixed costs and
+# head; the preset's 5 epochs at scale 0.5 become BUD01's 10 (LR03's full length) when they fit
+@pytest.mark.parametrize("budget, expected", [
+    (68 + 3.6 * 8 + 0.01, 8),          # BUD01 binds: nothing spare, BUD04 does not fire
+    (68 + 3.6 * 10 / 0.8, 10),         # exactly the full length in 0.8 of the budget
+    (68 + 3.6 * 15 / 0.8 + 0.1, 15),   # room for 15 epochs in 0.8 of the budget: 15
+    (68 + 3.6 * 100, 20),              # plenty: at most twice the fitted length
+])
+def test_bud04_spends_a_spare_budget_on_longer_fine_tuning(budget, expected):
+    final, fired = run("BUD04", {"finetune_from": 3, "finetune_epochs": 5, "epoch_scale": 0.5},
+                       also=("COST01", "BUD01"), n_train=1000, forward_ms=2.0, probe_size=224,
+                       budget_s=budget)
+    assert final["finetune_epochs"] == expected
+    assert bool(fired) == (expected > 10)
+    if fired:
+        assert fired[0].evidence["epoch_estimate_s"] == pytest.approx(3.6)
+        assert fired[0].thresholds["max_growth"] == 2.0 and fired[0].thresholds["fill"] == 0.8
+        assert f"{expected} fine-tuning epoch(s)" in fired[0].text
+
+
+def test_bud04_leaves_head_only_recipes_and_runs_without_a_budget_alone():
+    for decisions, overrides in (({"finetune_from": 5}, {"budget_s": 1e6}),
+                                 ({"finetune_from": 3}, {"budget_s": NAN})):
+        final, fired = run("BUD04", {**decisions, "finetune_epochs": 5}, also=("COST01", "BUD01"),
+                           n_train=1000, forward_ms=2.0, **overrides)
+        assert not fired and final["finetune_epochs"] == 5
 
 
 @pytest.mark.parametrize("overrides, decisions", [
@@ -152,7 +206,8 @@ def test_bud01_scales_the_estimate_with_the_pixels():
     ({"budget_s": 100.0, "forward_ms": 2.0}, {"finetune_from": 5}),  # head only already
 ])
 def test_bud01_needs_a_budget_a_timing_and_fine_tuning(overrides, decisions):
-    final, fired = run("BUD01", {**decisions, "finetune_epochs": 10}, n_train=1000, **overrides)
+    final, fired = run("BUD01", {**decisions, "finetune_epochs": 10}, also=("COST01",),
+                       n_train=1000, **overrides)
     assert not fired and final["finetune_epochs"] == 10
 
 
@@ -162,7 +217,7 @@ def test_bud02_trains_only_the_head_when_no_epoch_fits(budget, head_only):
     facts_ = dict(n_train=1000, forward_ms=2.0, probe_size=224, budget_s=budget)
     final, _ = RULES.evaluate(facts(**facts_), {**load_preset("standard").decisions, "backbone": "x",
                                                 "input_size": 224, **start},
-                              only={"BUD01", "BUD02"})
+                              only={"COST01", "BUD01", "BUD02"})
     assert (final["finetune_from"] == 5) == head_only
 
 
