@@ -54,7 +54,7 @@ class ProgressDisplay:
         self._work: Any = None
         self._budget: Any = None
         self._key: str | None = None
-        self._seen: list[str] = []
+        self._probing = ProbingText(backbones)
         self._outer: ProgressDisplay | None = None
 
     def __enter__(self) -> ProgressDisplay:
@@ -125,19 +125,32 @@ class ProgressDisplay:
 
     def probing(self, backbone: str, what: str) -> None:
         """The probe's callback: ``backbone`` (``""`` for the shared steps) and what it does."""
-        if backbone and backbone not in self._seen:
-            self._seen.append(backbone)
-        if backbone and self.backbones:
-            n = max(self.backbones, len(self._seen))
-            self.say(f"Probing {backbone} ({len(self._seen)}/{n} backbones): {what}")
-        else:
-            self.say(f"Probing{' ' + backbone if backbone else ''}: {what}")
+        self.say(self._probing(backbone, what))
 
     def _tick(self) -> None:
         if self._budget is None or self._progress is None:
             return
         used = time.time() - self.started
         self._progress.update(self._budget, completed=min(used, self.budget_s or 0.0))
+
+
+class ProbingText:
+    """The probe's ``(backbone, what)`` as one text that counts the backbones measured so far
+    (``"Probing a (1/3 backbones): extracting features"``): the words of ``advise``'s display,
+    which ``auto`` prefixes with its step. ``backbones``: how many will be probed (``None``: no
+    count); a backbone measured again later (AdaBN, the target's gap) is not counted twice."""
+
+    def __init__(self, backbones: int | None) -> None:
+        self.backbones = backbones
+        self._seen: list[str] = []
+
+    def __call__(self, backbone: str, what: str) -> str:
+        if backbone and backbone not in self._seen:
+            self._seen.append(backbone)
+        if backbone and self.backbones:
+            n = max(self.backbones, len(self._seen))
+            return f"Probing {backbone} ({len(self._seen)}/{n} backbones): {what}"
+        return f"Probing{' ' + backbone if backbone else ''}: {what}"
 
 
 class _Remaining(TimeRemainingColumn):

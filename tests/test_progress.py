@@ -61,6 +61,23 @@ def test_probing_counts_the_backbones():
     assert "Probing b (2/2 backbones)" in logged and "Probing: decoding 10 images" in logged
 
 
+def test_autos_probing_line_counts_the_backbones_under_its_step():
+    """auto prefixes the same words with its step: the count still makes a bar."""
+    from autotransfer._progress import ProbingText
+
+    text = ProbingText(2)
+    assert text("", "decoding") == "Probing: decoding"
+    assert text("a", "extracting features") == "Probing a (1/2 backbones): extracting features"
+    text("b", "measuring")
+    assert text("a", "AdaBN") == "Probing a (2/2 backbones): AdaBN"  # not counted twice
+    assert ProbingText(None)("a", "measuring") == "Probing a: measuring"
+    console, _ = _console()
+    with ProgressDisplay(console=console) as display:
+        display.say("[1/6] " + ProbingText(3)("a", "extracting features"))
+        task = display._progress.tasks[-1]
+        assert (task.completed, task.total, task.fields["count"]) == (1, 3, "1/3")
+
+
 def test_markup_in_a_text_is_shown_as_text():
     console, buffer = _console()
     with ProgressDisplay(console=console) as display:
@@ -78,3 +95,65 @@ def test_a_display_opened_inside_another_passes_its_texts_on():
     assert "Probing a (1/1 backbones): measuring" in buffer.getvalue()
     with ProgressDisplay(console=console) as again:  # the first one is closed: a fresh one
         assert again._progress is not None
+
+
+def _recorded(monkeypatch) -> list[str]:
+    """Every text a ProgressDisplay is told, from now on (the display still shows it)."""
+    texts: list[str] = []
+    original = ProgressDisplay.say
+
+    def say(self: ProgressDisplay, text: str) -> None:
+        texts.append(text)
+        original(self, text)
+
+    monkeypatch.setattr(ProgressDisplay, "say", say)
+    return texts
+
+
+def test_train_in_python_shows_its_phases_and_epochs(tmp_path, monkeypatch, capsys):
+    """``autotransfer.train(...)``: progress=True (the default) is the CLI's display on stderr;
+    progress=False is silent; a callable hears the same texts."""
+    import autotransfer
+    import autotransfer.train.export  # noqa: F401 - autotransfer.train now names the package
+    from tests.train.helpers import make_colour_dataset, tiny_recipe
+
+    texts = _recorded(monkeypatch)
+    data = make_colour_dataset(tmp_path / "ds", {"red": 6, "green": 6})
+    autotransfer.train(data, tiny_recipe(), tmp_path / "run")  # still the function's call
+    assert "Phase 'head' epoch 1/2" in "\n".join(texts)
+    assert any(t.startswith("Phase 'fine_tune' epoch 2/2") for t in texts)
+    err = capsys.readouterr().err
+    assert "Writing the model, metrics, plots and report" in err  # a step: logged on stderr
+    assert "epoch 1/2" not in err  # epochs move the live line only
+    texts.clear()
+    heard: list[str] = []
+    autotransfer.train(data, tiny_recipe(), tmp_path / "quiet", progress=False)
+    autotransfer.train(data, tiny_recipe(), tmp_path / "heard", progress=heard.append)
+    assert texts == [] and "Writing the model" not in capsys.readouterr().err
+    assert any(t.startswith("Phase 'head' epoch 2/2") for t in heard)
+
+
+def test_tune_in_python_shows_its_trials_and_the_budget(tmp_path, monkeypatch, capsys):
+    import autotransfer
+    from tests.train.helpers import make_colour_dataset, tiny_recipe
+
+    texts = _recorded(monkeypatch)
+    budgets: list[float | None] = []
+    opened = ProgressDisplay.__init__
+
+    def init(self: ProgressDisplay, budget_s: float | None = None, **kwargs: object) -> None:
+        budgets.append(budget_s)
+        opened(self, budget_s, **kwargs)
+
+    monkeypatch.setattr(ProgressDisplay, "__init__", init)
+    data = make_colour_dataset(tmp_path / "ds", {"red": 6, "green": 6})
+    recipe = tiny_recipe(phases=[{"name": "head", "epochs": 2, "trainable_from": 5,
+                                  "learning_rate": 0.05, "schedule": "constant"}])
+    autotransfer.tune(data, recipe, tmp_path / "t", trials=2, time_budget="10m")
+    assert budgets == [600.0]
+    said = "\n".join(texts)
+    assert "Searching:" in said and "Trial" in said and "Best trial" in said
+    assert "Best trial" in capsys.readouterr().err
+    texts.clear()
+    autotransfer.tune(data, recipe, tmp_path / "t2", trials=1, verbose=0)
+    assert texts == []

@@ -8,7 +8,7 @@ import click
 
 from autotransfer.cli._common import backbone_file_option
 from autotransfer.cli._common import (check_writable, echo_json, json_option, precision_option,
-                                      stdout_console)
+                                      stdout_console, target_option)
 
 
 @click.command("auto")
@@ -39,16 +39,19 @@ from autotransfer.cli._common import (check_writable, echo_json, json_option, pr
               "(by default the search then stops after trial 0).")
 @click.option("--savedmodel", is_flag=True, help="Also export a TensorFlow SavedModel.")
 @click.option("--tflite", is_flag=True, help="Also export a TFLite model.")
+@click.option("--onnx", is_flag=True, help="Also export model/model.onnx (the fixed-size "
+              "classifier; needs the 'onnx' extra: pip install 'autotransfer[onnx]').")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True, help="Seed of the sample, the "
               "splits and the recipe.")
 @precision_option
+@target_option
 @json_option
 @backbone_file_option
 def command(dataset: Path, out: Path | None, time_budget: str, trials: int, preset: str,
             backbones: str | None, max_params: float | None, algorithm: str, final: str,
-            full_search: bool, savedmodel: bool, tflite: bool, overwrite: bool, seed: int,
-            precision: str, as_json: bool) -> None:
+            full_search: bool, savedmodel: bool, tflite: bool, onnx: bool, overwrite: bool,
+            seed: int, precision: str, target: Path | None, as_json: bool) -> None:
     """Turn DATASET into a tuned, evaluated, exported model and a report, in one command.
 
     Profiles the images, probes the candidate backbones, advises a recipe (every decision with
@@ -61,15 +64,22 @@ def command(dataset: Path, out: Path | None, time_budget: str, trials: int, pres
 
     check_writable(out if out is not None else Path("runs") / dataset.resolve().name, folder=True)
     names = [b.strip() for b in backbones.split(",") if b.strip()] if backbones else None
+    if onnx:  # before the work, not after it
+        from autotransfer.train.export import require_onnx
+
+        require_onnx("--onnx")
     # the steps, bars with estimates and the time left of the budget, on stderr: the same
     # display as auto(verbose=1) in Python
     result = auto(dataset, out, time_budget=time_budget, trials=trials, preset=preset,
                   backbones=names, max_params_m=max_params, algorithm=algorithm, final=final,
                   full_search=full_search, export_savedmodel=savedmodel, export_tflite=tflite,
-                  overwrite=overwrite, seed=seed, precision=precision, verbose=1)
+                  export_onnx=onnx, overwrite=overwrite, seed=seed, precision=precision,
+                  target=target, verbose=1)
     if result.budget.get("exceeded"):
         click.secho(f"The time budget was exceeded by {result.budget['over_seconds']:.0f} s "
                     "(where the time went: section 6 of the report).", fg="yellow", err=True)
+    if onnx:  # converted inside auto(), its time in the budget (summary.json, the report)
+        click.echo(f"Wrote {result.model_path.with_name('model.onnx')}", err=True)
     click.echo(f"Wrote {result.out} (report: {result.report_path})", err=True)
     if as_json:
         echo_json(result.to_dict())

@@ -9,7 +9,8 @@ import click
 
 from autotransfer.cli._common import backbone_file_option
 from autotransfer.cli._common import (check_writable, echo_json, json_option, precision_option,
-                                      stderr_console, stdout_console, warnings_as_notes)
+                                      stderr_console, stdout_console, target_option,
+                                      warnings_as_notes)
 
 
 @click.command("train")
@@ -24,6 +25,9 @@ from autotransfer.cli._common import (check_writable, echo_json, json_option, pr
               "its last complete epoch.")
 @click.option("--savedmodel", is_flag=True, help="Also export a TensorFlow SavedModel.")
 @click.option("--tflite", is_flag=True, help="Also export a TFLite model (slow to convert).")
+@click.option("--onnx", is_flag=True, help="Also export model.onnx (the fixed-size classifier: "
+              "input RGB 0-255 resized to the training size; needs the 'onnx' extra: pip "
+              "install 'autotransfer[onnx]').")
 @click.option("--no-feature-cache", is_flag=True, help="Run the frozen part of the network every "
               "epoch instead of caching its outputs (slower; for comparisons).")
 @click.option("--cache-views", type=click.IntRange(min=1), default=None,
@@ -31,11 +35,12 @@ from autotransfer.cli._common import (check_writable, echo_json, json_option, pr
 @click.option("--verbose", "-v", count=True, help="Show Keras progress bars (-v) or one line per "
               "epoch (-vv).")
 @precision_option
+@target_option
 @json_option
 @backbone_file_option
 def command(dataset: Path, recipe: Path | None, out: Path, resume: bool, savedmodel: bool,
-            tflite: bool, no_feature_cache: bool, cache_views: int | None, verbose: int,
-            precision: str, as_json: bool) -> None:
+            tflite: bool, onnx: bool, no_feature_cache: bool, cache_views: int | None,
+            verbose: int, precision: str, target: Path | None, as_json: bool) -> None:
     """Train on DATASET exactly as the recipe says and write the run to --out.
 
     The run folder holds the model (model.keras), labels.txt, the executed recipe, the splits,
@@ -45,6 +50,10 @@ def command(dataset: Path, recipe: Path | None, out: Path, resume: bool, savedmo
     from autotransfer.train.run import train
 
     check_writable(out, folder=True)
+    if onnx:  # before training, not after it
+        from autotransfer.train.export import require_onnx
+
+        require_onnx("--onnx")
     chosen: Any = recipe
     if precision != "auto":
         if recipe is None:
@@ -69,7 +78,8 @@ def command(dataset: Path, recipe: Path | None, out: Path, resume: bool, savedmo
         try:
             result = train(dataset, chosen, out, resume=resume, export_savedmodel=savedmodel,
                            export_tflite=tflite, feature_cache=not no_feature_cache,
-                           cache_views=cache_views, verbose=keras_verbose, progress=progress)
+                           cache_views=cache_views, verbose=keras_verbose, progress=progress,
+                           target=target)
         except KeyboardInterrupt:
             from autotransfer.train.run import partial_dir
 
@@ -78,6 +88,11 @@ def command(dataset: Path, recipe: Path | None, out: Path, resume: bool, savedmo
                            f"continue with: autotransfer train {dataset} --out {out} --resume",
                            err=True)
             raise
+        if onnx:
+            from autotransfer.train.export import add_onnx
+
+            display.say("Converting to ONNX (tf2onnx)")
+            add_onnx(result.out)
     click.echo(f"Wrote {result.out}", err=True)
     from autotransfer.train.report import left_out_summary
 
@@ -93,12 +108,11 @@ def command(dataset: Path, recipe: Path | None, out: Path, resume: bool, savedmo
     table = Table(title=f"Run {result.out}")
     for column in ("phase", "epochs", "best val", "s/epoch", "feature cache"):
         table.add_column(column)
-    for phase in result.metrics["phases"]:
-        best = "–" if phase["best_value"] is None else f"{phase['best_value']:.4f}"
-        table.add_row(phase["name"], f"{phase['epochs_run']}/{phase['epochs_planned']}"
-                      + (" (early stop)" if phase["stopped_early"] else ""), best,
-                      f"{phase['seconds_per_epoch']:.2f}",
-                      "yes" if phase["feature_cache"]["used"] else "no")
+    for phase in result.phases:
+        best = "–" if phase.best_value is None else f"{phase.best_value:.4f}"
+        table.add_row(phase.name, f"{phase.epochs_run}/{phase.epochs_planned}"
+                      + (" (early stop)" if phase.stopped_early else ""), best,
+                      f"{phase.seconds_per_epoch:.2f}", "yes" if phase.features.used else "no")
     out_console = stdout_console()
     out_console.print(table)
     val = result.metrics["val"]

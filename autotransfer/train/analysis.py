@@ -36,6 +36,11 @@ CSV_COLUMNS = ("split", "path", "true_label", "predicted_label", "confidence", "
 #: mistakes shown in the gallery, and how many of them get heat maps
 GALLERY_SIZE = 16
 GRADCAM_SIZE = 4
+#: gallery and heat-map pictures: inches per thumbnail at GALLERY_DPI (about 190 pixels: the
+#: training size or less, never upscaled much) and a 256-colour palette: each PNG ≲ 300 KB
+THUMB_INCHES = 2.0
+GALLERY_DPI = 95
+GALLERY_COLORS = 256
 #: most confused pairs kept in the record (and printed by ``evaluate``)
 CONFUSED_PAIRS = 5
 
@@ -206,8 +211,10 @@ def plot_mistakes(rows: Sequence[PredictionRow], images: np.ndarray,
     n = len(rows)
     cols = min(4, n)
     nrows = -(-n // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(2.6 * cols, 2.9 * nrows + 0.3), squeeze=False,
-                             layout="constrained")
+    # thumbnails about as large as the images the model saw (no upscaling), 256 colours
+    fig, axes = plt.subplots(nrows, cols, figsize=(THUMB_INCHES * cols,
+                                                   (THUMB_INCHES + 0.45) * nrows + 0.3),
+                             squeeze=False, layout="constrained")
     for ax in axes.ravel():
         ax.axis("off")
     for ax, row, image in zip(axes.ravel(), rows, images, strict=False):
@@ -215,7 +222,7 @@ def plot_mistakes(rows: Sequence[PredictionRow], images: np.ndarray,
         ax.set_title(f"true: {_short(row.true_label)}\npredicted: {_short(row.predicted_label)}"
                      f"\nconfidence {row.confidence:.1%}", fontsize=7.5, color="tab:red")
     fig.suptitle(f"Most confident mistakes ({split_words(rows[0].split)} images)", fontsize=10)
-    return save_png(fig, path)
+    return save_png(fig, path, dpi=GALLERY_DPI, colors=GALLERY_COLORS)
 
 
 def plot_grad_cam(rows: Sequence[PredictionRow], images: np.ndarray, predicted_maps: np.ndarray,
@@ -225,11 +232,12 @@ def plot_grad_cam(rows: Sequence[PredictionRow], images: np.ndarray, predicted_m
 
     plt = pyplot()
     n = len(rows)
-    fig, axes = plt.subplots(n, 3, figsize=(7.8, 2.75 * n + 0.4), squeeze=False,
-                             layout="constrained")
+    side = THUMB_INCHES
+    fig, axes = plt.subplots(n, 3, figsize=(3 * side + 0.6, (side + 0.3) * n + 0.4),
+                             squeeze=False, layout="constrained")
     for k, row in enumerate(rows):
         shown = _display(images[k])
-        panels = ((None, f"true {_short(row.true_label)}, predicted "
+        panels = ((None, f"true {_short(row.true_label)}\npredicted "
                          f"{_short(row.predicted_label)} ({row.confidence:.1%})", ""),
                   (predicted_maps[k], _short(row.predicted_label), ""),
                   (true_maps[k], _short(row.true_label), " (true)"))
@@ -237,14 +245,14 @@ def plot_grad_cam(rows: Sequence[PredictionRow], images: np.ndarray, predicted_m
             ax.imshow(shown)
             if heat is not None and float(np.max(heat)) > 0:
                 ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
-                title = f"where it saw '{title}'{suffix}"
+                title = f"where it saw\n'{title}'{suffix}"
             elif i:  # ReLU(weighted map) is zero everywhere: no place speaks for this class
-                title = f"nowhere speaks for '{title}'{suffix}"
+                title = f"nowhere speaks for\n'{title}'{suffix}"
             ax.set_title(title, fontsize=7.5)
             ax.axis("off")
     fig.suptitle("Grad-CAM on the most confident mistakes (red: drove the class's score)",
                  fontsize=9)
-    return save_png(fig, path)
+    return save_png(fig, path, dpi=GALLERY_DPI, colors=GALLERY_COLORS)
 
 
 def analyse_errors(folder: str | os.PathLike[str], loaded: Any,

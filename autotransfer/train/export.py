@@ -173,6 +173,23 @@ def export_tflite(model: keras.Model, path: str | os.PathLike[str]) -> Path:
     return atomic_write_bytes(path, data)
 
 
+#: the packages of the ``onnx`` extra the export needs (module names)
+ONNX_PACKAGES = ("tf2onnx", "onnx")
+ONNX_FILE = "model.onnx"
+
+
+def require_onnx(option: str = "ONNX export") -> None:
+    """Raise :class:`InvalidParameterError` naming the ``onnx`` extra when its packages are
+    missing: checked before a run starts, not after it trained for an hour."""
+    import importlib.util
+
+    missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InvalidParameterError(
+            f"{option} needs the 'onnx' extra of autotransfer ({', '.join(missing)} not "
+            "installed here): pip install 'autotransfer[onnx]', then run the command again.")
+
+
 def export_onnx(model: keras.Model, path: str | os.PathLike[str], *, opset: int = 17) -> Path:
     """An ONNX model of the fixed-size classifier, converted by tf2onnx (``autotransfer[onnx]``).
 
@@ -182,13 +199,38 @@ def export_onnx(model: keras.Model, path: str | os.PathLike[str], *, opset: int 
     """
     import tensorflow as tf
 
-    try:
-        import tf2onnx
-    except ImportError:
-        raise InvalidParameterError(
-            "ONNX export needs the tf2onnx package: pip install 'autotransfer[onnx]'.") from None
+    require_onnx()
+    import tf2onnx
     classifier = classifier_part(model)
     height, width = input_size(model)
     spec = (tf.TensorSpec((None, height, width, 3), tf.float32, name="image"),)
     proto, _ = tf2onnx.convert.from_keras(classifier, input_signature=spec, opset=opset)
     return atomic_write_bytes(path, proto.SerializeToString())
+
+
+def add_onnx(run_folder: str | os.PathLike[str]) -> Path:
+    """Write ``model.onnx`` beside the ``model.keras`` of a finished run folder and list it in
+    its ``run.json`` (``train --onnx``, ``auto --onnx``); returns the ONNX file."""
+    import json
+
+    from autotransfer._io import atomic_write_json
+    from autotransfer.errors import OutputError
+
+    require_onnx()
+    folder = Path(run_folder)
+    target = folder / ONNX_FILE
+    try:
+        export_onnx(load_model(folder / "model.keras"), target)
+    except InvalidParameterError:
+        raise
+    except Exception as exc:  # the converter's own failure: the run itself is complete
+        raise OutputError(f"Could not convert '{folder / 'model.keras'}' to ONNX with tf2onnx "
+                          f"({type(exc).__name__}: {exc}); the run in '{folder}' is complete "
+                          "without model.onnx.") from exc
+    info_path = folder / "run.json"
+    if info_path.is_file():
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        if ONNX_FILE not in info.get("files", []):
+            info.setdefault("files", []).append(ONNX_FILE)
+            atomic_write_json(info_path, info)
+    return target

@@ -40,15 +40,30 @@ def pyplot() -> Any:
     return plt
 
 
-def save_png(fig: Any, path: str | os.PathLike[str], *, dpi: int = 110) -> Path:
-    """Write ``fig`` to ``path`` as PNG, atomically, and close it."""
+def save_png(fig: Any, path: str | os.PathLike[str], *, dpi: int = 110,
+             colors: int | None = None) -> Path:
+    """Write ``fig`` to ``path`` as PNG, atomically, and close it.
+
+    ``colors``: quantise to a palette of that many colours with Pillow (median cut), for
+    figures of photographs: a full-colour PNG of a gallery weighs megabytes (it is embedded in
+    ``report.html`` too), a 256-colour one a fifth of it, with text and pictures as legible.
+    """
     plt = pyplot()
     buffer = io.BytesIO()
     try:
         fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
+    data = buffer.getvalue()
+    if colors is not None:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as image:
+            palette = image.convert("RGB").quantize(colors, method=Image.Quantize.MEDIANCUT)
+        buffer = io.BytesIO()
+        palette.save(buffer, format="PNG", optimize=True)
+        data = buffer.getvalue()
+    return atomic_write_bytes(path, data)
 
 
 def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str],

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from autotransfer.train.phases import phase_records
+
 
 def _pyplot() -> Any:
     from autotransfer.train.plots import pyplot  # Agg, and names drawn as written (no mathtext)
@@ -114,18 +116,19 @@ def markdown_report(metrics: dict[str, Any]) -> str:
     lines += _left_out_section(metrics)
     lines += ["", "| phase | trains from group | epochs run / planned | best val | s/epoch | "
               "feature cache |", "| --- | ---: | ---: | ---: | ---: | --- |"]
-    for p in metrics["phases"]:
-        cache = p["feature_cache"]
-        cache_text = f"yes ({cache['reason']})" if cache["used"] else f"no ({cache['reason']})"
-        best = "–" if p["best_value"] is None else f"{p['best_value']:.4f}"
-        lines.append(f"| {p['name']} | {p['trainable_from']} | {p['epochs_run']} / "
-                     f"{p['epochs_planned']}{' (early stop)' if p['stopped_early'] else ''} | "
-                     f"{best} | {p['seconds_per_epoch']:.2f} | {cache_text} |")
+    records = phase_records(metrics)
+    for p in records:
+        cache = p.features
+        cache_text = f"yes ({cache.reason})" if cache.used else f"no ({cache.reason})"
+        best = "–" if p.best_value is None else f"{p.best_value:.4f}"
+        lines.append(f"| {p.name} | {p.trainable_from} | {p.epochs_run} / "
+                     f"{p.epochs_planned}{' (early stop)' if p.stopped_early else ''} | "
+                     f"{best} | {p.seconds_per_epoch:.2f} | {cache_text} |")
     from autotransfer.train.linear_head import describe
 
-    for p in metrics["phases"]:
-        if p.get("solver"):
-            lines += ["", f"Phase '{p['name']}' fitted the head exactly: {describe(p['solver'])}."]
+    for p in records:
+        if p.solver is not None:
+            lines += ["", f"Phase '{p.name}' fitted the head exactly: {describe(p.solver)}."]
     if metrics.get("adabn"):
         a = metrics["adabn"]
         lines += ["", f"AdaBN before phase {a['before_phase']}: {a['n_layers']} BatchNorm layers "
@@ -150,5 +153,7 @@ def markdown_report(metrics: dict[str, Any]) -> str:
                                                   analysis["mistakes_png"],
                                                   analysis["gradcam_png"]) if f]
                                      if analysis else [])]
-    lines += ["", "Files: " + ", ".join(f"`{n}`" for n in names) + ", `logs/` (TensorBoard).", ""]
+    lines += ["", "Files: " + ", ".join(f"`{n}`" for n in names) + ", `logs/` (TensorBoard: "
+              "`tensorboard --logdir logs`; curves per epoch, the recipe and its accuracy on the "
+              "HParams dashboard).", ""]
     return "\n".join(lines)

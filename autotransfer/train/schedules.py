@@ -1,13 +1,19 @@
-"""Learning-rate schedules: linear warm-up, then constant, cosine, linear or step decay.
+"""Learning-rate schedules of a recipe phase: linear warm-up, then constant, cosine, linear or step.
 
-One formula, written with ``keras.ops`` so the same code runs inside the optimizer (per step) and
-on plain numbers (tests, plots). Steps count optimizer updates from the start of a phase.
+Keras' own schedules do the work (steps count optimizer updates from the start of a phase;
+``W`` warm-up steps, ``T`` steps in all, ``floor = min_ratio * peak``):
 
-* warm-up: ``peak * (step + 1) / warmup_steps`` for the first ``warmup_steps`` steps;
-* then, with ``t`` going from 0 to 1 over the remaining steps and ``floor = min_ratio * peak``:
-  ``constant`` stays at ``peak``; ``cosine`` is ``floor + (peak - floor) * (1 + cos(pi t)) / 2``;
-  ``linear`` is ``peak - (peak - floor) * t``; ``step`` multiplies ``peak`` by 0.1 from ``t = 0.5``
-  and by 0.01 from ``t = 0.75`` (never below ``floor``).
+* ``cosine``: :class:`keras.optimizers.schedules.CosineDecay` with ``warmup_target=peak`` and
+  ``warmup_steps=W``, decaying over ``T - W`` steps to ``alpha = min_ratio``; ``constant`` is the
+  same with ``alpha = 1`` (nothing to decay);
+* ``linear``: :class:`~keras.optimizers.schedules.PolynomialDecay` (``power=1``) to ``floor``;
+  ``step``: :class:`~keras.optimizers.schedules.PiecewiseConstantDecay`, ``peak`` times 0.1 from
+  half of the decay and 0.01 from three quarters (never below ``floor``). Keras gives these two
+  no warm-up, so :class:`Warmup` puts the same linear ramp as ``CosineDecay``'s before them.
+
+The warm-up is Keras': from ``peak / (W + 1)`` at step 0, a straight line reaching ``peak`` at
+step ``W``, where the decay starts (``initial_learning_rate = peak / (W + 1)``: no update at a
+rate of 0). After the warm-up the rates are those of the formulas above, step for step.
 """
 
 from __future__ import annotations
@@ -17,63 +23,77 @@ from typing import Any
 
 import keras
 from keras import ops
+from keras.optimizers.schedules import (CosineDecay, LearningRateSchedule, PiecewiseConstantDecay,
+                                        PolynomialDecay)
 
 KINDS = ("constant", "cosine", "linear", "step")
 
 
 @keras.saving.register_keras_serializable(package="autotransfer")
-class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to ``peak`` then the decay ``kind`` down to ``min_ratio * peak``."""
+class Warmup(LearningRateSchedule):
+    """``CosineDecay``'s linear warm-up (``peak / (W + 1)`` to ``peak`` over ``W`` steps) before
+    a Keras schedule that has none, which then runs from its own step 0."""
 
-    def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0,
-                 kind: str = "cosine", min_ratio: float = 0.0) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
-        if total_steps < 1 or not 0 <= warmup_steps < max(total_steps, 1) + 1:
-            raise ValueError(f"need total_steps >= 1 and 0 <= warmup_steps <= total_steps; got "
-                             f"{total_steps}, {warmup_steps}")
+    def __init__(self, after: LearningRateSchedule, peak: float, warmup_steps: int) -> None:
+        if isinstance(after, dict):
+            after = keras.optimizers.schedules.deserialize(after)
+        self.after = after
         self.peak = float(peak)
-        self.total_steps = int(total_steps)
         self.warmup_steps = int(warmup_steps)
-        self.kind = kind
-        self.min_ratio = float(min_ratio)
 
     def __call__(self, step: Any) -> Any:
         step = ops.cast(step, "float32")
-        peak = self.peak
-        floor = self.min_ratio * peak
         warm = float(self.warmup_steps)
-        span = float(max(1, self.total_steps - self.warmup_steps))
-        t = ops.clip((step - warm) / span, 0.0, 1.0)
-        if self.kind == "constant":
-            decayed = peak + 0.0 * t
-        elif self.kind == "cosine":
-            decayed = floor + (peak - floor) * 0.5 * (1.0 + ops.cos(math.pi * t))
-        elif self.kind == "linear":
-            decayed = peak - (peak - floor) * t
-        else:  # step
-            factor = ops.where(t >= 0.75, 0.01, ops.where(t >= 0.5, 0.1, 1.0))
-            decayed = ops.maximum(peak * factor, floor)
-        if self.warmup_steps > 0:
-            warming = peak * (step + 1.0) / warm
-            return ops.where(step < warm, warming, decayed)
-        return decayed
+        start = self.peak / (warm + 1.0)
+        ramp = start + (self.peak - start) * step / max(warm, 1.0)
+        return ops.where(step < warm, ramp,
+                         ops.cast(self.after(ops.maximum(step - warm, 0.0)), "float32"))
 
     def get_config(self) -> dict[str, Any]:
-        return {"peak": self.peak, "total_steps": self.total_steps,
-                "warmup_steps": self.warmup_steps, "kind": self.kind, "min_ratio": self.min_ratio}
+        return {"after": keras.optimizers.schedules.serialize(self.after), "peak": self.peak,
+                "warmup_steps": self.warmup_steps}
 
 
-def phase_schedule(phase: Any, steps_per_epoch: int) -> WarmupDecay:
-    """The schedule of a recipe :class:`~autotransfer.recipe.schema.Phase` (steps of one phase)."""
+def warmup_decay(peak: float, total_steps: int, warmup_steps: int = 0, kind: str = "cosine",
+                 min_ratio: float = 0.0) -> LearningRateSchedule:
+    """The schedule of ``kind``: a warm-up of ``warmup_steps`` to ``peak``, then the decay to
+    ``min_ratio * peak`` at ``total_steps`` (held after it)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+    if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
+        raise ValueError(f"need total_steps >= 1 and 0 <= warmup_steps <= total_steps; got "
+                         f"{total_steps}, {warmup_steps}")
+    peak, floor = float(peak), float(min_ratio) * float(peak)
+    span = max(1, total_steps - warmup_steps)
+    if kind in ("cosine", "constant"):
+        alpha = 1.0 if kind == "constant" else float(min_ratio)
+        if warmup_steps == 0:
+            return CosineDecay(peak, span, alpha=alpha)
+        return CosineDecay(peak / (warmup_steps + 1), span, alpha=alpha, warmup_target=peak,
+                           warmup_steps=warmup_steps)
+    if kind == "linear":
+        decay: LearningRateSchedule = PolynomialDecay(peak, span, end_learning_rate=floor,
+                                                      power=1.0)
+    else:  # step: x0.1 from t = 1/2, x0.01 from t = 3/4 (PiecewiseConstantDecay: step > boundary)
+        boundaries = [max(0, math.ceil(span * f) - 1) for f in (0.5, 0.75)]
+        decay = PiecewiseConstantDecay(boundaries, [peak, max(0.1 * peak, floor),
+                                                    max(0.01 * peak, floor)])
+    return decay if warmup_steps == 0 else Warmup(decay, peak, warmup_steps)
+
+
+def phase_steps(phase: Any, steps_per_epoch: int) -> tuple[int, int]:
+    """``(total, warm-up)`` optimizer steps of a recipe phase."""
     total = max(1, phase.epochs * steps_per_epoch)
     warmup = min(total - 1, int(round(phase.warmup_epochs * steps_per_epoch)))
-    return WarmupDecay(phase.learning_rate, total, max(0, warmup), phase.schedule,
-                       phase.min_lr_ratio)
+    return total, max(0, warmup)
 
 
-def learning_rates(schedule: WarmupDecay, steps: int) -> list[float]:
+def phase_schedule(phase: Any, steps_per_epoch: int) -> LearningRateSchedule:
+    """The schedule of a recipe :class:`~autotransfer.recipe.schema.Phase` (steps of one phase)."""
+    total, warmup = phase_steps(phase, steps_per_epoch)
+    return warmup_decay(phase.learning_rate, total, warmup, phase.schedule, phase.min_lr_ratio)
+
+
+def learning_rates(schedule: LearningRateSchedule, steps: int) -> list[float]:
     """The schedule's rate at steps ``0 .. steps-1`` as Python floats (plots, tests)."""
-    import numpy as np
-
-    return [float(v) for v in np.asarray(ops.convert_to_numpy(schedule(ops.arange(steps))))]
+    return [float(ops.convert_to_numpy(schedule(step))) for step in range(steps)]

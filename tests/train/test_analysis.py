@@ -249,3 +249,26 @@ def test_class_names_are_drawn_as_written(loaded, tmp_path):
     row = PredictionRow("val", "x.png", names[0], names[2], 0.9, False, 0.05)
     plot_mistakes([row], np.zeros((1, 8, 8, 3)), tmp_path / "m.png")
     assert (tmp_path / "cm.png").stat().st_size > 1000 and (tmp_path / "m.png").is_file()
+
+
+def test_a_gallery_of_photos_stays_small_and_legible(tmp_path):
+    """16 photos at 224 px and 4 heat maps: 256-colour PNGs of at most ~300 KB each (they are
+    embedded in report.html too), thumbnails about as large as the images, not upscaled."""
+    from autotransfer.train.analysis import PredictionRow, plot_grad_cam, plot_mistakes
+    from tests.conftest import shared_dataset
+
+    files = sorted((shared_dataset("hymenoptera") / "val" / "ants").glob("*.jpg"))[:16]
+    images = np.stack([np.asarray(Image.open(f).convert("RGB").resize((224, 224)))
+                       for f in files]).astype("float32")
+    rows = [PredictionRow("test", f.name, "ants", "bees", 0.9 - i / 40, False, 0.05)
+            for i, f in enumerate(files)]
+    yy, xx = np.mgrid[0:224, 0:224] / 224.0
+    heat = np.stack([np.exp(-((yy - 0.5) ** 2 + (xx - c) ** 2) * 8) for c in (0.2, 0.4, 0.6, 0.8)])
+    plot_mistakes(rows, images, tmp_path / "mistakes.png")
+    plot_grad_cam(rows[:4], images[:4], heat, heat[::-1], tmp_path / "gradcam.png")
+    for name, cells in (("mistakes.png", 4), ("gradcam.png", 3)):
+        size = (tmp_path / name).stat().st_size
+        assert size <= 300 * 1024, f"{name}: {size // 1024} KB"
+        with Image.open(tmp_path / name) as img:
+            assert img.mode == "P" and img.width / cells > 150  # thumbnails of > 150 px
+            assert np.asarray(img.convert("L")).std() > 10

@@ -59,3 +59,39 @@ def test_user_errors_exit_2_with_a_message(trained, capsys):
     bad.write_text("backbone: {name: test_tiny, input_size: 32}\nphases: []\n")
     assert main(["train", str(data), "-r", str(bad), "-o", str(root / "b")]) == EXIT_USER_ERROR
     assert "phases" in capsys.readouterr().err
+
+
+def test_train_onnx_writes_a_model_that_predicts_as_the_keras_one(trained, capsys):
+    pytest.importorskip("tf2onnx", reason="needs autotransfer[onnx]")
+    ort = pytest.importorskip("onnxruntime", reason="needs autotransfer[onnx]")
+    import numpy as np
+
+    from autotransfer.data.images import load_image
+    from autotransfer.train import export
+
+    root, data, recipe = trained
+    out = root / "run_onnx"
+    assert main(["train", str(data), "-r", str(recipe), "-o", str(out), "--onnx", "--json"]) == 0
+    assert f"Wrote {out}" in capsys.readouterr().err
+    assert "model.onnx" in json.loads((out / "run.json").read_text())["files"]
+    model = export.load_model(out / "model.keras")
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    images = [np.asarray(load_image(p), "float32") for p in sorted((data / "dog").iterdir())[:4]]
+    resized = np.stack([np.asarray(model.get_layer(export.RESIZE_LAYER)(x)) for x in images])
+    expected = np.concatenate([model.predict(x[None], verbose=0) for x in images])
+    got = session.run(None, {"image": resized})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_onnx_without_the_extra_names_it_before_training(trained, capsys, monkeypatch):
+    import sys
+
+    root, data, recipe = trained
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)  # as if not installed
+    for command in (["train", str(data), "-r", str(recipe), "-o", str(root / "no_onnx")],
+                    ["auto", str(data), "-o", str(root / "no_onnx")]):
+        assert main([*command, "--onnx"]) == EXIT_USER_ERROR
+        err = capsys.readouterr().err
+        assert "'onnx' extra" in err and "pip install 'autotransfer[onnx]'" in err
+        assert "tf2onnx" in err
+    assert not (root / "no_onnx").exists() and not (root / "no_onnx.partial").exists()
