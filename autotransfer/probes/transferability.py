@@ -1,7 +1,11 @@
 """Cheap estimates of how well frozen features separate the classes.
 
 Cross-validated k-NN and logistic-regression ("linear probe") accuracy with scikit-learn, LogME,
-and a class-separability ratio. All take pooled features (N × D) and integer labels.
+and a class-separability ratio. All take pooled features (N × D) and integer labels. The scores
+the literature compares with LogME are here too, for the backbone-ranking study
+(tools/bench_advice.py): H-score (Bao et al., ICIP 2019) and its shrinkage form (Ibrahim et al.,
+ICLR 2023), GBC (Pándy et al., CVPR 2022), and, from the ImageNet classifier's probabilities,
+NCE (Tran et al., ICCV 2019) and LEEP (Nguyen et al., ICML 2020).
 """
 
 from __future__ import annotations
@@ -71,6 +75,93 @@ def separability(features: np.ndarray, labels: np.ndarray) -> float:
         between += len(members) * float(centre @ centre)
         within += float(((members - centre) ** 2).sum())
     return between / max(within, 1e-12)
+
+
+def _centred_class_means(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centred features and, per row, the centred mean of its class (E[f | y])."""
+    f = np.asarray(features, dtype=np.float64)
+    f = f - f.mean(axis=0)
+    _, y = np.unique(labels, return_inverse=True)
+    means = np.stack([f[y == k].mean(axis=0) for k in range(int(y.max()) + 1)])
+    return f, means[y]
+
+
+def h_score(features: np.ndarray, labels: np.ndarray) -> float:
+    """H-score (Bao et al., ICIP 2019): ``tr(cov(f)⁺ cov(E[f | y]))``, the share of the features'
+    variance that the class explains, summed over directions (higher is better). The
+    pseudo-inverse makes it defined when there are fewer images than feature dimensions."""
+    f, g = _centred_class_means(features, labels)
+    n = len(f)
+    cov_f = f.T @ f / n
+    cov_g = g.T @ g / n
+    return float(np.trace(np.linalg.pinv(cov_f, hermitian=True) @ cov_g))
+
+
+def shrinkage_h_score(features: np.ndarray, labels: np.ndarray) -> float:
+    """H-score with the features' covariance shrunk by Ledoit-Wolf (Ibrahim, Ponomareva and
+    Mazumder, ICLR 2023): ``tr(((1-a) cov(f) + a·mu·I)⁻¹ (1-a) cov(E[f | y]))``, stable when the
+    sample is small against the feature dimension."""
+    from sklearn.covariance import ledoit_wolf
+
+    f, g = _centred_class_means(features, labels)
+    shrunk, a = ledoit_wolf(f, assume_centered=True)
+    cov_g = (1.0 - a) * (g.T @ g / len(f))
+    return float(np.trace(np.linalg.solve(shrunk, cov_g)))
+
+
+def gbc(features: np.ndarray, labels: np.ndarray, *, dims: int = 64) -> float:
+    """Gaussian Bhattacharyya coefficient (Pándy et al., CVPR 2022): each class a Gaussian with
+    diagonal covariance in the first ``dims`` principal components; minus the sum over class pairs
+    of their Bhattacharyya coefficient (0 is best: no overlap)."""
+    f = np.asarray(features, dtype=np.float64)
+    f = f - f.mean(axis=0)
+    k = min(dims, f.shape[1], len(f) - 1)
+    _, _, vt = np.linalg.svd(f, full_matrices=False)
+    z = f @ vt[:k].T
+    _, y = np.unique(labels, return_inverse=True)
+    stats = [(z[y == c].mean(axis=0), z[y == c].var(axis=0) + 1e-6) for c in np.unique(y)]
+    total = 0.0
+    for i, (mi, vi) in enumerate(stats):
+        for mj, vj in stats[i + 1:]:
+            v = (vi + vj) / 2
+            distance = (np.sum((mi - mj) ** 2 / v) / 8
+                        + 0.5 * np.sum(np.log(v) - 0.5 * (np.log(vi) + np.log(vj))))
+            total += 2 * float(np.exp(-distance))  # the pair (i, j) and (j, i)
+    return -total
+
+
+def _joint(source_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Empirical joint P(y, z) of target labels and (soft) source classes."""
+    p = np.asarray(source_probs, dtype=np.float64)
+    _, y = np.unique(labels, return_inverse=True)
+    onehot = np.eye(int(y.max()) + 1)[y]
+    return onehot.T @ p / len(y)
+
+
+def leep(source_probs: np.ndarray, labels: np.ndarray) -> float:
+    """LEEP (Nguyen et al., ICML 2020): mean log-likelihood of the labels under the empirical
+    predictor ``P(y | x) = sum_z P(y | z) θ(x)_z`` from the source classifier's probabilities
+    ``θ`` (N × Z). At most 0; higher is better."""
+    p = np.asarray(source_probs, dtype=np.float64)
+    _, y = np.unique(labels, return_inverse=True)
+    joint = _joint(p, y)
+    conditional = joint / np.maximum(joint.sum(axis=0, keepdims=True), 1e-300)  # P(y | z)
+    predicted = p @ conditional.T  # N × Y
+    return float(np.mean(np.log(np.maximum(predicted[np.arange(len(y)), y], 1e-300))))
+
+
+def nce(source_probs: np.ndarray, labels: np.ndarray) -> float:
+    """Negative conditional entropy −H(Y | Z) (Tran, Nguyen and Hassner, ICCV 2019) of the target
+    labels given the source classifier's top-1 class Z. At most 0; higher is better."""
+    p = np.asarray(source_probs)
+    _, y = np.unique(labels, return_inverse=True)
+    z = np.unique(np.argmax(p, axis=1), return_inverse=True)[1]
+    joint = np.zeros((int(y.max()) + 1, int(z.max()) + 1))
+    np.add.at(joint, (y, z), 1.0)
+    joint /= len(y)
+    p_z = joint.sum(axis=0, keepdims=True)
+    nz = joint > 0
+    return float(np.sum(joint[nz] * np.log((joint / p_z)[nz])))
 
 
 def measure_transferability(features: np.ndarray, labels: np.ndarray, *, folds: int = 5,

@@ -176,6 +176,8 @@ def render_advice(advice: Advice, console: Console, *, show_probes: bool = True)
     console.print(ranking)
 
     render_recipe(advice.recipe, console)
+    if advice.forecast is not None:
+        console.print(f"[bold]Forecast[/bold] {advice.forecast.describe()}")
 
     console.print(f"[bold]Why[/bold] (preset '{advice.preset}', then the rules in order)")
     why = Table(show_lines=False)
