@@ -27,6 +27,11 @@ class DatasetNotFoundError(DatasetError, FileNotFoundError):
     """The dataset path does not exist or is not readable."""
 
 
+class TargetFolderError(DatasetError):
+    """The folder of unlabelled target images (``--target DIR``) cannot be used: missing,
+    unreadable, empty, holding files that are not usable images, or overlapping the source."""
+
+
 class ManifestError(DatasetError):
     """A CSV manifest is malformed (missing columns, bad rows)."""
 

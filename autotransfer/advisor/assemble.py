@@ -101,7 +101,9 @@ def assemble(decisions: dict[str, Any], reasons: dict[str, Reason], *, name: str
         phases=phases,
         augmentation=build_augmentation(d),
         regularization=Regularization(label_smoothing=d["label_smoothing"]),
-        domain_adaptation=DomainAdaptation(method="adabn" if d["adabn"] else "none", before_phase=0),
+        domain_adaptation=DomainAdaptation(
+            method=d["da_method"] if d.get("da_method", "none") != "none"
+            else ("adabn" if d["adabn"] else "none"), before_phase=0),
         early_stopping=EarlyStopping(patience=d["patience"]),
         reasons=dict(sorted(field_reasons.items())),
     )

@@ -38,6 +38,9 @@ DECISIONS: dict[str, tuple[type, tuple[str, ...], str]] = {
     "color_jitter": (bool, ("augmentation.saturation", "augmentation.hue"), "saturation and hue jitter"),
     "mixup_alpha": (float, ("augmentation.mixup_alpha",), "MixUp's Beta(α, α); 0 disables it"),
     "class_weighting": (str, ("data.class_weighting",), "loss weights against class imbalance"),
+    "da_method": (str, ("domain_adaptation.method",),
+                  "adaptation to the unlabelled target images (--target): 'none', "
+                  "'adabn_target', 'coral', 'mmd', 'mcc', 'entropy', 'dann' or 'cdan'"),
     "adabn": (bool, ("domain_adaptation.method",), "re-estimate BN statistics on the target data (AdaBN)"),
     "patience": (int, ("early_stopping.patience",), "epochs without improvement before stopping"),
     "exclude_leaks": (bool, ("data.exclude_leaks",), "drop training images duplicated in held-out splits"),

@@ -11,7 +11,7 @@ from autotransfer.advisor.rules import recipes_dir
 from autotransfer.errors import unknown_name
 
 #: Decisions a preset must not fix: they come from the candidates and the data.
-_FROM_DATA = {"backbone", "input_size"}
+_FROM_DATA = {"backbone", "input_size", "da_method"}  # da_method: from the target, if any
 
 
 class Preset(BaseModel):

@@ -23,6 +23,13 @@ precision_option = click.option(
     "PREC01); a given recipe keeps its own. bfloat16: Keras' mixed_bfloat16 on a CPU (a GPU "
     "uses mixed_float16); float32: full precision.")
 
+target_option = click.option(
+    "--target", type=click.Path(path_type=Path), default=None, metavar="DIR",
+    help="Unlabelled images from where the model will be used (any layout; class folders in it "
+    "are used only to evaluate). advise/auto: the gap to them is measured and rules DA04-DA08 "
+    "decide whether and how to adapt; train: the recipe's domain_adaptation.method adapts to "
+    "them.")
+
 
 def backbone_file_option(command: Any) -> Any:
     """``--backbone-file YAML`` (repeatable): register the user's own backbones for this command

@@ -8,7 +8,7 @@ import click
 
 from autotransfer.cli._common import backbone_file_option
 from autotransfer.cli._common import (check_writable, echo_json, json_option, precision_option,
-                                      stdout_console)
+                                      stdout_console, target_option)
 
 
 @click.command("advise")
@@ -32,11 +32,12 @@ from autotransfer.cli._common import (check_writable, echo_json, json_option, pr
               help="Fit the schedule so that one training takes at most this long on this "
               "machine (30m, 1h, 90s), estimated from the forward pass timed while probing.")
 @precision_option
+@target_option
 @json_option
 @backbone_file_option
 def command(dataset: Path, out: Path | None, backbones: str | None, max_params: float | None,
             preset: str, per_class: int, max_total: int, seed: int, no_cache: bool,
-            time_budget: str | None, precision: str, as_json: bool) -> None:
+            time_budget: str | None, precision: str, target: Path | None, as_json: bool) -> None:
     """Advise a fine-tuning recipe for DATASET, explaining every decision.
 
     Profiles the data, probes the candidate backbones on a sample (BN-statistics shift, ImageNet
@@ -49,17 +50,17 @@ def command(dataset: Path, out: Path | None, backbones: str | None, max_params: 
     from autotransfer.cli.probe import echo_left_out
     from autotransfer.recipe.io import save_recipe
 
-    target = check_writable(out or Path("recipe.yaml"))
+    recipe_path = check_writable(out or Path("recipe.yaml"))
     names = [b.strip() for b in backbones.split(",") if b.strip()] if backbones else None
     # verbose=1: the steps on stderr, with bars and estimates (the display of auto's too)
     advisor = Advisor(backbones=names, max_params_m=max_params, preset=preset,
                       per_class=per_class, max_total=max_total, seed=seed, cache=not no_cache,
-                      time_budget=time_budget, precision=precision, verbose=1)
+                      time_budget=time_budget, precision=precision, target=target, verbose=1)
     advice = advisor.fit(dataset).advice_
     echo_left_out(advisor.profile_)
-    save_recipe(advice.recipe, target)
+    save_recipe(advice.recipe, recipe_path)
     if as_json:
-        echo_json({**advice.to_dict(), "recipe_path": str(target)})
+        echo_json({**advice.to_dict(), "recipe_path": str(recipe_path)})
     else:
         from autotransfer.report.advice import render_advice
 
@@ -68,5 +69,7 @@ def command(dataset: Path, out: Path | None, backbones: str | None, max_params: 
 
     own = backbone_file_of(advice.recipe.backbone.name)
     with_file = f" --backbone-file {own}" if own else ""
-    click.echo(f"Wrote the recipe to {target}; train it with: autotransfer train {dataset} "
-               f"--recipe {target}{with_file} --out runs/NAME", err=True)
+    if target is not None and advice.recipe.domain_adaptation.needs_target:
+        with_file += f" --target {target}"
+    click.echo(f"Wrote the recipe to {recipe_path}; train it with: autotransfer train {dataset} "
+               f"--recipe {recipe_path}{with_file} --out runs/NAME", err=True)

@@ -133,9 +133,73 @@ class Regularization(_Strict):
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=0.5)
 
 
+#: adaptation methods that add a loss on unlabelled target images to the training objective
+LOSS_METHODS = ("coral", "mmd", "mcc", "entropy", "dann", "cdan")
+#: methods that align *features*: something before the head's output layer must train
+FEATURE_METHODS = ("coral", "mmd", "dann", "cdan")
+#: methods that need the unlabelled target images (``train(..., target=DIR)``)
+TARGET_METHODS = ("adabn_target", *LOSS_METHODS)
+
+
 class DomainAdaptation(_Strict):
-    method: Literal["none", "adabn"] = "none"
+    """How the model adapts: to its own training data (``adabn``) or to unlabelled *target*
+    images given to the trainer next to the recipe (every other method; see
+    :mod:`autotransfer.train.adaptation`). The target folder is not part of the recipe: it is an
+    argument of ``train`` (``--target DIR``), recorded in the run's metrics."""
+
+    method: Literal["none", "adabn", "adabn_target", "coral", "mmd", "mcc", "entropy", "dann",
+                    "cdan"] = Field(
+        default="none",
+        description="'adabn': BN statistics re-estimated on the training images before "
+        "before_phase; 'adabn_target': the source-trained model's BN statistics replaced by the "
+        "target images' after the last phase (Li et al. 2016); 'coral' (Sun & Saenko 2016), "
+        "'mmd' (multi-kernel, Long et al. 2015), 'mcc' (Jin et al. 2020), 'entropy' (entropy "
+        "minimisation on target predictions), 'dann' (Ganin et al. 2016), 'cdan' (Long et al. "
+        "2018): weight x that loss added in every gradient phase.")
     before_phase: int = Field(default=0, ge=0, description="AdaBN re-estimates BN statistics on the target training data before this phase.")
+    weight: float = Field(
+        default=1.0, ge=0.0, le=100.0,
+        description="Trade-off lambda of the adaptation loss (loss methods only; 0 trains as "
+        "source-only while still reading the target images).")
+    mcc_temperature: float = Field(default=2.5, gt=0.0, le=100.0,
+                                   description="'mcc' only: softmax temperature of the target "
+                                   "predictions (Jin et al. 2020 use 2.5).")
+    discriminator_units: int = Field(default=256, ge=8, le=4096,
+                                     description="'dann'/'cdan': width of the domain "
+                                     "discriminator's two hidden layers.")
+    ramp_steps: int = Field(default=1000, ge=0, le=1_000_000,
+                            description="'dann'/'cdan': steps over which the gradient-reversal "
+                            "coefficient grows from 0 to 1 (2/(1+exp(-10p))-1, Ganin et al.); "
+                            "0: full strength from the first step.")
+    cdan_entropy: bool = Field(default=True,
+                               description="'cdan' only: weight target and source examples by "
+                               "prediction certainty (CDAN+E).")
+    bottleneck_units: int = Field(
+        default=256, ge=0, le=4096,
+        description="Feature-aligning methods with a frozen backbone: the head's hidden layer "
+        "width used when head.hidden_units is 0 (the aligned features must be trainable, as in "
+        "the reference implementations' bottleneck); 0 refuses such recipes instead.")
+
+    @model_validator(mode="after")
+    def _fields_fit_method(self) -> DomainAdaptation:
+        if self.method not in LOSS_METHODS:
+            loss_only = {"weight": 1.0, "mcc_temperature": 2.5, "discriminator_units": 256,
+                         "ramp_steps": 1000, "cdan_entropy": True, "bottleneck_units": 256}
+            changed = [k for k, default in loss_only.items() if getattr(self, k) != default]
+            if changed:
+                raise ValueError(f"{', '.join(changed)} only apply to the loss methods "
+                                 f"({', '.join(LOSS_METHODS)}), not to method '{self.method}'; "
+                                 "remove them or choose such a method")
+        return self
+
+    @property
+    def needs_target(self) -> bool:
+        """Whether the method reads unlabelled target images."""
+        return self.method in TARGET_METHODS
+
+    @property
+    def has_loss(self) -> bool:
+        return self.method in LOSS_METHODS
 
 
 class EarlyStopping(_Strict):
@@ -181,11 +245,31 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
-        if self.domain_adaptation.before_phase >= len(self.phases) and self.domain_adaptation.method != "none":
+        da = self.domain_adaptation
+        if da.before_phase >= len(self.phases) and da.method in ("adabn", "adabn_target"):
             raise ValueError(
                 f"domain_adaptation.before_phase is {self.domain_adaptation.before_phase} but the "
                 f"recipe has {len(self.phases)} phase(s)"
             )
+        if da.has_loss and all(self.solves_head(p) for p in self.phases):
+            raise ValueError(
+                f"domain_adaptation.method '{da.method}' adds a loss to gradient training, but "
+                "every phase fits the head exactly (head.solver 'lbfgs'); set head.solver to "
+                "'gradient' or add a phase that trains by gradient")
+        if (da.method in FEATURE_METHODS and da.bottleneck_units and not self.head.hidden_units
+                and self.head.solver == "lbfgs"):
+            raise ValueError(
+                f"domain_adaptation.method '{da.method}' adds a bottleneck layer to the head "
+                f"({da.bottleneck_units} units), which head.solver 'lbfgs' cannot fit; set "
+                "head.solver to 'gradient'")
+        if (da.method in FEATURE_METHODS and da.bottleneck_units == 0
+                and self.head.hidden_units == 0
+                and all(p.trainable_from >= N_GROUPS for p in self.phases)):
+            raise ValueError(
+                f"domain_adaptation.method '{da.method}' aligns features, but nothing before the "
+                "head's output layer trains (backbone frozen, head.hidden_units 0, "
+                "bottleneck_units 0); set bottleneck_units or head.hidden_units above 0, or "
+                "unfreeze a layer group")
         return self
 
     def solves_head(self, phase: Phase) -> bool:

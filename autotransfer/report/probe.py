@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from autotransfer.probes.domain_gap import DomainGap
 from autotransfer.probes.models import ProbeReport
 
 
@@ -63,3 +64,36 @@ def render_probe(report: ProbeReport, console: Console) -> None:
     for p in report.probes:
         if p.imagenet is None and p.imagenet_note:
             console.print(f"[dim]No ImageNet view from {p.backbone}: {p.imagenet_note}.[/dim]")
+    if report.domain_gap is not None:
+        render_gap(report.domain_gap, console)
+
+
+def render_gap(gap: DomainGap, console: Console) -> None:
+    """Source against the unlabelled target images (``--target``)."""
+    console.print(f"[bold]Gap to the target[/bold] {gap.target_root} ({gap.n_target_images} "
+                  f"images; {gap.n_source} source and {gap.n_target} target images measured with "
+                  f"{gap.backbone}" + (", cached" if gap.cached else "") + ")")
+    table = Table()
+    for col in ("measure", "source", "target", "gap"):
+        table.add_column(col, justify="left" if col == "measure" else "right", no_wrap=True)
+    table.add_row("domain classifier error (chance 0.5)", "", "", _num(gap.domain_error, 3))
+    table.add_row("proxy A-distance 2(1-2ε), 0..2", "", "", _num(gap.a_distance, 2))
+    table.add_row("BN shift from ImageNet / between", _num(gap.source_bn_shift, 2),
+                  _num(gap.target_bn_shift, 2), _num(gap.bn_overall, 2))
+    table.add_row("ImageNet entropy (normalised)", _num(gap.source_entropy, 2),
+                  _num(gap.target_entropy, 2), "")
+    table.add_row("linear probe prediction entropy", _num(gap.source_pred_entropy, 2),
+                  _num(gap.target_pred_entropy, 2), "")
+    table.add_row("predicted classes (total variation)", "", "", _num(gap.class_tv, 2))
+    console.print(table)
+    if gap.bn_applicable and gap.bn_peak_group:
+        by_group = ", ".join(f"{g} {_num(v, 2)}" for g, v in gap.bn_per_group.items())
+        console.print(f"[dim]BN shift between source and target by depth: {by_group} (peak "
+                      f"{gap.bn_peak_group})[/dim]")
+    if gap.evaluation is not None:
+        e = gap.evaluation
+        after = ("" if e.adabn_linear_accuracy is None else
+                 f"; {e.adabn_linear_accuracy:.1%} with AdaBN on each domain (half of them)")
+        console.print(f"[dim]Target class folders (evaluation only, no decision reads them): the "
+                      f"source linear probe gets {e.source_only_linear_accuracy:.1%} of "
+                      f"{e.n_images} target images right{after}.[/dim]")

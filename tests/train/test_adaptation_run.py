@@ -1,0 +1,110 @@
+"""Adaptation through the one phase executor: ``train(..., objective=objective_for(recipe,
+target))`` on the tiny backbone — the loss applied where the recipe says, target labels unread."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from autotransfer.data.target import read_target
+from autotransfer.errors import InvalidConfigError
+from autotransfer.train.adaptation import objective_for
+from autotransfer.train.run import train
+from tests.train.helpers import make_colour_dataset, tiny_recipe
+
+COUNTS = {"red": 10, "green": 10, "blue": 10}
+
+
+def _target(root, shift: int = 60):
+    """Class folders of brighter copies (a domain shift); the folders are evaluation labels."""
+    make_colour_dataset(root, {k: 6 for k in COUNTS}, seed=1)
+    for path in root.rglob("*.png"):
+        img = np.asarray(Image.open(path), dtype=np.int16) + shift
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    return root
+
+
+def _recipe(method: str, **da):
+    return tiny_recipe(
+        domain_adaptation={"method": method, **da},
+        phases=[{"name": "head", "epochs": 2, "trainable_from": 5, "learning_rate": 0.01}])
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    base = tmp_path_factory.mktemp("adapt")
+    return make_colour_dataset(base / "source", COUNTS), _target(base / "target")
+
+
+def _weights(run):
+    model = keras.saving.load_model(run.model_path, compile=False)
+    return model.get_weights()
+
+
+def test_coral_runs_on_cached_features_and_ignores_the_target_labels(folders, tmp_path):
+    source, target_dir = folders
+    recipe = _recipe("coral", weight=1.0)
+    target = read_target(target_dir)
+    assert target.labelled  # class folders: evaluation labels exist
+    poisoned = target.model_copy(update={"eval_labels": {k: "red" for k in target.eval_labels}})
+    run = train(source, recipe, tmp_path / "a", target=target_dir)  # the folder, as --target
+    run_poisoned = train(source, recipe, tmp_path / "b",
+                         objective=objective_for(recipe, poisoned))
+    plain = train(source, tiny_recipe(phases=recipe.model_dump()["phases"],
+                                      head={"dropout": 0.0, "hidden_units": 256}),
+                  tmp_path / "c")
+    history = run.phases[0].history
+    assert "adapt_loss" in history and history["adapt_loss"][-1] > 0
+    assert "adapt_loss" not in plain.phases[0].history
+    assert run.metrics["domain_adaptation"]["phases"][0]["on"] == "cached features"
+    assert run.metrics["domain_adaptation"]["target_images"] == 18
+    for a, b in zip(_weights(run), _weights(run_poisoned), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # the shipped model is the plain classifier (a bottleneck head, no discriminator), with the
+    # same weight shapes as source-only training's and a head the loss moved
+    shipped, source_only = _weights(run), _weights(plain)
+    assert [a.shape for a in shipped] == [b.shape for b in source_only]
+    assert any(not np.allclose(a, b) for a, b in zip(shipped, source_only, strict=True))
+
+
+def test_mcc_trains_on_images_when_features_are_not_cached(folders, tmp_path):
+    source, target_dir = folders
+    recipe = _recipe("mcc", weight=0.5)
+    objective = objective_for(recipe, read_target(target_dir))
+    run = train(source, recipe, tmp_path / "run", objective=objective, feature_cache=False)
+    assert objective.record["phases"][0]["on"] == "images"
+    assert run.phases[0].history["adapt_loss"][-1] > 0
+
+
+def test_adabn_target_ships_the_target_statistics(folders, tmp_path):
+    source, target_dir = folders
+    recipe = _recipe("adabn_target")
+    objective = objective_for(recipe, read_target(target_dir))
+    train(source, recipe, tmp_path / "run", objective=objective)
+    record = objective.record["adabn_target"]
+    assert record["n_images"] == 18 and record["n_layers"] > 0 and record["mean_abs_shift"] > 0
+
+
+def test_a_method_that_needs_target_images_without_them_is_a_clear_error():
+    with pytest.raises(InvalidConfigError, match="--target DIR"):
+        objective_for(_recipe("dann"), None)
+    assert objective_for(_recipe("none"), None) is None
+    assert objective_for(tiny_recipe(domain_adaptation={"method": "adabn"}), None) is None
+
+
+def test_the_weight_is_chosen_without_target_labels_and_explained(folders, tmp_path):
+    from autotransfer.train.adaptation.choose_weight import choose_weight
+
+    source, target_dir = folders
+    recipe = _recipe("entropy", weight=1.0)
+    target = read_target(target_dir)
+    choice = choose_weight(source, recipe, target, tmp_path / "sel", weights=(1.0,))
+    poisoned = target.model_copy(update={"eval_labels": {k: "blue" for k in target.eval_labels}})
+    again = choose_weight(source, recipe, poisoned, tmp_path / "sel", weights=(1.0,))  # reused
+    assert set(choice.scores) == {0.0, 1.0} and choice.weight in (0.0, 1.0)
+    assert again.scores == choice.scores
+    assert choice.recipe.domain_adaptation.weight == choice.weight
+    reason = choice.recipe.reasons["domain_adaptation.weight"]
+    assert reason.rule == "DA09" and "without target labels" in reason.text

@@ -1,0 +1,59 @@
+"""train(..., target=): the target is checked, handed to the recipe's adaptation, recorded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from autotransfer.errors import InvalidConfigError, TargetFolderError
+from tests.data.builders import make_class_folders
+from tests.train.helpers import make_colour_dataset, tiny_recipe
+
+pytest.importorskip("keras")
+
+from autotransfer.train.run import train  # noqa: E402
+
+
+def _head_only(**da):
+    return tiny_recipe(phases=[{"name": "head", "epochs": 1, "trainable_from": 5,
+                                "learning_rate": 0.01}], domain_adaptation=da)
+
+
+def test_a_method_that_needs_a_target_refuses_to_run_without_one(tmp_path):
+    data = make_colour_dataset(tmp_path / "data", {"r": 6, "g": 6})
+    with pytest.raises(InvalidConfigError, match="'coral'.*--target DIR"):
+        train(data, _head_only(method="coral"), tmp_path / "run")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
+
+
+def test_a_bad_target_fails_before_anything_is_written(tmp_path):
+    data = make_colour_dataset(tmp_path / "data", {"r": 6, "g": 6})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TargetFolderError, match="holds no images"):
+        train(data, _head_only(method="coral"), tmp_path / "run", target=tmp_path / "empty")
+    assert not (tmp_path / "run.partial").exists()
+    with pytest.raises(TargetFolderError, match="is the source dataset itself"):
+        train(data, _head_only(), tmp_path / "run", target=data)
+    assert not (tmp_path / "run.partial").exists()
+
+
+def test_a_target_the_method_does_not_read_is_recorded_as_such(tmp_path):
+    data = make_colour_dataset(tmp_path / "data", {"r": 6, "g": 6})
+    target = make_class_folders(tmp_path / "target", {"r": 3, "g": 3}, seed=70)
+    result = train(data, _head_only(), tmp_path / "run", target=target)
+    record = json.loads((result.out / "metrics.json").read_text())["target"]
+    assert record["n_images"] == 6 and record["path"] == str(target)
+    assert not record["used"] and "'none' does not read" in record["note"]
+    assert len(record["fingerprint"]) == 64
+
+
+def test_an_adapting_recipe_trains_with_the_target_and_records_what_it_did(tmp_path):
+    data = make_colour_dataset(tmp_path / "data", {"r": 8, "g": 8})
+    target = make_colour_dataset(tmp_path / "target", {"r": 4, "g": 4}, seed=9)
+    recipe = _head_only(method="mcc")
+    result = train(data, recipe.model_copy(update={"head": recipe.head.model_copy(
+        update={"solver": "gradient"})}), tmp_path / "run", target=target)
+    metrics = json.loads((result.out / "metrics.json").read_text())
+    assert metrics["target"]["used"] and metrics["target"]["n_images"] == 8
+    assert metrics["domain_adaptation"]["method"] == "mcc"
