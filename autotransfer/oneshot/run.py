@@ -161,6 +161,14 @@ def auto(
     skip_search = skip_rule = None
     # the linear probe: a candidate of every run that fine-tunes (rule SEL02)
     probe, probe_note = None, "the advised recipe trains the head alone: it is the linear probe"
+    # SEL02 compares on source validation images, which cannot see what adaptation buys on the
+    # target: a recipe adapting to target images (DA04-DA10 decide it) has no probe candidate
+    adapts = advice.recipe.domain_adaptation.needs_target
+    if adapts:
+        probe_note = (f"the advised recipe adapts to the target images "
+                      f"({advice.recipe.domain_adaptation.method}): the source validation split "
+                      "cannot tell what that buys on the target, so the linear probe is not a "
+                      "candidate (SEL02)")
     if budget is not None:  # rule BUD03: refuse, before any training, a budget below the floor
         with folder.refused_cleanly():
             budget_floor.floor_after_probing(
@@ -174,7 +182,7 @@ def auto(
                           precision=precision)
 
         whole = sized(max(1.0, remaining - shares.wrap_up_s))
-        if linear_probe.fine_tunes(whole.recipe):  # rule SEL02, out of the budget: size again
+        if linear_probe.fine_tunes(whole.recipe) and not adapts:  # SEL02: size again
             probe_s = budget_floor.head_seconds(advice.facts, whole.recipe.backbone.input_size,
                                                 floor_params) or 0.0
             beside = sized(max(1.0, remaining - shares.wrap_up_s - probe_s))
@@ -189,7 +197,7 @@ def auto(
                 remaining = max(1.0, remaining - probe_s)
         searched = plan.plan_search(sized, remaining, factor, trials, shares, budget_floor.RULE)
         advice, skip_search, skip_rule = searched.advice, searched.skipped, searched.rule
-    elif linear_probe.fine_tunes(advice.recipe):
+    elif linear_probe.fine_tunes(advice.recipe) and not adapts:
         probe, probe_note = _train_probe(splits, advice.recipe, partial, step, store)
     recipe = advice.recipe
     target_set = advisor.target_
