@@ -74,7 +74,8 @@ def images_key(records: Sequence[Any]) -> str:
     """A digest of which images, in which order (path and content hash of each)."""
     h = hashlib.sha256()
     for r in records:
-        h.update(f"{r.path}\0{r.sha}\n".encode())
+        # file names that are not UTF-8 reach Python as surrogate escapes: hash their bytes
+        h.update(f"{r.path}\0{r.sha}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:24]
 
 
