@@ -103,19 +103,11 @@ def rule_params(rule_id: str) -> dict[str, Any]:
     return dict(next(r for r in rules if r["id"] == rule_id)["params"])
 
 
-def stable_rules(tries: int = 30, wait: float = 20.0) -> Any:
-    """The rule base, loaded once for the whole run (retried while the file fails to validate)."""
+def stable_rules() -> Any:
+    """The rule base, loaded once for the whole run (an edit during a long run does not mix in)."""
     from autotransfer.advisor.rules import load_rules
-    from autotransfer.errors import AutoTransferError
 
-    for attempt in range(tries):
-        try:
-            return load_rules()
-        except AutoTransferError as e:
-            if attempt == tries - 1:
-                raise
-            print(f"rules.yaml does not validate now ({str(e)[:120]}…); retrying", flush=True)
-            time.sleep(wait)
+    return load_rules()
 
 
 # ----------------------------------------------------------------------------- layouts

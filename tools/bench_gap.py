@@ -114,20 +114,11 @@ def write_target(records: list, root: Path, out: Path, kind: str, severity: int,
     return out
 
 
-def _rules(tries: int = 20) -> object:
-    """The rule base; retried while it fails to load (it is a file others may be editing)."""
+def _rules() -> object:
+    """The rule base, loaded once for the whole run."""
     from autotransfer.advisor.rules import load_rules
-    from autotransfer.errors import InvalidConfigError
 
-    for attempt in range(tries):
-        try:
-            return load_rules()
-        except InvalidConfigError as exc:
-            if attempt == tries - 1:
-                raise
-            print(f"rule base not loadable yet ({exc}); retrying in 30 s", flush=True)
-            time.sleep(30)
-    raise AssertionError("unreachable")
+    return load_rules()
 
 
 def _load() -> str:

@@ -135,9 +135,7 @@ def markdown_report(result: AutoResult, advised: Recipe, refined: Recipe,
             out.append(f"\nAdaBN check ({p.backbone}): {p.adabn.describe()}.")
     o = advice.probes.orientation
     if o is not None:
-        out.append(f"\nOrientation: quarter turns predicted with accuracy "
-                   f"{o.rotation_accuracy:.2f} (chance 0.25), mirror images {o.flip_accuracy:.2f} "
-                   "(chance 0.5).")
+        out.append(f"\nOrientation: {o.describe()}.")
 
     # the decisions
     out += ["", "## 3. What was decided, and why", "",

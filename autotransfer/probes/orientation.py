@@ -27,6 +27,11 @@ class Orientation(BaseModel):
     rotation_accuracy: float = Field(description="4-way quarter-turn prediction; chance 0.25.")
     flip_accuracy: float = Field(description="Mirrored-or-not prediction; chance 0.5.")
 
+    def describe(self) -> str:
+        """``"quarter turns predicted with accuracy 0.31 (chance 0.25), mirror images …"``."""
+        return (f"quarter turns predicted with accuracy {self.rotation_accuracy:.2f} (chance "
+                f"0.25), mirror images {self.flip_accuracy:.2f} (chance 0.5)")
+
 
 def views(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All views (N × 5: rotations by 0, 90, 180, 270° and the horizontal mirror), the view

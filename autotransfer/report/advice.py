@@ -161,9 +161,7 @@ def render_advice(advice: Advice, console: Console, *, show_probes: bool = True)
             console.print(f"Precision check ({p.backbone}): {p.precision.describe()}")
     o = advice.probes.orientation
     if o is not None:
-        console.print(f"Orientation ({o.backbone}, {o.n_images} images): quarter turns predicted with "
-                      f"accuracy {o.rotation_accuracy:.2f} (chance 0.25), mirror images "
-                      f"{o.flip_accuracy:.2f} (chance 0.5)")
+        console.print(f"Orientation ({o.backbone}, {o.n_images} images): {o.describe()}")
 
     console.print("[bold]Backbones[/bold] (rule BB01: ranked by LogME under your constraints)")
     ranking = Table()
