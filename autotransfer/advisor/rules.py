@@ -14,6 +14,7 @@ import ast
 import math
 import os
 from collections.abc import Mapping
+import functools
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -210,12 +211,27 @@ def _format(rule: Rule, names: Mapping[str, Any]) -> str:
 
 def rule_params(rule_id: str) -> dict[str, Any]:
     """The parameters of rule ``rule_id``, for a decision taken outside the advisor."""
-    return dict(load_rules().get(rule_id).params)
+    return dict(_current_rules().get(rule_id).params)
 
 
 def rule_text(rule_id: str, values: Mapping[str, Any]) -> str:
     """Rule ``rule_id``'s sentence with ``{name}`` fields from its params and ``values``."""
-    return load_rules().get(rule_id).explain(values)
+    return _current_rules().get(rule_id).explain(values)
+
+
+def _current_rules() -> RuleBase:
+    """The default rule base, parsed once per version of the file (not at every decision)."""
+    file = recipes_dir() / "rules.yaml"
+    try:
+        stat = file.stat()
+    except OSError:
+        return load_rules(file)  # load_rules names the missing file
+    return _parsed_rules(str(file), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed_rules(file: str, mtime_ns: int, size: int) -> RuleBase:
+    return load_rules(file)
 
 
 def recipes_dir() -> Path:
