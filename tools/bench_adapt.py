@@ -404,9 +404,9 @@ def write_report(results: dict[str, Any]) -> None:
         lines.append("No task complete yet.")
         atomic_write_text(OUT_MD, "\n".join(lines) + "\n")
         return
-    from autotransfer.train.adaptation.validate import DEFAULT_CRITERION
+    from autotransfer.train.adaptation.choose_weight import rule_criterion
 
-    crit = DEFAULT_CRITERION
+    crit = rule_criterion()
     hindsight = best_criterion(summary)
     names = [n for n, _, _ in candidates()]
     methods = ["source_only", "adabn_target", "bottleneck@0", *FEATURE_METHODS, *OUTPUT_METHODS]

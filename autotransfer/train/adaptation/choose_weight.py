@@ -1,6 +1,6 @@
 """Choose the adaptation weight λ without target labels: train one run per candidate weight
 (0 = the same method's architecture trained source-only) by the one trainer, score every run by
-the unsupervised criterion (:data:`.validate.DEFAULT_CRITERION`), keep the best.
+the unsupervised criterion (rule DA09's), keep the best.
 
 The runs share the source split (the recipe's seed), so their source validation images are the
 same; the target images are read from their paths only. The returned recipe carries the chosen

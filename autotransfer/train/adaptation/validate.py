@@ -4,8 +4,8 @@ a trained classifier, and the choice among candidates.
 :func:`candidate_outputs` runs a trained classifier (a shipped model or a bare classifier) on the
 labelled source validation batches and the unlabelled target images and keeps its penultimate
 features and predictions; :func:`choose` scores candidates with a criterion of
-:mod:`.selection` and explains the pick. ``DEFAULT_CRITERION`` is the one measured most reliable
-on Office-Caltech-10 (docs/benchmarks/adapt.md).
+:mod:`.selection` and explains the pick; by default with rule DA09's criterion, the one measured
+most reliable on Office-Caltech-10 (docs/benchmarks/adapt.md).
 """
 
 from __future__ import annotations
@@ -19,9 +19,6 @@ import tensorflow as tf
 
 from autotransfer.train.adaptation.model import features_and_predictions
 from autotransfer.train.adaptation.selection import CandidateOutputs, scores
-
-#: the criterion that chooses by default (lowest regret on Office-Caltech-10; see adapt.md)
-DEFAULT_CRITERION = "dev"
 
 
 @dataclass(frozen=True)
@@ -52,10 +49,14 @@ def candidate_outputs(name: str, model: Any, source_val: tf.data.Dataset,
 
 
 def choose(candidates: Mapping[str, CandidateOutputs],
-           criterion: str = DEFAULT_CRITERION) -> Choice:
-    """The candidate with the best ``criterion`` score (higher is better)."""
+           criterion: str | None = None) -> Choice:
+    """The candidate with the best ``criterion`` score (higher is better; default: DA09's)."""
     if not candidates:
         raise ValueError("no candidates to choose from")
+    if criterion is None:
+        from autotransfer.advisor.rules import rule_params
+
+        criterion = str(rule_params("DA09")["criterion"])
     measured = {name: scores(c, (criterion,))[criterion] for name, c in candidates.items()}
     best = max(measured, key=lambda k: measured[k])
     ranked = ", ".join(f"{k} {v:.3f}" for k, v in sorted(measured.items(),
