@@ -34,6 +34,6 @@ def test_auto_with_a_target_trains_the_advised_adaptation_with_it(tmp_path, monk
     assert advice["probes"]["domain_gap"]["n_target_images"] == 20
     metrics = json.loads((result.out / "model" / "metrics.json").read_text())
     assert metrics["target"]["n_images"] == 20
-    if method not in ("none", "adabn"):
-        assert "adapts to the target images" in result.budget["search_skipped"]
+    if method not in ("none", "adabn"):  # the search's trials adapt, ranked by DA09's criterion
+        assert result.tuning is not None and result.tuning.objective["rule"] == "DA11"
         assert metrics["target"]["used"] and metrics["domain_adaptation"]["method"] == method

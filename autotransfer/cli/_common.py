@@ -28,7 +28,7 @@ target_option = click.option(
     help="Unlabelled images from where the model will be used (any layout; class folders in it "
     "are used only to evaluate). advise/auto: the gap to them is measured and rules DA04-DA08 "
     "decide whether and how to adapt; train: the recipe's domain_adaptation.method adapts to "
-    "them.")
+    "them; tune: an adapting recipe's trials train with them, ranked without their labels.")
 
 
 def backbone_file_option(command: Any) -> Any:

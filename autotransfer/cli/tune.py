@@ -9,11 +9,11 @@ import click
 
 from autotransfer.cli._common import backbone_file_option
 from autotransfer.cli._common import (check_writable, echo_json, json_option, precision_option,
-                                      stdout_console)
+                                      stdout_console, target_option)
 
 ALGORITHMS = ("bayesian", "hyperband", "random")
 DIMENSIONS = ("head_lr", "finetune_lr", "finetune_from", "augmentation_scale", "dropout",
-              "label_smoothing", "weight_decay", "epochs_scale", "backbone")
+              "label_smoothing", "weight_decay", "epochs_scale", "backbone", "adaptation_weight")
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -38,7 +38,11 @@ def print_trials(result: Any, console: Any) -> None:
                       "–" if t.val_loss is None else f"{t.val_loss:.4f}",
                       "–" if t.seconds is None else f"{t.seconds:.0f}", changed)
     console.print(table)
-    if result.gain is not None:
+    if result.objective:  # an adapting search (rule DA11): ranked by a score on the target
+        console.print(f"Kept trial {result.best_trial} ({result.objective['rule']}, by "
+                      f"{result.objective['criterion']} on the target): "
+                      f"{result.selection.get('why', '')}.")
+    elif result.gain is not None:
         console.print(f"Best trial {result.best_trial}: validation accuracy "
                       f"{result.best_accuracy:.4f}, {result.gain:+.4f} over trial 0 (the recipe "
                       "as given).")
@@ -82,12 +86,13 @@ def print_trials(result: Any, console: Any) -> None:
               "(checkpoints, logs, a saved model per trial) instead of in memory with the frozen "
               "layers' activations shared across trials (slower).")
 @precision_option
+@target_option
 @json_option
 @backbone_file_option
 def command(dataset: Path, recipe: Path | None, out: Path, trials: int, time_budget: str | None,
             overwrite: bool, algorithm: str, only: str | None, fixed: str | None,
             backbones: str | None, preset: str, no_shared_cache: bool, precision: str,
-            as_json: bool) -> None:
+            target: Path | None, as_json: bool) -> None:
     """Refine a recipe for DATASET with KerasTuner, starting from the recipe itself.
 
     The search space is centred on the recipe (learning rates on a log range around them, the
@@ -95,6 +100,8 @@ def command(dataset: Path, recipe: Path | None, out: Path, trials: int, time_bud
     weight decay, the probes' runner-up backbones); trial 0 trains the recipe unchanged, then
     Bayesian optimisation (or Hyperband) proposes the others. Failed trials are recorded and
     skipped. The refined recipe records what changed and the validation gain over trial 0.
+    With --target, a recipe that adapts to the target trains every trial with it, and trials
+    are ranked by rule DA09's criterion on the target (no target label), λ searched (rule DA11).
 
     \b
     Distributed: start one process with KERASTUNER_TUNER_ID=chief and the workers with
@@ -125,8 +132,9 @@ def command(dataset: Path, recipe: Path | None, out: Path, trials: int, time_bud
                       overwrite=overwrite, algorithm=algorithm, backbones=names,
                       include=_names(only), exclude=_names(fixed) or (),
                       shared_cache=not no_shared_cache,
-                      advisor_kwargs={"preset": preset, "precision": precision},
-                      progress=progress)
+                      advisor_kwargs={"preset": preset, "precision": precision,
+                                      "target": target},
+                      progress=progress, target=target)
     if result.role == "worker":
         ran = ", ".join(t.trial_id for t in result.trials) or "none"
         click.echo(f"Worker ran trial(s) {ran}; the chief writes the results.", err=True)

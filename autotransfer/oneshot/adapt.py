@@ -1,11 +1,14 @@
 """auto's adaptation to a target: the loss weight λ chosen without target labels (rule DA09, or
-DA10 when the budget cannot hold the candidates), and the gap before and after the final training.
+DA10 when the budget cannot hold the candidates, or the search's adapting trials: DA11), the
+chosen candidate reused as the final model when it trained the same recipe on the same images,
+and the gap before and after the final training.
 
 The candidates are :func:`autotransfer.train.adaptation.choose_weight.choose_weight`'s runs (one
-per λ of DA09's ``weights`` and λ = 0, scored by DA09's ``criterion``), kept in
-``adaptation_weight/`` of the run folder. The gap "before" is the advisor's (frozen backbone), and,
-when the source-only candidate (λ = 0) trained, that model's; the gap "after" is the final model's
-(:mod:`autotransfer.train.adaptation.trained_gap`).
+per λ of DA09's ``weights`` and λ = 0, and, when the recipe trains the head alone, the
+source-only recipe with its head fitted exactly, ``exact_head``; scored by DA09's ``criterion``),
+kept in ``adaptation_weight/`` of the run folder. The gap "before" is the advisor's (frozen
+backbone), and, when the source-only candidate (λ = 0) trained, that model's; the gap "after" is
+the final model's (:mod:`autotransfer.train.adaptation.trained_gap`).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from typing import Any
 
 from autotransfer.advisor.rules import rule_text
 from autotransfer.recipe.schema import Reason, Recipe
+from autotransfer.train.adaptation.gap_report import BEFORE, gap_table  # train's report's too
 
-CHOOSE, SKIP = "DA09", "DA10"
+CHOOSE, SKIP, SEARCHED = "DA09", "DA10", "DA11"
 #: the candidates' folder inside the run folder
 FOLDER = "adaptation_weight"
 KEY = "domain_adaptation.weight"
@@ -38,11 +42,14 @@ class Adaptation:
     seconds: float = 0.0
     #: the gap: ``before`` (advisor, frozen backbone), ``source_only`` (λ = 0 run), ``after``
     gap: dict[str, Any] = field(default_factory=dict)
+    #: DA09's chosen candidate's folder in ``adaptation_weight/`` (``weight_<λ>``, ``exact_head``)
+    candidate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "weight": self.weight, "rule": self.rule, "why": self.why,
                 "scores": self.scores, "criterion": self.criterion,
-                "seconds": round(self.seconds, 2), "gap": self.gap}
+                "seconds": round(self.seconds, 2), "gap": self.gap,
+                "candidate": self.candidate}
 
 
 def grid() -> tuple[str, tuple[float, ...]]:
@@ -60,7 +67,7 @@ def choose_in_budget(splits: Any, recipe: Recipe, target: Any, partial: Path, *,
     ``seconds_left()`` is the budget left for training (``None``: no budget), ``sized_s`` the
     time one training of ``recipe`` was sized to, ``factor`` the final training's over one run's.
     """
-    from autotransfer.train.adaptation.choose_weight import choose_weight
+    from autotransfer.train.adaptation.choose_weight import choose_weight, exact_head_fits
 
     started = time.time()
     criterion, weights = grid()
@@ -77,27 +84,141 @@ def choose_in_budget(splits: Any, recipe: Recipe, target: Any, partial: Path, *,
         f"{criterion}, without target labels (rule {CHOOSE}): training the source-only candidate")
     first = time.time()
     choose_weight(splits, recipe, target, folder, weights=(), criterion=criterion,
-                  progress=False)  # λ = 0 alone: its time sizes the rest
+                  exact_head=False, progress=False)  # λ = 0 alone: its time sizes the rest
     run_s = time.time() - first
     left = seconds_left()
-    need = (len(weights) + factor) * run_s
+    exact = exact_head_fits(recipe)  # the source-only exact head: one more candidate
+    more = len(weights) + int(exact)
+    need = (more + factor) * run_s
     if left is not None and left < need:
         why = (f"after the source-only candidate ({run_s:.0f} s), the time left ({left:.0f} s) "
-               f"cannot hold {len(weights)} more candidate(s) and the final training "
+               f"cannot hold {more} more candidate(s) and the final training "
                f"({need:.0f} s)")
         return _kept(recipe, record, why, {"seconds_left": round(left, 1),
                                            "run_s": round(run_s, 1), "needed_s": round(need, 1)},
                      started)
-    say(f"Training {len(weights)} more candidate(s) (λ = "
-        f"{', '.join(f'{w:g}' for w in weights)})")
+    say(f"Training {more} more candidate(s) (λ = "
+        f"{', '.join(f'{w:g}' for w in weights)}"
+        + ("; the exact head, source-only" if exact else "") + ")")
     choice = choose_weight(splits, recipe, target, folder, weights=weights, criterion=criterion,
-                           progress=False)
-    record.weight, record.rule = choice.weight, CHOOSE
+                           exact_head=exact, progress=False)
+    record.rule, record.candidate = CHOOSE, choice.chosen_run.name
+    record.weight = None if choice.exact_head else choice.weight
+    record.method = choice.recipe.domain_adaptation.method
     record.why = choice.recipe.reasons[KEY].text
-    record.scores = {f"{w:g}": round(v, 5) for w, v in choice.scores.items()}
+    record.scores = {k: round(v, 5) for k, v in choice.named_scores.items()}
     record.seconds = time.time() - started
-    say(f"λ = {choice.weight:g} ({CHOOSE}): {record.why}")
+    say((f"the exact head, source-only ({CHOOSE}): " if choice.exact_head
+         else f"λ = {choice.weight:g} ({CHOOSE}): ") + record.why)
     return choice.recipe, record
+
+
+def searched(recipe: Recipe, tuning: Any) -> Adaptation:
+    """The record of an adapting search (rule DA11): the kept trial's λ, every trial's score."""
+    da = recipe.domain_adaptation
+    scores = {}
+    for t in tuning.trials:
+        if t.score is None:
+            continue
+        weight = t.values.get("adaptation_weight")
+        scores[str(t.trial_id) + ("" if weight is None else f" (λ {float(weight):g})")] = round(
+            float(t.score), 5)
+    return Adaptation(method=da.method, weight=float(da.weight) if da.has_loss else None,
+                      rule=SEARCHED, why=str(tuning.selection.get("why", "")), scores=scores,
+                      criterion=tuning.objective.get("criterion"), seconds=tuning.seconds)
+
+
+def reusable(record: Adaptation, final: Any, partial: Path) -> Path | None:
+    """The run folder of DA09's chosen candidate when the final training ``final`` would train
+    exactly it: the same recipe (reasons aside) on the same images; else ``None``."""
+    from autotransfer.data.splits import DataSplits
+    from autotransfer.recipe.io import load_recipe
+    from autotransfer.train.run import read_run_info
+
+    if record.rule != CHOOSE or (record.weight is None and record.candidate is None):
+        return None
+    folder = partial / FOLDER / (record.candidate or f"weight_{record.weight:g}")
+    if read_run_info(folder) is None:
+        return None
+    trained = load_recipe(folder / "recipe.yaml")
+    if _training(trained) != _training(final.recipe):
+        return None
+    keys = {"class_names", "train", "val", "test"}
+    same = DataSplits.load(folder / "splits.json").model_dump(include=keys) == \
+        final.splits.model_dump(include=keys)
+    return folder if same else None
+
+
+def _training(recipe: Recipe) -> dict[str, Any]:
+    return recipe.model_dump(mode="json", exclude={"reasons", "name"})
+
+
+def reuse_note(record: Adaptation, reused: Path | None) -> str:
+    """The report's sentence on whether DA09's candidate is the final model."""
+    if reused is not None:
+        which = ("source-only exact-head" if record.weight is None
+                 else f"λ = {record.weight:g}")
+        return (f"The final model is the {which} candidate that rule {CHOOSE} "
+                f"chose ({FOLDER}/{reused.name}): it trained the same recipe on the same images, "
+                "so it was not trained again.")
+    if record.rule != CHOOSE:
+        return ""
+    return (f"Rule {CHOOSE}'s candidates trained on the training split; the final training "
+            "differs from the chosen one (other images, e.g. train + validation under PLAN04, or "
+            "another recipe), so it is trained again.")
+
+
+def reuse(folder: Path, model_dir: Path, recipe: Recipe, *, export_savedmodel: bool,
+          export_tflite: bool) -> Any:
+    """The candidate in ``folder`` as the final run ``model_dir``: copied, its recipe the final
+    one (with DA09's reason), the exports asked for added; the :class:`RunResult`."""
+    import json
+    import shutil
+
+    from autotransfer._io import atomic_write_json
+    from autotransfer.recipe.io import save_recipe
+    from autotransfer.train.run import RUN_FILE, RunResult
+
+    shutil.copytree(folder, model_dir)
+    save_recipe(recipe, model_dir / "recipe.yaml")
+    metrics = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))
+    metrics["reused"] = {"from": f"{FOLDER}/{folder.name}", "rule": CHOOSE,
+                         "why": "the chosen candidate trained the same recipe on the same "
+                                "images as the final training would"}
+    atomic_write_json(model_dir / "metrics.json", metrics)
+    if export_savedmodel or export_tflite:
+        from autotransfer.train import export
+
+        info = json.loads((model_dir / RUN_FILE).read_text(encoding="utf-8"))
+        shipped = export.load_model(model_dir / "model.keras")
+        if export_savedmodel:
+            export.export_savedmodel(shipped, model_dir / "savedmodel",
+                                     class_names=info["class_names"])
+            info["files"].append("savedmodel")
+        if export_tflite:
+            export.export_tflite(shipped, model_dir / "model.tflite")
+            info["files"].append("model.tflite")
+        atomic_write_json(model_dir / RUN_FILE, info)
+    return RunResult(model_dir, model_dir / "model.keras", metrics)
+
+
+def final_objective(recipe: Recipe, target: Any, store: Any) -> Any:
+    """The final training's adaptation to ``target``, reusing the target images' frozen features
+    that the search's trials computed (kept with ``store``); ``None`` when the recipe adapts to
+    no target (the trainer's default then)."""
+    if target is None or not recipe.domain_adaptation.needs_target:
+        return None
+    from autotransfer.tuning.hypermodel import shared_target_features
+    from autotransfer.tuning.trials import TrialAdaptation
+
+    return TrialAdaptation(recipe, target, shared_target_features(store))
+
+
+def _named(label: str, key: str) -> str:
+    """A candidate's name in the report: ``λ 0.3``, ``trial 2``, or the exact head's."""
+    from autotransfer.train.adaptation.choose_weight import EXACT
+
+    return "exact head (source-only, L-BFGS)" if key == EXACT else f"{label}{key}"
 
 
 def _kept(recipe: Recipe, record: Adaptation, why: str, evidence: dict[str, Any],
@@ -143,20 +264,12 @@ def markdown(record: Adaptation | None) -> list[str]:
            + (f", loss weight λ = {record.weight:g}" if record.weight is not None else "")
            + (f" (rule {record.rule}: {record.why})" if record.rule else "") + ".", ""]
     if record.scores:
-        out += [f"Candidates scored by {record.criterion} (higher is better, no target label "
-                "read): " + ", ".join(f"λ {k}: {v:.4f}" for k, v in record.scores.items())
+        what, label = (("Trials", "trial ") if record.rule == SEARCHED else ("Candidates", "λ "))
+        out += [f"{what} scored by {record.criterion} (higher is better, no target label "
+                "read): " + ", ".join(f"{_named(label, k)}: {v:.4f}"
+                                      for k, v in record.scores.items())
                 + f"; {record.seconds:.0f} s.", ""]
-    rows = [("before (advisor, frozen backbone)", record.gap.get("before")),
-            ("source-only trained (λ = 0)", record.gap.get("source_only")),
-            ("after (final model)", record.gap.get("after"))]
-    rows = [(name, g) for name, g in rows if g is not None]
-    if rows:
-        out += ["| gap | proxy A-distance | predicted classes move (TV) |", "|---|---|---|"]
-        for name, g in rows:
-            a = g.get("a_distance")
-            out.append(f"| {name} | {'–' if a is None else f'{a:.3f}'} | {g['class_tv']:.3f} |")
-        out += ["", "Proxy A-distance 2(1 − 2ε) of a cross-validated domain classifier (0: the "
-                "domains look alike, 2: disjoint); TV: total variation between the predicted-class "
-                "histograms on source and target. The trained models are measured on their "
-                "penultimate features, source validation split against the target images."]
-    return out
+    table = gap_table([(BEFORE, record.gap.get("before")),
+                       ("source-only trained (λ = 0)", record.gap.get("source_only")),
+                       ("after (final model)", record.gap.get("after"))])
+    return out + table

@@ -11,6 +11,7 @@ from autotransfer.backbones.spec import GROUP_NAMES
 from autotransfer.durations import format_duration
 from autotransfer.recipe.schema import N_GROUPS, Recipe
 from autotransfer.tuning.markdown import markdown as tuning_markdown
+from autotransfer.tuning.markdown import table_cell
 
 if TYPE_CHECKING:
     from autotransfer.data.models import DatasetProfile
@@ -31,7 +32,9 @@ def trials_plot_note(tuning: TuneResult) -> str | None:
 def _num(value: Any, fmt: str = ".3f") -> str:
     if value is None or (isinstance(value, float) and value != value):
         return "–"
-    return format(value, fmt) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, fmt)
+    return str(value)
 
 
 def _trains(phase_from: int) -> str:
@@ -55,12 +58,14 @@ def recipe_table(recipe: Recipe) -> list[str]:
         lines.append(f"| {p.name} | {p.epochs} | {_trains(p.trainable_from)} | "
                      f"{p.learning_rate:.2e} | {p.warmup_epochs:g} | {p.weight_decay:.2e} |")
     a = recipe.augmentation
-    ops = [n for n, on in (("horizontal flip", a.horizontal_flip), ("vertical flip", a.vertical_flip),
+    ops = [n for n, on in (("horizontal flip", a.horizontal_flip),
+                           ("vertical flip", a.vertical_flip),
                            ("90° rotations", a.rotate90)) if on]
     ops += [f"{n} {v:g}" for n, v in (("rotation", a.rotation), ("zoom", a.zoom),
-                                       ("translation", a.translation), ("brightness", a.brightness),
-                                       ("contrast", a.contrast), ("saturation", a.saturation),
-                                       ("hue", a.hue), ("MixUp α", a.mixup_alpha)) if v]
+                                       ("translation", a.translation),
+                                       ("brightness", a.brightness), ("contrast", a.contrast),
+                                       ("saturation", a.saturation), ("hue", a.hue),
+                                       ("MixUp α", a.mixup_alpha)) if v]
     lines += ["", f"Augmentation: {', '.join(ops) or 'none'}."]
     return lines
 
@@ -74,20 +79,27 @@ def _linear_probe_section(choice: BaselineChoice | str | None) -> list[str]:
     lines = ["", "### The linear probe against fine-tuning (rule SEL02)", ""]
     if isinstance(choice, str):
         return lines + probe_markdown(None, choice)
-    return lines + [f"The cheap candidate — the same backbone frozen, the head fitted exactly — "
-                    f"against the fine-tuned recipe, on {choice.measured_on}:", "",
+    return lines + ["The cheap candidate — the same backbone frozen, the head fitted exactly "
+                    f"— against the fine-tuned recipe, on {choice.measured_on}:", "",
                     *probe_markdown(choice)]
 
 
 def markdown_report(result: AutoResult, advised: Recipe, refined: Recipe,
                     profile: DatasetProfile) -> str:
     """``report.md``: the data, the measurements, the decisions, tuning, the final model, time."""
-    advice, tuning, metrics, budget = result.advice, result.tuning, result.metrics, result.budget
-    f = advice.facts
+    out = [*_headline(result, refined, profile), *_data(result, profile),
+           *_measured(result), *_decided(result, advised), *_tuned(result, refined),
+           *_linear_probe_section(result.linear_probe), *_final(result), *_time(result)]
+    return "\n".join(out) + "\n"
+
+
+def _headline(result: AutoResult, refined: Recipe, profile: DatasetProfile) -> list[str]:
+    """The title and the final accuracy, model and time in one sentence."""
+    tuning, metrics, budget = result.tuning, result.metrics, result.budget
     out: list[str] = [f"# autotransfer: {profile.root}", ""]
     test = metrics.get("test")
-    headline = (f"**Test accuracy {test['accuracy']:.4f}** (balanced {test['balanced_accuracy']:.4f}, "
-                f"{test['n_images']} held-out images)" if test else
+    headline = (f"**Test accuracy {test['accuracy']:.4f}** (balanced "
+                f"{test['balanced_accuracy']:.4f}, {test['n_images']} held-out images)" if test else
                 f"**Validation accuracy {metrics['val']['accuracy']:.4f}** "
                 f"({metrics['val']['n_images']} images; no test split, and the validation split "
                 + ("also chose among the tuning trials)" if tuning is not None else
@@ -98,14 +110,19 @@ def markdown_report(result: AutoResult, advised: Recipe, refined: Recipe,
     choice = result.linear_probe
     if choice is not None and not isinstance(choice, str):
         out += [f"The final model is the **{choice.winner}** (rule SEL02; section 4).", ""]
+    return out
 
-    # the data
-    out += ["## 1. The data", ""]
+
+def _data(result: AutoResult, profile: DatasetProfile) -> list[str]:
+    """Section 1: the images, classes and splits, file problems and the advisor's warnings."""
+    advice, f = result.advice, result.advice.facts
+    out = ["## 1. The data", ""]
     out.append(f"{profile.n_images} usable images in {len(profile.classes)} classes "
                f"({profile.layout.replace('_', ' ')}); median shorter side "
-               f"{_num(f.get('median_side'), '.0f')} px; grayscale {_num(f.get('grayscale'), '.0%')}; "
-               f"imbalance {_num(profile.imbalance_ratio, '.2f')}:1.")
-    out += ["", "| split | images | " + " | ".join(profile.classes) + " |",
+               f"{_num(f.get('median_side'), '.0f')} px; grayscale "
+               f"{_num(f.get('grayscale'), '.0%')}; imbalance "
+               f"{_num(profile.imbalance_ratio, '.2f')}:1.")
+    out += ["", "| split | images | " + " | ".join(map(table_cell, profile.classes)) + " |",
             "|---|---|" + "---|" * len(profile.classes)]
     for s in profile.splits:
         out.append(f"| {s.name} | {s.n_images} | "
@@ -116,33 +133,42 @@ def markdown_report(result: AutoResult, advised: Recipe, refined: Recipe,
                    "(see `profile.json`).")
     for w in advice.warnings:
         out.append(f"\n> **Warning:** {w}")
+    return out
 
-    # the measurements
-    out += ["", "## 2. What was measured", "",
-            f"On a stratified sample of {advice.probes.n_samples} training images, for each "
-            "candidate backbone (one forward pass each):", "",
-            "| rank | backbone | LogME | linear probe | k-NN | BN shift (mean) | shift peaks at | "
-            "ImageNet entropy | params |", "|---|---|---|---|---|---|---|---|---|"]
+
+def _measured(result: AutoResult) -> list[str]:
+    """Section 2: each candidate backbone's probe, the AdaBN check and the orientation."""
+    advice = result.advice
+    out = ["", "## 2. What was measured", "",
+           f"On a stratified sample of {advice.probes.n_samples} training images, for each "
+           "candidate backbone (one forward pass each):", "",
+           "| rank | backbone | LogME | linear probe | k-NN | BN shift (mean) | shift peaks at | "
+           "ImageNet entropy | params |", "|---|---|---|---|---|---|---|---|---|"]
     for c in advice.candidates:
         p = advice.probes.get(c.backbone)
         entropy = p.imagenet.normalized_entropy if p.imagenet is not None else None
-        status = "" if c.allowed else f" (excluded: {c.excluded_because})"
+        status = "" if c.allowed else f" (excluded: {table_cell(c.excluded_because)})"
         out.append(f"| {c.rank} | {c.backbone}{status} | {c.logme:.3f} | {c.linear_acc:.1%} | "
                    f"{c.knn_acc:.1%} | {_num(p.bn_shift.overall, '.2f')} | "
-                   f"{p.bn_shift.peak_group or '–'} | {_num(entropy, '.2f')} | {c.params_m:.1f}M |")
+                   f"{p.bn_shift.peak_group or '–'} | {_num(entropy, '.2f')} | "
+                   f"{c.params_m:.1f}M |")
     for p in advice.probes.probes:
         if p.adabn is not None:
             out.append(f"\nAdaBN check ({p.backbone}): {p.adabn.describe()}.")
     o = advice.probes.orientation
     if o is not None:
         out.append(f"\nOrientation: {o.describe()}.")
+    return out
 
-    # the decisions
-    out += ["", "## 3. What was decided, and why", "",
-            f"Preset '{advice.preset}', then the rules of `recipes/rules.yaml` in order "
-            "(docs/rules.md); each line is a rule that fired, with the measured evidence.", ""]
+
+def _decided(result: AutoResult, advised: Recipe) -> list[str]:
+    """Section 3: each rule in force with its evidence, and the advised recipe."""
     from autotransfer.report.advice import decisions_in_force
 
+    advice = result.advice
+    out = ["", "## 3. What was decided, and why", "",
+           f"Preset '{advice.preset}', then the rules of `recipes/rules.yaml` in order "
+           "(docs/rules.md); each line is a rule that fired, with the measured evidence.", ""]
     rows, folded = decisions_in_force(advice)  # values overridden later or unused: not settings
     for firing, kept in rows:
         evidence = ", ".join(f"{k}={_num(v, '.3g')}" for k, v in firing.evidence.items())
@@ -150,12 +176,16 @@ def markdown_report(result: AutoResult, advised: Recipe, refined: Recipe,
         away = "; ".join(f"{f.decision}={_num(f.value, '.3g')} {f.why}" for f in folded
                          if f.rule == firing.rule)
         out.append(f"- **{firing.rule}** {firing.name}: {firing.text}"
-                   + (f" → {sets}" if sets else "") + (f" *(not in force: {away})*" if away else "")
+                   + (f" → {sets}" if sets else "")
+                   + (f" *(not in force: {away})*" if away else "")
                    + (f" *(evidence: {evidence})*" if evidence else ""))
-    out += ["", "The advised recipe (`recipe.yaml`):", "", *recipe_table(advised)]
+    return out + ["", "The advised recipe (`recipe.yaml`):", "", *recipe_table(advised)]
 
-    # tuning
-    out += ["", "## 4. What tuning changed", ""]
+
+def _tuned(result: AutoResult, refined: Recipe) -> list[str]:
+    """Section 4: the search (or why none ran) and the refined recipe."""
+    tuning, budget = result.tuning, result.budget
+    out = ["", "## 4. What tuning changed", ""]
     if tuning is None:
         out += [f"No search ran (rule {budget['rules']['search_skipped']}): "
                 f"{budget['search_skipped']}", ""]
@@ -165,14 +195,29 @@ def markdown_report(result: AutoResult, advised: Recipe, refined: Recipe,
         out += [body.replace("\n## ", "\n### "),
                 "![tuning trials](tuning.png)" if note is None else note, ""]
     if tuning is not None and tuning.changes:
-        out += ["The refined recipe (`recipe.tuned.yaml`, every changed field with a TUNE01 reason):",
-                "", *recipe_table(refined)]
+        out += [f"The refined recipe (`recipe.tuned.yaml`, every changed field with a "
+                f"{_selection_reason(tuning)}):", "", *recipe_table(refined)]
+    return out
 
-    # the linear probe against fine-tuning (rule SEL02)
-    out += _linear_probe_section(result.linear_probe)
 
-    # final
-    out += ["", "## 5. Final model", "", budget["note"], ""]
+def _selection_reason(tuning: TuneResult) -> str:
+    """What the refined recipe's reasons rest on, from the search's own selection record:
+    TUNE01's validation accuracy (tested against trial 0), or DA11's criterion on the target."""
+    rule = tuning.selection.get("rule") or tuning.objective.get("rule") or "TUNE01"
+    criterion = tuning.objective.get("criterion")
+    if tuning.objective.get("rule") == rule and criterion:
+        return (f"{rule} reason: the best {criterion} score on the target images, "
+                "without target labels")
+    tested = ", tested against trial 0" if tuning.selection.get("test") else ""
+    return f"{rule} reason: the best validation accuracy{tested}"
+
+
+def _final(result: AutoResult) -> list[str]:
+    """Section 5: the final model's accuracy by split and class, the forecast against it, the
+    adaptation, the exports, and the final run's pictures and mistakes."""
+    metrics, budget = result.metrics, result.budget
+    test = metrics.get("test")
+    out = ["", "## 5. Final model", "", budget["note"], ""]
     val = metrics["val"]
     out += ["| split | images | accuracy | balanced accuracy | macro F1 | loss |",
             "|---|---|---|---|---|---|"]
@@ -183,8 +228,8 @@ def markdown_report(result: AutoResult, advised: Recipe, refined: Recipe,
     shown = test or val
     out += ["", "| class | precision | recall | F1 | images |", "|---|---|---|---|---|"]
     for name, c in shown["per_class"].items():
-        out.append(f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | "
-                   f"{c['support']} |")
+        out.append(f"| {table_cell(name)} | {c['precision']:.3f} | {c['recall']:.3f} | "
+                   f"{c['f1']:.3f} | {c['support']} |")
     if result.forecast is not None:  # issue 18: what the advisor expected, against the measures
         out += ["", "### Forecast against measured", "", *result.forecast.markdown()]
     from autotransfer.oneshot.adapt import markdown as adaptation_markdown
@@ -199,22 +244,24 @@ def markdown_report(result: AutoResult, advised: Recipe, refined: Recipe,
     pictures = plots_markdown(metrics, prefix="model/")
     if metrics.get("error_analysis"):
         pictures += analysis_markdown(metrics["error_analysis"], prefix="model/")
-    out += [f"#{line}" if line.startswith("## ") else line for line in pictures] + [""]
+    return out + [f"#{line}" if line.startswith("## ") else line for line in pictures] + [""]
 
-    # time
-    out += ["## 6. Time", "",
-            f"- profiling, probing and advising: {format_duration(budget['advise_seconds'])}",
-            "- tuning: none (see section 4)" if tuning is None else
-            f"- tuning: {format_duration(budget['tune_seconds'])} ({len(tuning.trials)} trials; "
-            f"{tuning.stopped_because}); {budget['reserve_factor']:.2f} × the longest trial's time was kept "
-            "for the final step",
-            f"- final model: {format_duration(budget['final_seconds'])} ({budget['final']})",
-            *([f"- ONNX export: {format_duration(budget['onnx_seconds'])}"]
-              if budget.get("onnx_seconds") is not None else []), ""]
+
+def _time(result: AutoResult) -> list[str]:
+    """Section 6: the time of each step, and how much of the budget each used."""
     from autotransfer.budget import markdown_table
 
-    out += [*markdown_table(budget), ""]  # how much of the budget each step used, and if kept
-    return "\n".join(out) + "\n"
+    tuning, budget = result.tuning, result.budget
+    out = ["## 6. Time", "",
+           f"- profiling, probing and advising: {format_duration(budget['advise_seconds'])}",
+           "- tuning: none (see section 4)" if tuning is None else
+           f"- tuning: {format_duration(budget['tune_seconds'])} ({len(tuning.trials)} trials; "
+           f"{tuning.stopped_because}); {budget['reserve_factor']:.2f} × the longest trial's "
+           "time was kept for the final step",
+           f"- final model: {format_duration(budget['final_seconds'])} ({budget['final']})",
+           *([f"- ONNX export: {format_duration(budget['onnx_seconds'])}"]
+             if budget.get("onnx_seconds") is not None else []), ""]
+    return out + [*markdown_table(budget), ""]  # how much of the budget each step used
 
 
 def plot_trials(tuning: TuneResult, path: Path) -> None:

@@ -94,6 +94,37 @@ def _left_out_section(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+def adaptation_section(metrics: dict[str, Any]) -> list[str]:
+    """A run with a target (issue 19): what the recipe's adaptation did and the gap before (the
+    advisor's, frozen backbone) and after (this model), the table ``auto``'s report shows too."""
+    target = metrics.get("target")
+    if not target:
+        return []
+    from autotransfer.train.adaptation.gap_report import BEFORE, gap_table
+
+    done = metrics.get("domain_adaptation") or {}
+    method = done.get("method") or ("none" if not target.get("used") else "?")
+    weight = done.get("weight")
+    before = metrics.get("domain_gap_before")
+    lines = ["", "### Adaptation to the target: the gap before and after", "",
+             f"Target: {target['n_images']} unlabelled images in `{target['path']}`. Method "
+             f"**{method}**" + (f", loss weight λ = {weight:g}" if weight is not None else "")
+             + (f" (rule {before['rule']})" if before and before.get("rule") else "") + "."
+             + (f" ({target['note']}.)" if target.get("note") else "")]
+    phases = done.get("phases") or []
+    if phases:
+        lines[-1] += " Loss applied in phase(s) " + ", ".join(
+            f"{p['phase']} (on {p['on']})" for p in phases) + "."
+    if (done.get("adabn_target") or {}).get("text"):
+        lines[-1] += f" {done['adabn_target']['text']}."
+    table = gap_table([(BEFORE, before), ("after (this model)", metrics.get("domain_gap"))])
+    if table:
+        lines += ["", *table]
+    else:
+        lines += ["", "The gap was not measured (no validation images to measure it on)."]
+    return lines
+
+
 def markdown_report(metrics: dict[str, Any]) -> str:
     """A short human-readable summary of ``metrics.json``."""
     val = metrics["val"]
@@ -136,6 +167,7 @@ def markdown_report(metrics: dict[str, Any]) -> str:
                   f"std); val accuracy {a['before']['accuracy']:.4f} → "
                   f"{a['after']['accuracy']:.4f},"
                   f" val loss {a['before']['loss']:.4f} → {a['after']['loss']:.4f}."]
+    lines += adaptation_section(metrics)
     lines += ["", "| class | precision | recall | F1 | support |",
               "| --- | ---: | ---: | ---: | ---: |"]
     for name, m in val["per_class"].items():

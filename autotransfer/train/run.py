@@ -15,7 +15,6 @@ one typed :class:`~autotransfer.train.phases.PhaseRecord` (``RunResult.phases``)
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autotransfer._io import atomic_write_json, atomic_write_text
+from autotransfer._io import atomic_write_json, atomic_write_text, read_run_json
 from autotransfer.errors import InvalidConfigError, RunDirectoryError
 from autotransfer.recipe.io import load_recipe, save_recipe
 from autotransfer.recipe.schema import Recipe
@@ -31,6 +30,8 @@ from autotransfer.train.phases import PhaseRecord, phase_records
 
 RUN_FILE = "run.json"
 Progress = Callable[[str], None]
+#: a recipe, or the file holding one (``None``: the interrupted run's own, when resuming)
+RecipeSource = Recipe | str | os.PathLike[str] | None
 
 
 class RunMetrics:
@@ -83,7 +84,7 @@ def partial_dir(out: str | os.PathLike[str]) -> Path:
 
 def train(
     dataset: str | os.PathLike[str] | Any,
-    recipe: Recipe | str | os.PathLike[str] | None,
+    recipe: RecipeSource,
     out: str | os.PathLike[str],
     *,
     resume: bool = False,
@@ -144,40 +145,72 @@ def train(
     progress = progress or None
     from autotransfer.data.splits import DataSplits
     from autotransfer.data.target import resolve_target
-    from autotransfer.train._runner import Runner
 
     # a bad target folder fails before any folder is made (overlap with a dataset path: below)
     target_set = resolve_target(target, dataset if isinstance(dataset, DataSplits) else None)
     out = Path(out)
     partial = partial_dir(out)
-    if resume:
-        if not (partial / "recipe.yaml").is_file():
-            if (out / RUN_FILE).is_file():
-                raise RunDirectoryError(f"The run in '{out}' is already complete: nothing to "
-                                        "resume. Choose a new --out to train again.")
-            raise RunDirectoryError(f"There is no interrupted run to resume at '{out}' (no "
-                                    f"'{partial}'). Start it without --resume.")
+    recipe = _resumed_recipe(out, partial, recipe) if resume else _started(out, partial, recipe)
+    runner, metrics = _run_in_partial(
+        dataset, recipe, out, partial, resume=resume, target_set=target_set, objective=objective,
+        feature_cache=feature_cache, cache_views=cache_views, max_cache_bytes=max_cache_bytes,
+        strategy=strategy, callbacks=callbacks, verbose=verbose, progress=progress,
+        feature_source=feature_source)
+    _publish(runner, metrics, recipe, out, partial, target_set,
+             export_savedmodel=export_savedmodel, export_tflite=export_tflite)
+    return RunResult(out, out / "model.keras", metrics, resumed=resume)
+
+
+def _resumed_recipe(out: Path, partial: Path, recipe: RecipeSource) -> Recipe:
+    """The recipe the interrupted run in ``partial`` started with (``recipe``, when given, must
+    equal it)."""
+    if not (partial / "recipe.yaml").is_file():
+        if (out / RUN_FILE).is_file():
+            raise RunDirectoryError(f"The run in '{out}' is already complete: nothing to "
+                                    "resume. Choose a new --out to train again.")
+        raise RunDirectoryError(f"There is no interrupted run to resume at '{out}' (no "
+                                f"'{partial}'). Start it without --resume.")
+    try:
         saved = load_recipe(partial / "recipe.yaml")
-        if recipe is not None:
-            given = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-            if given.to_dict() != saved.to_dict():
-                raise InvalidConfigError(
-                    f"The recipe given differs from the one the interrupted run in '{partial}' "
-                    "started with; a run resumes with its own recipe. Omit the recipe, or start a "
-                    "new run with a new --out.")
-        recipe = saved
-    else:
-        if recipe is None:
-            raise InvalidConfigError("A recipe is needed to start a run (pass --recipe FILE).")
-        recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise RunDirectoryError(f"The run folder '{out}' already exists. Choose another --out "
-                                    "or delete it.")
-        if partial.exists():
-            raise RunDirectoryError(f"An interrupted run is in '{partial}'. Continue it with "
-                                    "--resume, or delete that folder to start over.")
-        partial.mkdir(parents=True)
-        save_recipe(recipe, partial / "recipe.yaml")
+    except InvalidConfigError as exc:
+        raise RunDirectoryError(
+            f"The interrupted run in '{partial}' cannot be resumed: its recipe.yaml cannot be "
+            f"used.\n{exc}\nIf it names your own backbone, pass the same --backbone-file as "
+            f"when the run started; if the file was damaged or edited, delete '{partial}' and "
+            "start the run again without --resume.") from None
+    if recipe is not None:
+        given = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+        if given.to_dict() != saved.to_dict():
+            raise InvalidConfigError(
+                f"The recipe given differs from the one the interrupted run in '{partial}' "
+                "started with; a run resumes with its own recipe. Omit the recipe, or start a "
+                "new run with a new --out.")
+    return saved
+
+
+def _started(out: Path, partial: Path, recipe: RecipeSource) -> Recipe:
+    """A new run: ``out`` checked to be free, ``partial`` created with the recipe in it."""
+    if recipe is None:
+        raise InvalidConfigError("A recipe is needed to start a run (pass --recipe FILE).")
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RunDirectoryError(f"The run folder '{out}' already exists. Choose another --out "
+                                "or delete it.")
+    if partial.exists():
+        raise RunDirectoryError(f"An interrupted run is in '{partial}'. Continue it with "
+                                "--resume, or delete that folder to start over.")
+    partial.mkdir(parents=True)
+    save_recipe(recipe, partial / "recipe.yaml")
+    return recipe
+
+
+def _run_in_partial(dataset: Any, recipe: Recipe, out: Path, partial: Path, *, resume: bool,
+                    target_set: Any, objective: Any, **settings: Any) -> tuple[Any, dict[str, Any]]:
+    """Train in ``partial`` (``settings``: the :class:`Runner`'s); the runner and the run's
+    metrics, with what it left out, its target and its measured epoch time recorded. A run
+    stopped before anything worth resuming leaves no folder behind."""
+    from autotransfer.train._runner import Runner
+
     runner = None
     try:
         if objective is None and (target_set is not None
@@ -185,11 +218,8 @@ def train(
             from autotransfer.train.adaptation import objective_for
 
             objective = objective_for(recipe, target_set)  # a clear error without a target
-        runner = Runner(dataset, recipe, out, partial, resume=resume,
-                        feature_cache=feature_cache, cache_views=cache_views,
-                        max_cache_bytes=max_cache_bytes, strategy=strategy, callbacks=callbacks,
-                        verbose=verbose, progress=progress, feature_source=feature_source,
-                        objective=objective)
+        runner = Runner(dataset, recipe, out, partial, resume=resume, objective=objective,
+                        **settings)
         if target_set is not None:
             from autotransfer.data.target import check_apart_from
 
@@ -197,6 +227,9 @@ def train(
         metrics = runner.run()
         if target_set is not None:
             metrics["target"] = _target_record(target_set, recipe)
+            from autotransfer.train.adaptation.gap_report import advised_gap
+
+            metrics["domain_gap_before"] = advised_gap(recipe)  # the advisor's, for the report
             if getattr(objective, "record", None):
                 metrics["domain_adaptation"] = objective.record
         # every file of the dataset the run does not use, with why (issue 14: never silently)
@@ -211,6 +244,13 @@ def train(
         if not resume and (runner is None or runner.ckpt.latest_dir() is None):
             shutil.rmtree(partial, ignore_errors=True)
         raise
+    return runner, metrics
+
+
+def _publish(runner: Any, metrics: dict[str, Any], recipe: Recipe, out: Path, partial: Path,
+             target_set: Any, *, export_savedmodel: bool, export_tflite: bool) -> None:
+    """Write every output into ``partial`` (the gap to the target, when there is one, and the
+    HTML report too), drop its scratch folders, write ``run.json`` and rename it to ``out``."""
     outputs = runner.finish(metrics, export_savedmodel=export_savedmodel,
                             export_tflite=export_tflite)
     if target_set is not None and runner.splits.val:  # issue 19: the gap the model leaves
@@ -220,6 +260,9 @@ def train(
                                         image_size=recipe.backbone.input_size,
                                         crop=recipe.data.crop).to_dict()
         atomic_write_json(partial / "metrics.json", metrics)
+        from autotransfer.train.report import markdown_report
+
+        write_text(partial / "report.md", markdown_report(metrics))  # now with the gap after
     from autotransfer.report.html import HTML_NAME, write_html_report
 
     write_html_report(partial / "report.md")  # the same story, one page with its plots embedded
@@ -229,9 +272,8 @@ def train(
         shutil.rmtree(partial / scratch, ignore_errors=True)
     atomic_write_json(partial / RUN_FILE, outputs)
     if out.is_dir():
-        out.rmdir()  # empty (checked above); os.replace cannot replace a folder on every OS
+        out.rmdir()  # empty (checked by _started); os.replace cannot replace a folder on every OS
     os.replace(partial, out)
-    return RunResult(out, out / "model.keras", metrics, resumed=resume)
 
 
 def _target_record(target: Any, recipe: Recipe) -> dict[str, Any]:
@@ -247,10 +289,14 @@ def _target_record(target: Any, recipe: Recipe) -> dict[str, Any]:
                 "target images: the target is recorded, not used for training")}
 
 
+#: the fields of ``run.json`` that readers use, with the types they must have
+RUN_FIELDS = {"files": list, "class_names": list, "crop": bool}
+
+
 def read_run_info(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """``run.json`` of a finished run folder, if any."""
-    path = Path(folder) / RUN_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    """``run.json`` of a finished run folder, if any; a damaged one is a
+    :class:`RunDirectoryError` naming it (:func:`autotransfer._io.read_run_json`)."""
+    return read_run_json(Path(folder) / RUN_FILE, fields=RUN_FIELDS)
 
 
 def write_text(path: Path, text: str) -> None:

@@ -13,7 +13,7 @@ HEAD_ONLY = N_GROUPS
 
 #: every dimension :func:`search_space` knows, in the order they are registered
 DIMENSIONS = ("head_lr", "finetune_lr", "finetune_from", "augmentation_scale", "dropout",
-              "label_smoothing", "weight_decay", "epochs_scale", "backbone")
+              "label_smoothing", "weight_decay", "epochs_scale", "backbone", "adaptation_weight")
 
 #: the augmentation fields ``augmentation_scale`` multiplies, with their schema maxima
 AUG_MAGNITUDES: dict[str, float] = {

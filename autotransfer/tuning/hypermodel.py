@@ -15,6 +15,10 @@
   (checkpoints, resume from the last epoch, logs, the saved model).
 * A NaN loss or the wall-clock deadline stops a trial with :class:`TrialFailed` (a KerasTuner
   ``FailedTrialError``): the tuner records it and goes on.
+* With ``target`` (unlabelled target images) a recipe that adapts to them trains every trial with
+  its adaptation and the target, and ``fit`` also returns the trial's score under rule DA09's
+  criterion, ``target_<criterion>``, the tuner's objective then (rule DA11, :mod:`.adapting`).
+  The target's class folders, if any, are never read.
 """
 
 from __future__ import annotations
@@ -85,12 +89,16 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         store: the :class:`~autotransfer.tuning.activations.ActivationStore` the trials share
             (default: a new one on ``splits``); give one to reuse it afterwards, e.g. as the
             final training's ``feature_source``.
+        target: the unlabelled target images (a
+            :class:`~autotransfer.data.target.TargetSet`) an adapting recipe trains with; its
+            trials are scored by ``criterion`` (default: rule DA09's).
     """
 
     def __init__(self, recipe: Recipe, splits: DataSplits | Callable[[], DataSplits], *,
                  space: SearchSpace | None = None,
                  shared_cache: bool = True, train_kwargs: dict[str, Any] | None = None,
-                 progress: Progress | None = None, store: Any = None) -> None:
+                 progress: Progress | None = None, store: Any = None, target: Any = None,
+                 criterion: str | None = None) -> None:
         super().__init__(name="recipe", tunable=True)
         self.recipe = recipe
         self._splits = splits
@@ -102,6 +110,16 @@ class RecipeHyperModel(keras_tuner.HyperModel):
 
         #: the frozen activations shared by the trials (and, passed on, the final training)
         self.store = store if store is not None else ActivationStore(splits)
+        self.target = target
+        if target is not None and criterion is None:
+            from autotransfer.tuning.adapting import criterion as rule_criterion
+
+            criterion = rule_criterion()
+        #: rule DA11: the criterion that scores adapting trials (``None``: no target)
+        self.criterion = criterion
+        #: the target images' frozen features, shared by trials with the same prefix (kept with
+        #: the store, so that a final training given the store reuses them too)
+        self.target_features: dict[str, Any] = shared_target_features(self.store)
 
     @property
     def splits(self) -> DataSplits:
@@ -130,14 +148,24 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         from autotransfer.tuning import trials
 
         result: Any
+        adapting = self.target is not None and recipe.domain_adaptation.needs_target
+        score = None
         if self.shared_cache:
+            adaptation = (trials.TrialAdaptation(recipe, self.target, self.target_features)
+                          if adapting else None)
             result = trials.run_trial(recipe, self.store, run_dir, callbacks=guards,
-                                      progress=self.progress)
+                                      progress=self.progress, objective=adaptation,
+                                      criterion=self.criterion)
+            if adapting:
+                score = result.metrics["target_score"]["score"]
             kind = "in memory"
         else:
             resume = (partial_dir(run_dir) / "recipe.yaml").is_file()
+            extra = {"target": self.target} if adapting else {}
             result = train(self.splits, recipe, run_dir, resume=resume, callbacks=guards,
-                           progress=self.progress, **self.train_kwargs)
+                           progress=self.progress, **extra, **self.train_kwargs)
+            if adapting:
+                score = run_score(run_dir, self.target, recipe, str(self.criterion))
             kind = "trainer" + (" (resumed)" if resume else "")
         metrics, phases = result.metrics, result.phases
         epochs = total_epochs(phases)
@@ -151,11 +179,53 @@ class RecipeHyperModel(keras_tuner.HyperModel):
                      "val_balanced_accuracy": float(val.get("balanced_accuracy", val["accuracy"])),
                      "seconds": seconds,
                      "cold_seconds": seconds + float(metrics.get("seconds_reused", 0.0)),
+                     # of which frozen features (computed or reused): the final training of
+                     # auto reuses them from the same store (oracle.keep_for_final)
+                     "feature_seconds": feature_seconds(phases) if self.shared_cache else 0.0,
                      "epochs": float(epochs)}
+        if score is not None:  # rule DA11: the tuner's objective for an adapting search
+            from autotransfer.tuning.adapting import metric
+
+            if not math.isfinite(score):
+                raise TrialFailed(f"the {self.criterion} score on the target is {score}")
+            objective[metric(str(self.criterion))] = float(score)
         atomic_write_json(done, {"objective": objective, "kind": kind,
                                  "phases": _phase_summary(phases),
                                  "val_correct": val.get("correct")})
         return objective
+
+
+def shared_target_features(store: Any) -> dict[str, Any]:
+    """The target images' frozen features kept with ``store`` (by prefix; see
+    :class:`~autotransfer.tuning.trials.TrialAdaptation`), a new empty mapping the first time."""
+    shared = getattr(store, "target_features", None)
+    if shared is None:
+        shared = {}
+        store.target_features = shared
+    return shared
+
+
+def run_score(run_dir: Path, target: Any, recipe: Recipe, criterion: str) -> float:
+    """The score under ``criterion`` of the model a trainer run saved in ``run_dir`` (its source
+    validation split and the target images; no target label)."""
+    from autotransfer.data.splits import DataSplits
+    from autotransfer.train.adaptation.selection import scores
+    from autotransfer.train.adaptation.target_images import target_images
+    from autotransfer.train.adaptation.validate import candidate_outputs
+    from autotransfer.train.data import TrainingInputs
+    from autotransfer.train.inference import load_run_model
+
+    splits = DataSplits.load(run_dir / "splits.json")
+    inputs = TrainingInputs(splits, recipe.backbone.input_size, crop=recipe.data.crop)
+    images = target_images(target, recipe.backbone.input_size, crop=recipe.data.crop)
+    outputs = candidate_outputs("trial", load_run_model(run_dir).model,
+                                inputs.eval_set("val", 32), images)
+    return float(scores(outputs, (criterion,))[criterion])
+
+
+def feature_seconds(phases: Sequence[PhaseRecord]) -> float:
+    """Seconds of the frozen features the phases trained on, computed or reused."""
+    return float(sum(p.features.build_seconds + p.features.reused_seconds for p in phases))
 
 
 def _phase_summary(phases: Sequence[PhaseRecord]) -> list[dict[str, Any]]:

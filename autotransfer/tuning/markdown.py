@@ -16,14 +16,21 @@ def markdown(result: TuneResult) -> str:
     if base is not None and best is not None:
         lines.append(f"Validation accuracy: trial 0 (the recipe as given) {base:.4f}, best "
                      f"(trial {result.best_trial}) {best:.4f}, gain {result.gain:+.4f}.")
+    scored = _scored(result)
+    if scored:  # an adapting search (rule DA11): ranked by a score on the target, in the table
+        lines.append(f"Trials ranked by {scored} on the target images, not validation accuracy "
+                     f"(rule {result.objective['rule']}; column '{scored} (target)').")
     lines += ["", "## Search space", "", "| hyperparameter | default | range | why |",
               "|---|---|---|---|"]
     for d in result.space:
-        lines.append(f"| {d.name} | {fmt(d.default)} | {d.describe_range()} | {d.why} |")
+        lines.append(f"| {d.name} | {fmt(d.default)} | {d.describe_range()} | "
+                     f"{table_cell(d.why)} |")
     for note in result.space.notes:
         lines.append(f"\n- {note}")
-    lines += ["", "## Trials", "", "| trial | tuner | status | val accuracy | val loss | seconds | "
-              "changed from the recipe |", "|---|---|---|---|---|---|---|"]
+    score_head = f" {scored} (target) |" if scored else ""
+    lines += ["", "## Trials", "", f"| trial | tuner | status |{score_head} val accuracy | "
+              "val loss | seconds | changed from the recipe |",
+              "|---|---|---|" + "---|" * bool(scored) + "---|---|---|---|"]
     for t in result.trials:
         acc = "–" if t.val_accuracy is None else f"{t.val_accuracy:.4f}"
         loss = "–" if t.val_loss is None else f"{t.val_loss:.4f}"
@@ -33,11 +40,15 @@ def markdown(result: TuneResult) -> str:
         if t.message:
             changed += f" — {t.message}"
         mark = " **best**" if t.trial_id == result.best_trial else ""
-        lines.append(f"| {t.trial_id}{mark} | {t.tuner_id or ''} | {t.status.lower()} | {acc} | "
-                     f"{loss} | {secs} | {changed} |")
+        score = ("" if not scored else " – |" if t.score is None else f" {t.score:.4f} |")
+        lines.append(f"| {t.trial_id}{mark} | {table_cell(t.tuner_id or '')} | "
+                     f"{t.status.lower()} |{score} {acc} | {loss} | {secs} | "
+                     f"{table_cell(changed)} |")
     lines += ["", "## Changes", ""]
     why = result.selection.get("why")
-    if not result.changes:
+    if not result.changes and result.objective:
+        lines.append(f"None: {why}.")
+    elif not result.changes:
         lines.append(f"None: trial {result.selection['candidate']} had the best validation "
                      f"accuracy, but {why}." if why and not result.selection.get("replace")
                      else "None: no trial beat the recipe as given, which is kept.")
@@ -47,3 +58,21 @@ def markdown(result: TuneResult) -> str:
     for c in result.changes:
         lines.append(f"- `{c['path']}`: {fmt(c['before'])} → {fmt(c['after'])}")
     return "\n".join(lines) + "\n"
+
+
+def _scored(result: TuneResult) -> str:
+    """The criterion of the trials' score column: DA09's, when the search was ranked by it
+    (rule DA11, :mod:`.adapting`); ``""`` when validation accuracy ranked the trials."""
+    from autotransfer.tuning.adapting import RULE, metric
+
+    o = result.objective
+    if o.get("rule") != RULE or not o.get("criterion") or o.get("metric") != metric(
+            str(o["criterion"])):
+        return ""
+    return str(o["criterion"])
+
+
+def table_cell(text: str) -> str:
+    """``text`` as one Markdown table cell: a ``|`` in it (a failed trial's error message, a
+    class named so) would end the cell and shift the row, a line break would end the row."""
+    return " ".join(text.split("\n")).replace("|", "\\|")

@@ -44,6 +44,9 @@ class TrialRecord:
     seconds: float | None = None
     epochs: float | None = None
     message: str = ""
+    #: the search's objective when it is not validation accuracy (DA11: DA09's criterion on
+    #: the target, higher is better)
+    score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -68,6 +71,9 @@ class TuneResult:
     algorithm: str = "bayesian"
     #: how the kept trial was chosen (see :mod:`.selection`): the candidate, the test, why
     selection: dict[str, Any] = field(default_factory=dict)
+    #: how trials were judged when not by validation accuracy (an adapting search: rule DA11,
+    #: :mod:`.adapting`): the metric, its criterion, the rule and why; empty otherwise
+    objective: dict[str, Any] = field(default_factory=dict)
 
     @property
     def refined_path(self) -> Path:
@@ -95,5 +101,6 @@ class TuneResult:
                 "best_val_accuracy": self.best_accuracy, "gain": self.gain,
                 "changes": self.changes, "stopped_because": self.stopped_because,
                 "selection": self.selection,
+                "objective": self.objective or {"metric": "val_accuracy", "direction": "max"},
                 "seconds": self.seconds, "space": self.space.to_dict(),
                 "trials": [t.to_dict() for t in self.trials]}

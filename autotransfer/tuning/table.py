@@ -22,19 +22,25 @@ def _last_line(message: str | None) -> str:
 
 def trial_records(oracle: Any, space: SearchSpace) -> list[TrialRecord]:
     """The trial table of a (chief or local) oracle, by trial id."""
-    records = []
     tuner_of = getattr(oracle, "tuner_of", {})
-    for trial_id in sorted(oracle.trials):
-        t = oracle.trials[trial_id]
+    objective = oracle.objective.name  # an adapting search's score (DA11), else val_accuracy
+    return [trial_record(oracle.trials[trial_id], space, tuner_of.get(trial_id), objective)
+            for trial_id in sorted(oracle.trials)]
 
-        def metric(name: str, t: Any = t) -> float | None:
-            return float(t.metrics.get_last_value(name)) if t.metrics.exists(name) else None
 
-        values = {k: _py(v) for k, v in t.hyperparameters.values.items()}
-        records.append(TrialRecord(
-            trial_id=trial_id, status=str(t.status), values=values,
-            changed=space.changed({k: v for k, v in values.items() if not k.startswith("tuner/")}),
-            tuner_id=tuner_of.get(trial_id), val_accuracy=metric("val_accuracy"),
-            val_loss=metric("val_loss"), seconds=metric("seconds"), epochs=metric("epochs"),
-            message=_last_line(t.message) if str(t.status) != "COMPLETED" else ""))
-    return records
+def trial_record(t: Any, space: SearchSpace, tuner_id: str | None = None,
+                 objective: str = "val_accuracy") -> TrialRecord:
+    """One KerasTuner trial as a :class:`TrialRecord` (ended or not); ``score`` is the
+    ``objective`` metric when it is not validation accuracy (rule DA11)."""
+
+    def metric(name: str) -> float | None:
+        return float(t.metrics.get_last_value(name)) if t.metrics.exists(name) else None
+
+    values = {k: _py(v) for k, v in t.hyperparameters.values.items()}
+    return TrialRecord(
+        trial_id=t.trial_id, status=str(t.status), values=values,
+        changed=space.changed({k: v for k, v in values.items() if not k.startswith("tuner/")}),
+        tuner_id=tuner_id, val_accuracy=metric("val_accuracy"), val_loss=metric("val_loss"),
+        seconds=metric("seconds"), epochs=metric("epochs"),
+        message=_last_line(t.message) if str(t.status) != "COMPLETED" else "",
+        score=None if objective == "val_accuracy" else metric(objective))

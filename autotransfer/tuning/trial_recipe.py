@@ -69,6 +69,8 @@ def apply(recipe: Recipe, values: Mapping[str, Any], space: SearchSpace | None =
         _set_backbone(recipe, data, str(changed["backbone"]))
     if "epochs_scale" in changed:
         _scale_epochs(data, float(changed["epochs_scale"]), cap=False)
+    if "adaptation_weight" in changed:  # rule DA11: λ searched over 0 and DA09's weights
+        data["domain_adaptation"]["weight"] = float(changed["adaptation_weight"])
     if "tuner/epochs" in values:  # Hyperband: a fraction of the recipe's epochs
         _scale_epochs(data, float(values["tuner/epochs"]) / max(1, recipe.total_epochs))
     da = data["domain_adaptation"]

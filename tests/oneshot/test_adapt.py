@@ -4,6 +4,7 @@ cannot hold the candidates (DA10), and the gap before and after in the report an
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -79,10 +80,34 @@ def test_the_weight_is_chosen_by_dev_with_da09_and_never_reads_the_target_labels
                                             factor=1.2, say=said.append)
     reason = recipe.reasons["domain_adaptation.weight"]
     assert reason.rule == "DA09" and "dev without target labels" in reason.text
-    assert record.rule == "DA09" and set(record.scores) == {"0", "1"}
+    # head-only: the source-only exact head is a candidate beside λ 0 and 1
+    assert record.rule == "DA09" and set(record.scores) == {"0", "1", "exact_head"}
     best = max(record.scores, key=lambda k: record.scores[k])  # DEV: higher is better
-    assert record.weight == recipe.domain_adaptation.weight == float(best)
-    assert set(reason.evidence) == {"dev@0", "dev@1"} and any("DA09" in s for s in said)
+    if best == "exact_head":
+        assert record.weight is None and record.candidate == "exact_head"
+        assert record.method == recipe.domain_adaptation.method == "none"
+        assert recipe.head.solver == "lbfgs"
+    else:
+        assert record.weight == recipe.domain_adaptation.weight == float(best)
+        assert record.candidate == f"weight_{best}"
+    assert set(reason.evidence) == {"dev@0", "dev@1", "dev@exact_head"}
+    assert any("DA09" in s for s in said)
+    text = "\n".join(adapt.markdown(record))
+    assert "exact head (source-only, L-BFGS): " in text and "λ 1: " in text
+    # the chosen candidate is the final model only for the same recipe on the same images
+    from autotransfer.oneshot.final import merge_train_val
+    from autotransfer.oneshot.final_plan import FinalTraining
+
+    folder = tmp_path / adapt.FOLDER / record.candidate
+    same = DataSplits.load(folder / "splits.json")
+    assert adapt.reusable(record, FinalTraining(recipe, same, "", ""), tmp_path) == folder
+    merged = FinalTraining(recipe, merge_train_val(same), "", "")  # PLAN04: train + validation
+    assert adapt.reusable(record, merged, tmp_path) is None
+    longer = recipe.model_copy(update={"phases": [recipe.phases[0].model_copy(
+        update={"epochs": 3})]})
+    assert adapt.reusable(record, FinalTraining(longer, same, "", ""), tmp_path) is None
+    assert "trained again" in adapt.reuse_note(record, None)
+    assert "not trained again" in adapt.reuse_note(record, folder)
     # the final training with the choice, then the gap before (λ = 0 run) and after
     run = train(source, recipe, tmp_path / "model", target=target, progress=False)
     assert run.metrics["domain_gap"]["n_target"] == 10  # train(target=) measures it, too
@@ -109,35 +134,92 @@ def test_a_budget_that_cannot_hold_the_candidates_keeps_the_weight_by_da10(folde
     assert not (tmp_path / adapt.FOLDER).exists()  # nothing trained
 
 
-def test_auto_records_the_choice_and_the_gap_before_and_after(tmp_path, monkeypatch):
-    """auto(target=) with a loss method: DA09 in the final recipe, summary.json and the report."""
-    from autotransfer import auto
-    from autotransfer.recipe.io import load_recipe
-
-    source = make_colour_dataset(tmp_path / "src", {"r": 12, "g": 12})
-    target_dir = tmp_path / "tgt"  # washed out and noisier (DA06: CORAL), in class folders
+def _shifted_target(root):
+    """Washed out and noisier copies of the colours (DA06: CORAL), in class folders."""
     rng = np.random.default_rng(1)
     for i in range(20):
         name, colour = [("r", (220, 40, 40)), ("g", (40, 200, 60))][i % 2]
         pixels = np.array(colour) * 0.5 + 100 + rng.normal(0, 60, (32, 32, 3))
-        (target_dir / name).mkdir(parents=True, exist_ok=True)
+        (root / name).mkdir(parents=True, exist_ok=True)
         image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-        image.save(target_dir / name / f"{i}.png")
-    monkeypatch.setattr(adapt, "grid", lambda: ("dev", ()))  # λ = 0 alone: one candidate, fast
-    result = auto(source, tmp_path / "out", time_budget=None, trials=1,
-                  backbones=["test_tiny"], weights=None, precision="float32",
-                  target=target_dir, verbose=0)
-    summary = json.loads((result.out / "summary.json").read_text())
+        image.save(root / name / f"{i}.png")
+    return root
+
+
+def _auto(tmp_path, **kwargs):
+    from autotransfer import auto
+
+    source = make_colour_dataset(tmp_path / "src", {"r": 12, "g": 12})
+    result = auto(source, tmp_path / "out", backbones=["test_tiny"], weights=None,
+                  precision="float32", target=_shifted_target(tmp_path / "tgt"), verbose=0,
+                  **kwargs)
     method = result.advice.recipe.domain_adaptation
     if not method.has_loss:
         pytest.skip(f"the advisor chose '{method.method}' here: no weight to choose")
-    assert summary["adaptation"]["rule"] == "DA09" and summary["adaptation"]["weight"] == 0.0
+    return result, json.loads((result.out / "summary.json").read_text())
+
+
+def test_auto_searches_with_adapting_trials_and_records_da11_and_the_gap(tmp_path):
+    """auto(target=) with a loss method and room for a search: the trials adapt, DA09's criterion
+    ranks them (DA11, in tuning.json and summary.json), the gap before and after is reported."""
+    from autotransfer.recipe.io import load_recipe
+
+    result, summary = _auto(tmp_path, time_budget=None, trials=2)
+    assert summary["tuning"]["selection"]["rule"] == "DA11"
+    tuning = json.loads((result.out / "tuning" / "tuning.json").read_text())
+    assert tuning["objective"]["rule"] == "DA11" and tuning["objective"]["criterion"] == "dev"
+    assert all(t["score"] is not None for t in tuning["trials"] if t["status"] == "COMPLETED")
+    adaptation = summary["adaptation"]
+    assert adaptation["rule"] == "DA11" and adaptation["criterion"] == "dev"
     final = load_recipe(result.out / "model" / "recipe.yaml")
-    assert final.reasons["domain_adaptation.weight"].rule == "DA09"
-    gap = summary["adaptation"]["gap"]
-    assert {"before", "source_only", "after"} <= set(gap)
+    assert adaptation["weight"] == final.domain_adaptation.weight
+    assert not (result.out / adapt.FOLDER).exists()  # the search replaced DA09's own step
+    gap = adaptation["gap"]
+    assert {"before", "after"} <= set(gap)
     metrics = json.loads((result.out / "model" / "metrics.json").read_text())
     assert metrics["domain_gap"] == gap["after"] and gap["after"]["n_target"] == 20
     report = (result.out / "report.md").read_text()
     assert "the gap before and after" in report and "| after (final model) |" in report
+    assert "rule DA11" in report and "Trials scored by dev" in report
     assert "the gap before and after" in (result.out / "report.html").read_text()
+
+
+def test_without_a_search_the_chosen_candidate_is_the_final_model_not_trained_again(
+        tmp_path, monkeypatch):
+    """No search (one trial cannot choose λ: DA11): DA09 chooses λ among its candidates, and the
+    final training would train the chosen one again on the same images (no test split, PLAN04:
+    the tuning splits): it is reused, the same model, and the report says so."""
+    import keras
+
+    from autotransfer.recipe.io import load_recipe
+    from autotransfer.train import run as run_module
+
+    monkeypatch.setattr(adapt, "grid", lambda: ("dev", (1.0,)))
+    trained = []
+    real_train = run_module.train
+
+    def spy(dataset, recipe, out, *args, **kwargs):
+        trained.append(Path(out).name)
+        return real_train(dataset, recipe, out, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "train", spy)
+    result, summary = _auto(tmp_path, time_budget=None, trials=1)
+    adaptation = summary["adaptation"]
+    assert summary["tuning"]["rule"] == "DA11" and adaptation["rule"] == "DA09"
+    assert summary["final"] == "train"
+    chosen = adaptation["candidate"]
+    # the candidates alone (the exact head too when the recipe trains the head alone): no final
+    # training
+    assert trained[:2] == ["weight_0", "weight_1"] and trained[2:] in ([], ["exact_head"])
+    assert (trained[2:] == ["exact_head"]) == ("exact_head" in adaptation["scores"])
+    folder = result.out / adapt.FOLDER / chosen
+    ours = keras.saving.load_model(result.out / "model" / "model.keras", compile=False)
+    theirs = keras.saving.load_model(folder / "model.keras", compile=False)
+    for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    final = load_recipe(result.out / "model" / "recipe.yaml")
+    assert final.reasons["domain_adaptation.weight"].rule == "DA09"
+    metrics = json.loads((result.out / "model" / "metrics.json").read_text())
+    assert metrics["reused"]["from"] == f"{adapt.FOLDER}/{chosen}"
+    assert "not trained again" in summary["budget"]["note"]
+    assert "not trained again" in (result.out / "report.md").read_text()

@@ -99,3 +99,72 @@ def test_a_tiny_bn_shift_with_a_large_gap_is_not_adabn_and_a_corruption_is(tmp_p
     assert b.target_decision(rules, contrast) == ("DA05", "adabn_target")
     clean = {**office_like, "gap_a": 0.0, "class_shift": 0.03}
     assert b.target_decision(rules, clean) == ("DA04", "none")
+
+
+def test_leave_one_task_out_chooses_da07_on_the_other_tasks_and_reports_before_and_now(
+        tmp_path, monkeypatch):
+    b = bench()
+    from autotransfer.advisor.rules import load_rules
+
+    results = _results(b)
+    runs = results["tasks"]["A-W"]["runs"]
+    for name, acc in (("source_only", 0.30), ("mcc@0.1", 0.40), ("mcc@0.3", 0.41),
+                      ("mcc@1", 0.42), ("bottleneck@0", 0.80)):  # MCC poor, CORAL's λ = 0 good
+        runs[name] = {**runs[name], "target_accuracy": acc,
+                      "scores": {**runs[name]["scores"], "dev": acc}}
+    for name in ("coral@0.1", "coral@0.3", "coral@1"):
+        runs[name] = {**runs[name], "target_accuracy": 0.7, "scores": {**runs[name]["scores"],
+                                                                       "dev": 0.7}}
+    moved = {"gap_a": 1.9, "gap_bn": 0.2, "gap_bn_early": 0.3, "gap_bn_deep": 0.1,
+             "class_shift": 0.22, "n_train": 157.0, "linear_acc": 1.0,
+             "pred_entropy_rise": 0.1, "target_entropy_rise": 0.0}
+    results["tasks"]["D-A"] = {"source": "dslr", "target": "amazon",
+                               "runs": json.loads(json.dumps(runs))}
+    results["rules_choice"] = {t: {"rule": "?", "method": "?", "per_class": 32, "facts": moved}
+                               for t in ("A-W", "D-A")}
+    rules = load_rules()
+    before = b.rules_variant(rules, 0.2, "mcc")
+    assert b.target_decision(before, moved) == ("DA07", "mcc")
+    assert b.target_decision(rules, moved) == ("DA07", "coral")
+    b.redecide(results, rules)
+    assert results["rules_choice"]["D-A"]["method"] == "coral"
+    loto = b.leave_one_task_out(results, rules, "dev")
+    for task in ("A-W", "D-A"):  # the other task shows MCC losing: each fold chooses CORAL
+        fold = loto["folds"][task]
+        assert fold["da07"] == "coral" and fold["method"] == "coral"
+        assert fold["accuracy"] == 0.80  # CORAL's λ = 0 (its bottleneck head) by dev
+        assert loto["per_task"][task]["before"] == {"rule": "DA07", "method": "mcc",
+                                                    "accuracy": 0.42}
+    results["leave_one_task_out"] = loto
+    monkeypatch.setattr(b, "OUT_JSON", tmp_path / "adapt.json")
+    monkeypatch.setattr(b, "OUT_MD", tmp_path / "adapt.md")
+    b.write_report(results)
+    text = (tmp_path / "adapt.md").read_text()
+    assert "DA07 judged leave one task out" in text
+    assert "| D-A | 0.22 | – |" in text and "mcc 42.0 | coral 80.0 | coral 80.0 (coral," in text
+
+
+def test_the_fine_tuning_check_is_reported_per_task_and_arm(tmp_path, monkeypatch):
+    b = bench()
+    results = _results(b)
+
+    def arm(method, rule, accuracy, before):
+        return {"method": method, "weight": 1.0 if method != "none" else None, "rule": rule,
+                "phases": [{"name": "head", "trainable_from": 5, "epochs_run": 12},
+                           {"name": "finetune", "trainable_from": 4, "epochs_run": 12}],
+                "source_val_accuracy": 1.0, "target_accuracy": accuracy,
+                "gap_before": before, "gap_after": {"a_distance": 1.12, "class_tv": 0.07},
+                "train_seconds": 176.0, "load_before": "['6.61', '7.96', '5.72']",
+                "load_after": "['5.47', '6.35', '5.54']"}
+
+    results["finetune"] = {"W-A": {
+        "source_only": arm("none", None, 0.911, None),
+        "rules": arm("coral", "DA06", 0.908, {"a_distance": 1.97, "class_tv": 0.07})}}
+    monkeypatch.setattr(b, "OUT_JSON", tmp_path / "adapt.json")
+    monkeypatch.setattr(b, "OUT_MD", tmp_path / "adapt.md")
+    b.write_report(results)
+    text = (tmp_path / "adapt.md").read_text()
+    assert "## Deeper fine-tuning with a target" in text and "without rule FZ04" in text
+    assert ("| W-A | source_only | none (–) | head 5 × 12, finetune 4 × 12 | 100.0 | 91.1 "
+            "| – | 1.12 / 0.07 | 176 | 6.61 7.96 5.72 → 5.47 6.35 5.54 |") in text
+    assert "| W-A | rules | coral λ 1 (DA06) |" in text and "| 1.97 / 0.07 |" in text

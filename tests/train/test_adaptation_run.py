@@ -3,6 +3,8 @@ target))`` on the tiny backbone — the loss applied where the recipe says, targ
 
 from __future__ import annotations
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from PIL import Image
 from autotransfer.data.target import read_target
 from autotransfer.errors import InvalidConfigError
 from autotransfer.train.adaptation import objective_for
+from autotransfer.recipe.io import load_recipe
 from autotransfer.train.run import train
 from tests.train.helpers import make_colour_dataset, tiny_recipe
 
@@ -100,11 +103,70 @@ def test_the_weight_is_chosen_without_target_labels_and_explained(folders, tmp_p
     source, target_dir = folders
     recipe = _recipe("entropy", weight=1.0)
     target = read_target(target_dir)
-    choice = choose_weight(source, recipe, target, tmp_path / "sel", weights=(1.0,))
+    choice = choose_weight(source, recipe, target, tmp_path / "sel", weights=(1.0,),
+                           exact_head=False)
     poisoned = target.model_copy(update={"eval_labels": {k: "blue" for k in target.eval_labels}})
-    again = choose_weight(source, recipe, poisoned, tmp_path / "sel", weights=(1.0,))  # reused
+    again = choose_weight(source, recipe, poisoned, tmp_path / "sel", weights=(1.0,),
+                          exact_head=False)  # reused
     assert set(choice.scores) == {0.0, 1.0} and choice.weight in (0.0, 1.0)
+    assert choice.exact_score is None and "exact_head" not in choice.named_scores
     assert again.scores == choice.scores
     assert choice.recipe.domain_adaptation.weight == choice.weight
     reason = choice.recipe.reasons["domain_adaptation.weight"]
     assert reason.rule == "DA09" and "without target labels" in reason.text
+
+
+def test_a_head_only_recipe_also_scores_the_exact_head_without_target_labels(folders, tmp_path):
+    """Every phase trains a linear head alone: the source-only exact head (L-BFGS) is one more
+    candidate, trained and scored by the same criterion, target labels unread."""
+    from autotransfer.train.adaptation import choose_weight as cw
+
+    source, target_dir = folders
+    recipe = _recipe("coral", weight=1.0)
+    assert cw.exact_head_fits(recipe)
+    assert not cw.exact_head_fits(tiny_recipe(domain_adaptation={"method": "coral"}))  # tunes
+    target = read_target(target_dir)
+    choice = cw.choose_weight(source, recipe, target, tmp_path / "sel", weights=(1.0,),
+                              criterion="dev")
+    poisoned = target.model_copy(update={"eval_labels": {k: "blue" for k in target.eval_labels}})
+    again = cw.choose_weight(source, recipe, poisoned, tmp_path / "sel", weights=(1.0,),
+                             criterion="dev")  # reused runs, the same scores
+    assert set(choice.named_scores) == {"0", "1", "exact_head"}
+    assert again.named_scores == choice.named_scores
+    exact = load_recipe(tmp_path / "sel" / "exact_head" / "recipe.yaml")
+    assert exact.head.solver == "lbfgs" and exact.domain_adaptation.method == "none"
+    metrics = json.loads((tmp_path / "sel" / "exact_head" / "metrics.json").read_text())
+    assert metrics["phases"][0]["solver"]["c"] > 0  # fitted exactly, not by gradient
+    reason = choice.recipe.reasons["domain_adaptation.weight"]
+    assert "dev@exact_head" in reason.evidence and "exact head" in reason.text
+    best = max(choice.named_scores, key=choice.named_scores.get)
+    assert choice.exact_head == (best == "exact_head")
+    assert choice.chosen_run.name == ("exact_head" if choice.exact_head else f"weight_{best}")
+
+
+def test_the_exact_head_is_chosen_when_it_scores_best(folders, tmp_path, monkeypatch):
+    """The criterion ranks the exact head first: the chosen recipe is the source-only recipe with
+    the exact head, and DA09's reason says why."""
+    from autotransfer.train.adaptation import choose_weight as cw
+    from autotransfer.train.adaptation import validate
+
+    real = validate.scores
+
+    def exact_first(c, criteria, *args, **kwargs):  # the real score, the exact head's lifted
+        measured = real(c, criteria, *args, **kwargs)
+        return {k: v + (100.0 if c.name == "exact_head" else 0.0) for k, v in measured.items()}
+
+    monkeypatch.setattr(validate, "scores", exact_first)
+    source, target_dir = folders
+    recipe = _recipe("coral", weight=1.0)
+    choice = cw.choose_weight(source, recipe, read_target(target_dir), tmp_path / "sel",
+                              weights=(1.0,), criterion="dev")
+    assert choice.exact_head and choice.chosen_run == tmp_path / "sel" / "exact_head"
+    assert choice.named_scores["exact_head"] == max(choice.named_scores.values())
+    final = choice.recipe
+    assert final.domain_adaptation.method == "none" and final.head.solver == "lbfgs"
+    assert final.name == recipe.name and final.phases == recipe.phases
+    for key in ("domain_adaptation.weight", "domain_adaptation.method", "head.solver"):
+        assert final.reasons[key].rule == "DA09"
+    assert "no adaptation" in final.reasons["head.solver"].text
+    assert "exact" in final.reasons["head.solver"].text

@@ -35,3 +35,25 @@ def test_candidates_are_scored_from_source_val_and_unlabelled_target_only():
     assert choose(outputs, "dev").criterion == "dev"
     with pytest.raises(ValueError, match="no candidates"):
         choose({})
+
+
+def test_a_linear_head_on_frozen_features_is_scored_from_its_input_features():
+    """The exact head (one softmax layer on the pooled features, no hidden layer) has the pooled
+    features as its penultimate ones: DEV scores it like the gradient candidates."""
+    rng = np.random.default_rng(1)
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((4,))
+    linear = keras.Model(inputs, keras.layers.Dense(3, activation="softmax",
+                                                    name="predictions")(inputs))
+    xv = rng.normal(size=(20, 4)).astype("float32")
+    yv = np.eye(3, dtype="float32")[np.arange(20) % 3]
+    val = tf.data.Dataset.from_tensor_slices((xv, yv)).batch(8)
+    xt = rng.normal(1.0, 1.0, size=(15, 4)).astype("float32")
+    target = tf.data.Dataset.from_tensor_slices(xt)
+    exact = candidate_outputs("exact_head", linear, val, target)
+    np.testing.assert_allclose(exact.source_val_features, xv, rtol=1e-6)
+    np.testing.assert_allclose(exact.target_features, xt, rtol=1e-6)
+    outputs = {"exact_head": exact, "0": candidate_outputs("0", _classifier(0), val, target)}
+    choice = choose(outputs, "dev")
+    assert set(choice.scores) == {"exact_head", "0"} and all(
+        np.isfinite(v) for v in choice.scores.values())

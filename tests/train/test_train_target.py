@@ -7,6 +7,7 @@ import json
 import pytest
 
 from autotransfer.errors import InvalidConfigError, TargetFolderError
+from autotransfer.recipe.schema import Reason
 from tests.data.builders import make_class_folders
 from tests.train.helpers import make_colour_dataset, tiny_recipe
 
@@ -46,14 +47,31 @@ def test_a_target_the_method_does_not_read_is_recorded_as_such(tmp_path):
     assert record["n_images"] == 6 and record["path"] == str(target)
     assert not record["used"] and "'none' does not read" in record["note"]
     assert len(record["fingerprint"]) == 64
+    report = (result.out / "report.md").read_text()  # recorded, not used: the report says so
+    assert "Method **none**" in report and "'none' does not read target images" in report
+    assert "| before (advisor" not in report  # a hand-written recipe carries no advisor's gap
 
 
 def test_an_adapting_recipe_trains_with_the_target_and_records_what_it_did(tmp_path):
     data = make_colour_dataset(tmp_path / "data", {"r": 8, "g": 8})
     target = make_colour_dataset(tmp_path / "target", {"r": 4, "g": 4}, seed=9)
     recipe = _head_only(method="mcc")
-    result = train(data, recipe.model_copy(update={"head": recipe.head.model_copy(
-        update={"solver": "gradient"})}), tmp_path / "run", target=target)
+    advised = Reason(rule="DA07", text="classes move", evidence={"gap_a": 1.25,
+                                                                 "class_shift": 0.3})
+    result = train(data, recipe.model_copy(update={
+        "head": recipe.head.model_copy(update={"solver": "gradient"}),
+        "reasons": {**recipe.reasons, "domain_adaptation.method": advised}}),
+        tmp_path / "run", target=target)
     metrics = json.loads((result.out / "metrics.json").read_text())
     assert metrics["target"]["used"] and metrics["target"]["n_images"] == 8
     assert metrics["domain_adaptation"]["method"] == "mcc"
+    # the report shows the gap before (the advisor's, from the recipe) and after (this model)
+    assert metrics["domain_gap_before"]["a_distance"] == 1.25
+    after = metrics["domain_gap"]
+    report = (result.out / "report.md").read_text()
+    assert "gap before and after" in report and "Method **mcc**, loss weight λ = 1 (rule DA07)" \
+        in report
+    assert "| before (advisor, frozen backbone) | 1.250 | 0.300 |" in report
+    a = "–" if after["a_distance"] is None else f"{after['a_distance']:.3f}"
+    assert f"| after (this model) | {a} | {after['class_tv']:.3f} |" in report
+    assert "after (this model)" in (result.out / "report.html").read_text()

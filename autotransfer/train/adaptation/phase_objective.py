@@ -58,6 +58,12 @@ class TargetAdaptation:
             self._images = target_images(self.target, self.input_size, crop=self.crop)
         return self._images
 
+    def target_features(self, context: PhaseContext, prefix: keras.Model) -> np.ndarray:
+        """The target images through the phase's frozen ``prefix`` (one unaugmented view);
+        tuning trials override it to share them across the trials of a search."""
+        return np.asarray(prefix.predict(self.images().batch(context.batch_size), verbose=0),
+                          dtype=np.float32)
+
     # ------------------------------------------------------------------ PhaseObjective
     def uses_frozen_features(self, recipe: Any, index: int) -> bool:
         return True
@@ -71,8 +77,7 @@ class TargetAdaptation:
         if features is not None:
             prefix = c.prefix_model()
             assert prefix is not None
-            target_x = np.asarray(prefix.predict(self.images().batch(bs), verbose=0),
-                                  dtype=np.float32)
+            target_x = self.target_features(c, prefix)
             suffix = keras.Model(c.clf.boundary(c.phase.trainable_from), c.clf.model.output,
                                  name="trainable_suffix")
             model = AdaptiveModel(suffix, self.config, n_classes, seed=self.seed + c.index)

@@ -1,0 +1,147 @@
+"""A search around a recipe that adapts to unlabelled target images (rule DA11; pure).
+
+Every trial trains with the recipe's adaptation and the target images (:mod:`.trials`,
+:class:`~autotransfer.tuning.trials.TrialAdaptation`) and is scored by rule DA09's unsupervised
+criterion (:mod:`autotransfer.train.adaptation.selection`; no target label), which becomes the
+tuner's objective (:func:`metric`, higher is better). For a method with a loss, λ is a searched
+dimension (:func:`weight_dimension`) over 0 and DA09's weights, so the search replaces DA09's
+separate choice. The trial kept is the best score, ties to trial 0 (:func:`summarise`): TUNE01's
+McNemar test and TUNE02's stop measure source validation images, which cannot see the target.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from autotransfer.recipe.schema import Reason, Recipe
+from autotransfer.tuning.dimensions import Dimension, SearchSpace, fmt
+
+#: the rule of an adapting search; the rule whose params give its criterion and λ grid
+RULE, GRID_RULE = "DA11", "DA09"
+#: the search-space dimension of the adaptation loss weight λ
+DIMENSION = "adaptation_weight"
+WEIGHT_FIELD = "domain_adaptation.weight"
+
+
+def adapts(recipe: Recipe) -> bool:
+    """Whether ``recipe``'s trials read target images (then the search is DA11's)."""
+    return bool(recipe.domain_adaptation.needs_target)
+
+
+def criterion() -> str:
+    """DA09's unsupervised criterion (``dev``), which ranks the trials."""
+    from autotransfer.advisor.rules import rule_params
+
+    return str(rule_params(GRID_RULE)["criterion"])
+
+
+def weights() -> tuple[float, ...]:
+    """DA09's λ candidates besides 0."""
+    from autotransfer.advisor.rules import rule_params
+
+    return tuple(float(w) for w in str(rule_params(GRID_RULE)["weights"]).split(","))
+
+
+def metric(name: str) -> str:
+    """The tuner's objective for criterion ``name`` (a trial's score, higher is better)."""
+    return f"target_{name}"
+
+
+def objective_record(name: str) -> dict[str, Any]:
+    """What ``tuning.json`` says about how the trials were judged."""
+    from autotransfer.advisor.rules import rule_text
+
+    return {"metric": metric(name), "direction": "max", "criterion": name, "rule": RULE,
+            "why": rule_text(RULE, {"criterion": name})}
+
+
+def weight_dimension(recipe: Recipe) -> Dimension | None:
+    """λ among 0 and DA09's weights, the recipe's own first (``None``: the method has no loss)."""
+    da = recipe.domain_adaptation
+    if not da.has_loss:
+        return None
+    grid = weights()
+    values = tuple(sorted({0.0, *grid, float(da.weight)}))
+    reason = recipe.reasons.get(WEIGHT_FIELD) or recipe.reasons.get("domain_adaptation.method")
+    why = (f"adaptation loss weight λ: 0 (the same model trained source-only) or DA09's "
+           f"{', '.join(f'{w:g}' for w in grid)}, trial 0 at the recipe's {da.weight:g}; ranked by "
+           f"{criterion()} on the target, without target labels (DA11)")
+    return Dimension(DIMENSION, "choice", float(da.weight), values=values, why=why,
+                     rule=reason.rule if reason is not None else "", fields=(WEIGHT_FIELD,),
+                     range_rule=RULE)
+
+
+def summarise(out: Path, recipe: Recipe, space: SearchSpace, records: list[Any], *,
+              role_name: str, stopped: str, seconds: float, algorithm: str,
+              name: str) -> Any:
+    """The end of an adapting search: the best score kept (ties to trial 0, then the lower
+    validation loss), its changes explained by DA11. ``records`` carry each trial's ``score``."""
+    from autotransfer.tuning.provenance import recipe_changes
+    from autotransfer.tuning.results import TuneResult
+    from autotransfer.tuning.trial_recipe import apply
+
+    objective = objective_record(name)
+    done = [t for t in records if t.status == "COMPLETED" and t.score is not None]
+    baselines = [t for t in done if not t.changed]
+    baseline = (max(baselines, key=lambda t: float(t.values.get("tuner/epochs", 0)))
+                if baselines else None)
+    if not done:
+        return TuneResult(out, role_name, recipe, space, records, None, None, None, None, [],
+                          stopped, seconds, algorithm, objective=objective)
+    best = max(done, key=lambda t: (t.score, not t.changed,
+                                    -(t.val_loss if t.val_loss is not None else 1e9)))
+    base = None if baseline is None else baseline.score
+    why = (f"trial {best.trial_id} has the best {name} score ({best.score:.4f}"
+           + ("" if base is None or best is baseline else f", trial 0: {base:.4f}")
+           + f") of {len(done)} completed trial(s), without target labels"
+           + (": the recipe as given is kept" if best is baseline else ""))
+    selection = {"rule": RULE, "candidate": best.trial_id, "criterion": name, "why": why}
+    values = {k: v for k, v in best.values.items() if not k.startswith("tuner/")}
+    refined = apply(recipe, values, space)
+    changes = recipe_changes(recipe, refined)
+    refined = _with_reasons(recipe, refined, changes, best, base, len(records), space, name)
+    # ``gain`` keeps its meaning (validation accuracy over trial 0); the scores are in ``why``
+    gain = (None if baseline is None or best.val_accuracy is None
+            else best.val_accuracy - (baseline.val_accuracy or 0.0))
+    return TuneResult(out, role_name, recipe, space, records, refined,
+                      baseline.trial_id if baseline else None, best.trial_id, gain, changes,
+                      stopped, seconds, algorithm, selection, objective=objective)
+
+
+def _with_reasons(recipe: Recipe, refined: Recipe, changes: list[dict[str, Any]], best: Any,
+                  base: float | None, n_trials: int, space: SearchSpace, name: str) -> Recipe:
+    reasons = dict(refined.reasons)
+    if len(refined.phases) != len(recipe.phases):
+        reasons = {k: v for k, v in reasons.items() if not k.startswith("phases.")}
+    for change in changes:
+        path = change["path"]
+        dims = [d for d in space if any(path == f or path.startswith(f + ".") for f in d.fields)
+                or (path == "phases" and d.name == "finetune_from")]
+        text = (f"tuning changed {path} from {fmt(change['before'])} to {fmt(change['after'])}: "
+                f"{name} score {best.score:.4f} on the target, without target labels"
+                + ("" if base is None else f" (trial 0: {base:.4f})")
+                + f"; best of {n_trials} trial(s), trial {best.trial_id} (DA11).")
+        evidence: dict[str, Any] = {
+            "before": _scalar(change["before"]), "after": _scalar(change["after"]),
+            "trial": best.trial_id, f"{name}": best.score, f"{name}_trial0": base,
+            "val_accuracy": best.val_accuracy, "trials": n_trials}
+        thresholds: dict[str, Any] = {"criterion": name}
+        for d in dims:
+            if d.kind == "choice":
+                thresholds[f"{d.name}.values"] = ",".join(str(v) for v in d.values)
+            else:
+                thresholds[f"{d.name}.low"], thresholds[f"{d.name}.high"] = d.low, d.high
+            if d.range_rule:
+                thresholds[f"{d.name}.rule"] = d.range_rule
+        reasons[path] = Reason(rule=RULE, text=text, evidence=evidence, thresholds=thresholds)
+    return refined.model_copy(update={"reasons": dict(sorted(reasons.items())),
+                                      "name": f"{recipe.name} (tuned)"})
+
+
+def _scalar(value: Any) -> Any:
+    import json
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value)

@@ -1,0 +1,236 @@
+"""A search around a recipe that adapts to target images (rule DA11): adapting trials, ranked by
+DA09's criterion on the target, λ searched, target labels never read."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from autotransfer.advisor.rules import rule_params
+from autotransfer.recipe.schema import Reason
+from autotransfer.tuning import adapting
+from autotransfer.tuning.results import TrialRecord
+from autotransfer.tuning.space import apply, search_space
+from tests.train.helpers import make_colour_dataset, tiny_recipe
+
+
+class _Untouchable(dict):
+    """Target labels that fail the test when anything reads them (their count alone is allowed)."""
+
+    def _read(self, *args, **kwargs):
+        raise AssertionError("the target's class folders were read")
+
+    __getitem__ = __iter__ = __contains__ = get = items = keys = values = _read
+
+
+def _recipe(method: str = "coral", weight: float = 1.0, **overrides):
+    return tiny_recipe(domain_adaptation={"method": method, "weight": weight},
+                       phases=[{"name": "head", "epochs": 2, "trainable_from": 5,
+                                "learning_rate": 0.01}], **overrides)
+
+
+def test_lambda_is_a_dimension_over_0_and_da09s_weights_only_for_a_loss_method():
+    grid = tuple(float(w) for w in str(rule_params("DA09")["weights"]).split(","))
+    recipe = _recipe(weight=0.5)
+    dim = search_space(recipe)[adapting.DIMENSION]
+    assert dim.kind == "choice" and dim.default == 0.5 and dim.range_rule == "DA11"
+    assert set(dim.values) == {0.0, 0.5, *grid}
+    assert apply(recipe, search_space(recipe).defaults()) == recipe  # trial 0: the recipe
+    changed = apply(recipe, {adapting.DIMENSION: 0.0})
+    assert changed.domain_adaptation.weight == 0.0 and changed.domain_adaptation.method == "coral"
+    for method in ("none", "adabn_target"):
+        assert adapting.DIMENSION not in search_space(tiny_recipe(
+            domain_adaptation={"method": method})).names
+
+
+def _row(trial_id, score, val_loss=0.5, **changed):
+    base = {"dropout": 0.0, adapting.DIMENSION: 1.0}
+    return TrialRecord(trial_id=trial_id, status="COMPLETED", values={**base, **changed},
+                       changed=changed, val_accuracy=0.9, val_loss=val_loss, score=score)
+
+
+def test_the_best_score_is_kept_ties_go_to_trial_0_and_changes_carry_da11(tmp_path):
+    recipe = _recipe()
+    space = search_space(recipe, include=["dropout", adapting.DIMENSION])
+    rows = [_row("00", -0.40), _row("01", -0.30, **{adapting.DIMENSION: 0.1}),
+            _row("02", -0.35, dropout=0.1)]
+    result = adapting.summarise(tmp_path, recipe, space, rows, role_name="local", stopped="",
+                                seconds=1.0, algorithm="random", name="dev")
+    assert result.best_trial == "01" and result.refined.domain_adaptation.weight == 0.1
+    reason = result.refined.reasons["domain_adaptation.weight"]
+    assert isinstance(reason, Reason) and reason.rule == "DA11"
+    assert reason.evidence["dev"] == -0.30 and reason.evidence["dev_trial0"] == -0.40
+    assert result.selection["rule"] == "DA11" and result.objective["rule"] == "DA11"
+    assert result.objective["metric"] == "target_dev"
+    assert result.to_dict()["objective"]["criterion"] == "dev"
+    tie = adapting.summarise(tmp_path, recipe, space, [_row("00", -0.3), rows[1]],
+                             role_name="local", stopped="", seconds=1.0, algorithm="random",
+                             name="dev")
+    assert tie.best_trial == "00" and tie.refined.domain_adaptation.weight == 1.0
+    assert "the recipe as given is kept" in tie.selection["why"]
+    from autotransfer.tuning.markdown import markdown
+
+    text = markdown(tie)  # tuning.md says how the trials were ranked, and why nothing changed
+    assert "Trials ranked by dev on the target images" in text and "rule DA11" in text
+    assert "None: trial 00 has the best dev score" in text
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    base = tmp_path_factory.mktemp("tune_adapt")
+    source = make_colour_dataset(base / "source", {"red": 10, "green": 10})
+    target = make_colour_dataset(base / "target", {"red": 6, "green": 6}, seed=1)
+    for path in target.rglob("*.png"):  # brighter copies: a shifted domain, in class folders
+        img = np.asarray(Image.open(path), dtype=np.int16) + 70
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    return source, target
+
+
+def _untouchable_target(path):
+    from autotransfer.data.target import read_target
+
+    target = read_target(path)
+    assert target.labelled  # class folders: evaluation labels exist, and must stay unread
+    return target.model_copy(update={"eval_labels": _Untouchable(target.eval_labels)})
+
+
+def test_a_search_with_a_target_runs_adapting_trials_ranked_by_da09s_criterion(
+        folders, tmp_path, monkeypatch):
+    from autotransfer.train.adaptation import selection
+    from autotransfer.tuning.tuner import tune
+
+    source, target_dir = folders
+    asked = []
+    real = selection.scores
+
+    def spy(c, criteria=selection.CRITERIA, seed=0):
+        asked.append(tuple(criteria))
+        return real(c, criteria, seed)
+
+    monkeypatch.setattr(selection, "scores", spy)
+    result = tune(source, _recipe("coral"), tmp_path / "t", trials=4, algorithm="random",
+                  include=["dropout", adapting.DIMENSION], target=_untouchable_target(target_dir),
+                  stop_when_futile=True, verbose=0)
+    criterion = str(rule_params("DA09")["criterion"])
+    assert asked and set(asked) == {(criterion,)}  # the rule's criterion, nothing else
+    done = [t for t in result.trials if t.status == "COMPLETED"]
+    assert len(done) == 4  # TUNE02's stop (source validation) does not apply here
+    saved = json.loads((tmp_path / "t" / "tuning.json").read_text())
+    assert saved["objective"]["rule"] == "DA11" and saved["objective"]["criterion"] == criterion
+    assert saved["selection"]["rule"] == "DA11"
+    for t in done:  # every trial adapted to the target and was scored on it
+        folder = tmp_path / "t" / "search" / f"trial_{t.trial_id}"
+        metrics = json.loads((folder / "run" / "metrics.json").read_text())
+        assert metrics["domain_adaptation"]["method"] == "coral"
+        assert metrics["domain_adaptation"]["target_images"] == 12
+        assert metrics["phases"][0]["history"]["adapt_loss"][-1] >= 0
+        weight = t.values[adapting.DIMENSION]
+        assert metrics["domain_adaptation"]["weight"] == pytest.approx(weight)
+        assert metrics["target_score"] == {"criterion": criterion, "rule": "DA11",
+                                           "score": pytest.approx(t.score)}
+        result_file = json.loads((folder / "trial_result.json").read_text())
+        assert result_file["objective"][f"target_{criterion}"] == pytest.approx(t.score)
+    best = max(done, key=lambda t: (t.score, not t.changed))
+    assert result.best_trial == best.trial_id
+    assert result.refined.domain_adaptation.weight == pytest.approx(
+        best.values[adapting.DIMENSION])
+
+
+def test_an_adapting_recipe_without_a_target_is_a_clear_error(folders, tmp_path):
+    from autotransfer.errors import InvalidConfigError
+    from autotransfer.tuning.tuner import tune
+
+    with pytest.raises(InvalidConfigError, match="--target DIR"):
+        tune(folders[0], _recipe("mcc"), tmp_path / "t", trials=1, verbose=0)
+    assert not (tmp_path / "t").exists()
+
+
+def test_in_memory_scores_match_the_trainers_and_share_the_target_features(folders, tmp_path):
+    """The score from cached features equals the one from the trained model on images, and a
+    second trial on the same prefix reuses the target's features."""
+    from autotransfer.data.splits import DataSplits
+    from autotransfer.train.run import train
+    from autotransfer.tuning.hypermodel import run_score
+    from autotransfer.tuning.trials import ActivationStore, TrialAdaptation, run_trial
+
+    source, target_dir = folders
+    target = _untouchable_target(target_dir)
+    recipe = _recipe("coral", weight=0.3)
+    run = train(source, recipe, tmp_path / "run", target=target, progress=False)
+    splits = DataSplits.load(run.out / "splits.json")
+    reference = run_score(run.out, target, recipe, "dev")
+    store, shared = ActivationStore(splits), {}
+    first = TrialAdaptation(recipe, target, shared)
+    trial = run_trial(recipe, store, tmp_path / "trial", objective=first, criterion="dev")
+    assert trial.metrics["target_score"]["score"] == pytest.approx(reference, rel=1e-2, abs=1e-3)
+    assert len(shared) == 1 and first.last_target is not None
+    second = TrialAdaptation(recipe.model_copy(update={"seed": recipe.seed}), target, shared)
+    run_trial(recipe, store, tmp_path / "trial2", objective=second, criterion="dev")
+    assert len(shared) == 1 and second.last_target is next(iter(shared.values()))
+
+
+def test_an_adabn_target_trial_reports_the_validation_metrics_train_reports(folders, tmp_path):
+    """Both measure the model as it ends, the target's BN statistics swapped in (what ``train``
+    ships), not the frozen features computed before the swap."""
+    from autotransfer.data.splits import DataSplits
+    from autotransfer.train.run import train
+    from autotransfer.tuning.trials import ActivationStore, TrialAdaptation, run_trial
+
+    source, target_dir = folders
+    target = _untouchable_target(target_dir)
+    recipe = _recipe("adabn_target")
+    run = train(source, recipe, tmp_path / "run", target=target, progress=False)
+    assert run.metrics["domain_adaptation"]["adabn_target"]["mean_abs_shift"] > 0
+    store = ActivationStore(DataSplits.load(run.out / "splits.json"))
+    trial = run_trial(recipe, store, tmp_path / "trial",
+                      objective=TrialAdaptation(recipe, target, {}), criterion="dev")
+    assert trial.metrics["domain_adaptation"]["adabn_target"] is not None
+    for key in ("accuracy", "loss", "balanced_accuracy"):
+        assert trial.metrics["val"][key] == pytest.approx(run.metrics["val"][key], rel=1e-3,
+                                                          abs=1e-4), key
+
+
+def test_trials_through_the_full_trainer_adapt_and_are_scored_too(folders, tmp_path):
+    from autotransfer.tuning.tuner import tune
+
+    source, target_dir = folders
+    result = tune(source, _recipe("mcc", weight=0.3), tmp_path / "t", trials=1,
+                  shared_cache=False, target=_untouchable_target(target_dir), verbose=0)
+    trial = result.trials[0]
+    assert trial.status == "COMPLETED" and trial.score is not None
+    run = tmp_path / "t" / "search" / f"trial_{trial.trial_id}" / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["domain_adaptation"]["method"] == "mcc" and (run / "model.keras").is_file()
+    assert result.selection["rule"] == "DA11"
+
+
+def test_the_final_training_reuses_the_target_features_of_the_trials(folders, tmp_path,
+                                                                      monkeypatch):
+    from autotransfer.data.profile import profile_dataset
+    from autotransfer.data.splits import make_splits
+    from autotransfer.oneshot.adapt import final_objective
+    from autotransfer.train.adaptation.phase_objective import TargetAdaptation
+    from autotransfer.train.run import train
+    from autotransfer.tuning.trials import ActivationStore
+    from autotransfer.tuning.tuner import tune
+
+    source, target_dir = folders
+    target, recipe = _untouchable_target(target_dir), _recipe("coral")
+    splits = make_splits(profile_dataset(source), val_fraction=0.25, seed=0)
+    store = ActivationStore(splits)
+    tune(splits, recipe, tmp_path / "t", trials=1, store=store, target=target, verbose=0)
+    assert len(store.target_features) == 1  # kept with the store, for the final training
+    cached = next(iter(store.target_features.values()))
+
+    def recompute(*args, **kwargs):
+        raise AssertionError("the target features were computed again")
+
+    monkeypatch.setattr(TargetAdaptation, "target_features", recompute)
+    objective = final_objective(recipe, target, store)
+    run = train(splits, recipe, tmp_path / "final", feature_source=store, target=target,
+                objective=objective, progress=False)
+    assert objective.last_target is cached and run.metrics["domain_adaptation"]["method"] == "coral"
+    assert final_objective(tiny_recipe(), target, store) is None  # no adaptation: the default
