@@ -4,6 +4,9 @@ A write goes through a temporary file in the target's folder, synced, then ``os.
 the target. The file gets the permissions ``open()`` would give it (``0o666`` less the umask, or
 the mode of the file it replaces), not ``mkstemp``'s private ``0o600``. A folder or file that
 cannot be written raises :class:`~autotransfer.errors.OutputError` naming it and saying why.
+The JSON files a run writes are read back by :func:`read_run_json`: plain ``json`` (nothing in
+them can run code), and a damaged, edited or foreign one is a
+:class:`~autotransfer.errors.RunDirectoryError` naming it, why and what to do.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from autotransfer.errors import OutputError
+from autotransfer.errors import OutputError, RunDirectoryError
 
 _HINTS = {
     errno.EACCES: "choose a folder you may write to, or change its permissions",
@@ -141,6 +145,59 @@ def json_safe(obj: Any) -> Any:
 def json_text(obj: Any, *, ensure_ascii: bool = False) -> str:
     """``obj`` as indented JSON text that is always valid UTF-8 (see :func:`unicode_safe`)."""
     return json.dumps(json_safe(obj), indent=2, ensure_ascii=ensure_ascii) + "\n"
+
+
+#: what to do about a run's JSON file that cannot be read, unless the caller knows better
+REREAD_HINT = ("It was damaged (e.g. cut short while copying), edited, or written by an "
+               "incompatible version of autotransfer: copy the run folder again from where it "
+               "was made, or train again.")
+
+Fields = Mapping[str, type | tuple[type, ...]]
+
+
+def read_run_json(path: str | os.PathLike[str], *, fields: Fields | None = None,
+                  fix: str = REREAD_HINT) -> dict[str, Any] | None:
+    """The JSON object in the run file ``path`` (``run.json``, ``metrics.json`` …); ``None``
+    when there is no such file.
+
+    ``fields`` maps keys to the types their values must have where present. A file that cannot
+    be read, is not JSON, holds no object or a field of another type raises
+    :class:`RunDirectoryError` naming it, saying why and then ``fix``.
+    """
+    file = Path(path)
+    if not file.is_file():
+        return None
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+    except UnicodeDecodeError:
+        why = "it is not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        why = f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+    except RecursionError:
+        why = "not valid JSON: nested too deeply"
+    else:
+        why = _wrong_shape(data, fields or {})
+        if why is None:
+            return data
+    raise RunDirectoryError(f"'{file}' cannot be read ({why}). {fix}")
+
+
+_JSON_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "true or false",
+               int: "a number", float: "a number", type(None): "null"}
+
+
+def _wrong_shape(data: Any, fields: Fields) -> str | None:
+    """Why ``data`` is not the object ``fields`` describes, or ``None``."""
+    if not isinstance(data, dict):
+        return f"it holds {_JSON_KINDS.get(type(data), 'a value')}, not a JSON object"
+    for key, kind in fields.items():
+        if key in data and not isinstance(data[key], kind):
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            wanted = " or ".join(dict.fromkeys(_JSON_KINDS.get(t, t.__name__) for t in kinds))
+            return f"its '{key}' is {_JSON_KINDS.get(type(data[key]), 'a value')}, not {wanted}"
+    return None
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

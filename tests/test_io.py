@@ -58,3 +58,35 @@ def test_json_of_a_non_utf8_file_name_is_valid_utf8(tmp_path):
         "path": "caf\\xe9.png", "caf\\xe9.png": ["caf\\xe9.png"]}
     written = atomic_write_json(tmp_path / "p.json", [{"path": name}])
     assert json.loads(written.read_bytes().decode("utf-8", "strict")) == [{"path": "caf\\xe9.png"}]
+
+
+@pytest.mark.parametrize("content, why", [
+    (b'{"files": [', "not valid JSON: Expecting value at line 1, column 12"),
+    (b"\xff\xfe", "it is not UTF-8 text"),
+    (b"null", "it holds null, not a JSON object"),
+    (b'{"files": {"a": 1}}', "its 'files' is an object, not an array"),
+    (b"[" * 100_000 + b"]" * 100_000, "not valid JSON: nested too deeply"),
+])
+def test_a_damaged_run_file_is_named_with_why_and_what_to_do(tmp_path, content, why):
+    from autotransfer._io import read_run_json
+    from autotransfer.errors import RunDirectoryError
+
+    path = tmp_path / "run.json"
+    path.write_bytes(content)
+    with pytest.raises(RunDirectoryError) as caught:
+        read_run_json(path, fields={"files": list}, fix="Train again.")
+    assert str(caught.value) == f"'{path}' cannot be read ({why}). Train again."
+    assert path.read_bytes() == content  # the user's file is left as it was
+
+
+def test_a_sound_or_missing_run_file_reads(tmp_path):
+    from autotransfer._io import read_run_json
+    from autotransfer.oneshot.folder import read_json
+    from autotransfer.train.run import read_run_info
+
+    assert read_run_json(tmp_path / "run.json") is None and read_run_info(tmp_path) is None
+    (tmp_path / "run.json").write_text('{"files": ["model.keras"], "crop": true, "extra": 1}')
+    assert read_run_info(tmp_path) == {"files": ["model.keras"], "crop": True, "extra": 1}
+    (tmp_path / "metrics.json").write_text('{"class_names": "cat"}')
+    with pytest.raises(AutoTransferError, match="--overwrite"):  # auto's folder: start over
+        read_json(tmp_path / "metrics.json")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autotransfer.errors import unknown_name
+from autotransfer.errors import InvalidParameterError, unknown_name
 
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225])
@@ -85,7 +85,8 @@ def center_crop_resize(image: np.ndarray, size: int, crop_fraction: float = 0.87
 
     array = np.asarray(image)
     if array.ndim != 3 or array.shape[-1] != 3:
-        raise ValueError(f"expected an RGB image of shape (H, W, 3), got shape {array.shape}")
+        raise InvalidParameterError(f"The 'image' parameter must be an RGB array of shape "
+                                    f"(height, width, 3). Got shape {array.shape} instead.")
     height, width = array.shape[:2]
     side = max(1, int(round(min(height, width) * crop_fraction)))
     top, left = (height - side) // 2, (width - side) // 2

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from autotransfer.data.formats import looks_like_image_name
 from autotransfer.data.models import FileProblem, problem
@@ -73,7 +75,8 @@ def discover(path: str | os.PathLike[str]) -> Layout:
             )
         return _from_manifest(given)
     if not given.is_dir():
-        raise DatasetNotFoundError(f"Dataset path '{given}' is neither a folder nor a CSV file.")
+        raise DatasetNotFoundError(f"Dataset path '{given}' is neither a folder nor a CSV file. "
+                                   "Pass a folder of class folders or a CSV manifest.")
     try:
         entries = sorted(os.scandir(given), key=lambda e: e.name)
     except PermissionError as exc:
@@ -88,7 +91,7 @@ def discover(path: str | os.PathLike[str]) -> Layout:
         names = ", ".join(m.name for m in manifests)
         raise DatasetError(
             f"'{given}' holds no class folders but several CSV files ({names}). "
-            "Pass the manifest to use, e.g. 'autotransfer profile " + str(given / manifests[0].name) + "'."
+            f"Pass the manifest to use, e.g. 'autotransfer profile {given / manifests[0].name}'."
         )
     return _from_folders(given, entries, subdirs)
 
@@ -151,7 +154,9 @@ def _report_loose_files(
     layout: Layout, folder: Path, rel_prefix: str, entries: list | None = None
 ) -> None:
     """Files directly in the root or a split folder belong to no class: report them."""
-    for entry in entries if entries is not None else sorted(os.scandir(folder), key=lambda e: e.name):
+    if entries is None:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    for entry in entries:
         rel = rel_prefix + entry.name
         if entry.name.startswith("."):
             layout.problems.append(problem(rel, "hidden_file", "Hidden entry skipped."))
@@ -181,7 +186,8 @@ def _manifest_conflict(layout: Layout, manifest: str, rel: str, rows: list[_Row]
     """Name a file the manifest gives several labels (or splits) as a conflict; it is left out."""
     for what, values in (("label", [r.label for r in rows]), ("split", [r.split for r in rows])):
         if len(set(values)) > 1:
-            listing = ", ".join(f"row {r.line} says '{v}'" for r, v in zip(rows, values, strict=True))
+            listing = ", ".join(f"row {r.line} says '{v}'"
+                                for r, v in zip(rows, values, strict=True))
             layout.problems.append(problem(
                 rel, f"{what}_conflict",
                 f"{manifest} gives this file {len(set(values))} different {what}s ({listing}); "
@@ -195,6 +201,17 @@ def _pick_column(header: list[str], names: tuple[str, ...]) -> str | None:
     return next((lowered[n] for n in names if n in lowered), None)
 
 
+def _csv_rows(reader: csv.DictReader, csv_path: Path) -> Iterator[dict[str, Any]]:
+    """The rows of ``reader``; a line the csv module cannot parse is a :class:`ManifestError`."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise ManifestError(
+            f"Manifest '{csv_path}' cannot be read as CSV at line {reader.line_num + 1}: {exc}. "
+            "Correct that line (a field over 128 KiB, or a quote left open) and run the "
+            "command again.") from None
+
+
 def _from_manifest(csv_path: Path) -> Layout:
     root = csv_path.parent
     layout = Layout(root=root, kind="csv_manifest", manifest=csv_path.name)
@@ -206,7 +223,8 @@ def _from_manifest(csv_path: Path) -> Layout:
             "Save it as UTF-8."
         ) from exc
     except OSError as exc:
-        raise ManifestError(f"Manifest '{csv_path}' cannot be read: {exc.strerror}.") from exc
+        raise ManifestError(f"Manifest '{csv_path}' cannot be read: {exc.strerror}. Check the "
+                            "path and make the file readable.") from exc
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
@@ -228,13 +246,20 @@ def _from_manifest(csv_path: Path) -> Layout:
         )
     root_real = os.path.realpath(root)
     rows: dict[str, list[_Row]] = {}  # rel -> every row naming it, in order
-    for line_no, row in enumerate(reader, start=2):
+    for line_no, row in enumerate(_csv_rows(reader, csv_path), start=2):
         raw_path = (row.get(path_col) or "").strip()
         label = (row.get(label_col) or "").strip()
         where = f"{csv_path.name}:{line_no}"
         if not raw_path or not label:
-            layout.problems.append(problem(raw_path or where, "bad_manifest_row",
-                                           f"Row {line_no} of {csv_path.name} lacks a path or label."))
+            layout.problems.append(problem(
+                raw_path or where, "bad_manifest_row",
+                f"Row {line_no} of {csv_path.name} lacks a path or label."))
+            continue
+        if "\0" in raw_path:
+            layout.problems.append(problem(
+                where, "bad_manifest_row",
+                f"Row {line_no} of {csv_path.name}: its path holds a NUL character, which no "
+                "file name can; correct the path."))
             continue
         split = None
         if split_col is not None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from autotransfer._io import atomic_write_text
 from autotransfer.data.models import (DatasetProfile, FileProblem, ImageRecord, count_codes,
                                       problem)
-from autotransfer.errors import DatasetError, InvalidParameterError
+from autotransfer.errors import DatasetError, InvalidParameterError, RunDirectoryError
 
 
 class DataSplits(BaseModel):
@@ -54,7 +54,17 @@ class DataSplits(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> DataSplits:
-        return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+        """The split manifest a run saved (:meth:`save`); one that cannot be read as such
+        (damaged, edited, or from an incompatible version) is a :class:`RunDirectoryError`
+        naming it."""
+        file = Path(path)
+        try:
+            return cls.model_validate(json.loads(file.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:  # JSON, UTF-8 and pydantic errors are ValueErrors
+            why = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise RunDirectoryError(
+                f"The split manifest '{file}' cannot be read ({why}). Delete it to have the "
+                "splits made again from the dataset, or write the run to a new folder.") from None
 
 
 def make_splits(
@@ -83,7 +93,7 @@ def make_splits(
     test = by_split.get("test", [])
     source = "folder"
     if not val:
-        train, val = _stratified_split(train, val_fraction, seed)
+        train, val = _stratified_split(train, val_fraction, seed, profile.root)
         source = f"stratified(fraction={val_fraction}, seed={seed})"
     left_out = [p for p in profile.problems if p.leaves_out]
     if exclude_leaks:
@@ -109,7 +119,7 @@ def make_splits(
 
 
 def _stratified_split(
-    records: list[ImageRecord], fraction: float, seed: int
+    records: list[ImageRecord], fraction: float, seed: int, root: str
 ) -> tuple[list[ImageRecord], list[ImageRecord]]:
     from sklearn.model_selection import train_test_split
 
@@ -118,8 +128,10 @@ def _stratified_split(
     if min(counts.values(), default=0) < 2:
         short = ", ".join(sorted(c for c, n in counts.items() if n < 2))
         raise DatasetError(
-            f"Cannot hold out a stratified validation split: class(es) {short} have fewer than 2 "
-            "images. Add images or provide a val/ folder."
+            f"Cannot hold out a stratified validation split of the dataset at '{root}': "
+            f"class(es) {short} have fewer than 2 training images. Add images to them, or "
+            "provide a validation split (<split>/<class>/<image> folders with a 'val' split, or "
+            "a 'split' column in a CSV manifest)."
         )
     n_val = max(len(counts), round(len(records) * fraction))
     ordered = sorted(records, key=lambda r: r.path)

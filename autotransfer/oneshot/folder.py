@@ -3,7 +3,6 @@ renamed to ``<out>`` when complete; a refused budget leaves no half-made folder 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -70,5 +69,11 @@ class RunFolder:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON file's content, ``None`` when there is none."""
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    """The JSON object a run wrote at ``path``, ``None`` when there is none; a damaged one is a
+    :class:`RunDirectoryError` naming it (:func:`autotransfer._io.read_run_json`)."""
+    from autotransfer._io import read_run_json
+    from autotransfer.train.run import RUN_FIELDS
+
+    return read_run_json(path, fields=RUN_FIELDS, fix=(
+        "It was damaged or edited since it was written: run the same command with --overwrite "
+        "to start over, or choose another --out."))

@@ -30,8 +30,9 @@ def read_data_file(path: str | os.PathLike[str]) -> Any:
         if file.suffix.lower() == ".json":
             return json.loads(text)
         return yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise InvalidConfigError(f"File '{file}' is not valid {file.suffix.lstrip('.').upper() or 'YAML'}: {exc}") from None
+    except (json.JSONDecodeError, yaml.YAMLError, RecursionError) as exc:  # too deep: Recursion
+        kind = file.suffix.lstrip(".").upper() or "YAML"
+        raise InvalidConfigError(f"File '{file}' is not valid {kind}: {exc}") from None
 
 
 def validation_message(source: str, error: ValidationError) -> str:
@@ -54,7 +55,8 @@ def validation_message(source: str, error: ValidationError) -> str:
 def validate(model: type[M], data: Any, source: str) -> M:
     """Validate ``data`` as ``model``; raise :class:`InvalidConfigError` naming file and keys."""
     if not isinstance(data, dict):
-        raise InvalidConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}.")
+        raise InvalidConfigError(
+            f"{source}: expected a mapping at the top level, got {type(data).__name__}.")
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -102,7 +102,7 @@ def load_model(path: str | os.PathLike[str]) -> keras.Model:
     """Load a model saved by autotransfer (Keras' safe mode; older files need the legacy layer)."""
     import autotransfer.backbones.layers  # noqa: F401 - registers the legacy 'Preprocess' layer
 
-    return keras.models.load_model(path, compile=False)
+    return keras.models.load_model(path, compile=False, safe_mode=True)  # never runs code
 
 
 def export_savedmodel(model: keras.Model, path: str | os.PathLike[str], *,
@@ -211,13 +211,13 @@ def export_onnx(model: keras.Model, path: str | os.PathLike[str], *, opset: int 
 def add_onnx(run_folder: str | os.PathLike[str]) -> Path:
     """Write ``model.onnx`` beside the ``model.keras`` of a finished run folder and list it in
     its ``run.json`` (``train --onnx``, ``auto --onnx``); returns the ONNX file."""
-    import json
-
     from autotransfer._io import atomic_write_json
     from autotransfer.errors import OutputError
+    from autotransfer.train.run import RUN_FILE, read_run_info
 
     require_onnx()
     folder = Path(run_folder)
+    info = read_run_info(folder)  # a damaged run.json fails before the conversion, not after
     target = folder / ONNX_FILE
     try:
         export_onnx(load_model(folder / "model.keras"), target)
@@ -227,10 +227,7 @@ def add_onnx(run_folder: str | os.PathLike[str]) -> Path:
         raise OutputError(f"Could not convert '{folder / 'model.keras'}' to ONNX with tf2onnx "
                           f"({type(exc).__name__}: {exc}); the run in '{folder}' is complete "
                           "without model.onnx.") from exc
-    info_path = folder / "run.json"
-    if info_path.is_file():
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-        if ONNX_FILE not in info.get("files", []):
-            info.setdefault("files", []).append(ONNX_FILE)
-            atomic_write_json(info_path, info)
+    if info is not None and ONNX_FILE not in info.get("files", []):
+        info.setdefault("files", []).append(ONNX_FILE)
+        atomic_write_json(folder / RUN_FILE, info)
     return target

@@ -5,13 +5,13 @@ A model is found from a run folder (what ``train`` and ``auto`` print: ``<run>/m
 beside it. A file that cannot be loaded safely (damaged, or holding Python code such as a Lambda
 layer, which Keras' safe mode refuses) is a :class:`~autotransfer.errors.ModelFileError`. The
 model resizes (and crops) images itself (see :mod:`.export`): prediction decodes each file with
-autotransfer's reader and hands the model's own ``resize`` layer the full image. Models of older runs take a fixed size; their transform (crop or
-squash) comes from ``run.json`` beside them.
+autotransfer's reader and hands the model's own ``resize`` layer the full image. Models of older
+runs take a fixed size; their transform (crop or squash) comes from ``run.json`` beside them, a
+damaged one being a :class:`~autotransfer.errors.RunDirectoryError` that names it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import zipfile
 from collections.abc import Callable, Sequence
@@ -208,17 +208,18 @@ def load_run_model(path: str | os.PathLike[str]) -> LoadedModel:
                              "run.") from exc
     model = _load_keras(model_file)
     size = input_size(model)[0]
-    crop = True
-    info = folder / "run.json"
     resize = resize_part(model)
     if resize is not None:
         crop = bool(resize.crop_to_aspect_ratio)
-    elif info.is_file():
-        crop = bool(json.loads(info.read_text("utf-8")).get("crop", True))
+    else:  # an older fixed-size model: its run.json says how images were resized
+        from autotransfer.train.run import read_run_info
+
+        crop = bool((read_run_info(folder) or {}).get("crop", True))
     n_out = int(model.output_shape[-1])
     if n_out != len(class_names):
         raise InvalidParameterError(f"'{labels_file}' lists {len(class_names)} classes but the "
-                                    f"model has {n_out} outputs.")
+                                    f"model has {n_out} outputs: they come from different runs. "
+                                    "Keep the model next to the labels.txt of its own run.")
     return LoadedModel(model, class_names, size, crop, folder)
 
 
@@ -232,27 +233,26 @@ def evaluate(model: str | os.PathLike[str], dataset: str | os.PathLike[str], *,
     from autotransfer.data.pipeline import make_dataset
     from autotransfer.data.profile import profile_dataset
     from autotransfer.data.splits import make_splits
-    from autotransfer.recipe.io import load_recipe
     from autotransfer.train.metrics import classification_metrics
 
     if split not in ("val", "test", "train", "all"):
         raise InvalidParameterError(f"The 'split' parameter must be val, test, train or all. Got "
                                     f"{split!r} instead.")
     loaded = load_run_model(model)
-    fraction, seed = 0.2, 0
-    if loaded.recipe_path is not None:
-        recipe = load_recipe(loaded.recipe_path)
-        fraction, seed = recipe.data.val_fraction, recipe.seed
+    fraction, seed = _held_out_by(loaded.recipe_path)
     profile = profile_dataset(dataset)
     splits = make_splits(profile, val_fraction=fraction, seed=seed, exclude_leaks=False)
     records = {"val": splits.val, "test": splits.test, "train": splits.train,
                "all": list(profile.records)}[split]
     if not records:
-        raise DatasetError(f"The dataset '{dataset}' has no images in split '{split}'.")
+        raise DatasetError(f"The dataset '{dataset}' has no images in split '{split}'. Choose "
+                           "another split (--split val, test, train or all).")
     unknown = sorted({r.label for r in records} - set(loaded.class_names))
     if unknown:
-        raise DatasetError(f"The dataset has class(es) {', '.join(unknown)} that the model does "
-                           f"not know (its classes: {', '.join(loaded.class_names)}).")
+        raise DatasetError(f"The dataset '{dataset}' has class(es) {', '.join(unknown)} that the "
+                           f"model does not know (its classes: {', '.join(loaded.class_names)}). "
+                           "Evaluate on images of the model's classes, or train a model on this "
+                           "dataset.")
     ds = make_dataset(records, splits.root, loaded.class_names, loaded.input_size,
                       batch_size=batch_size, crop=loaded.crop, cache=False)
     probs = loaded.model.predict(ds.map(lambda x, y: x), verbose=0)
@@ -266,6 +266,26 @@ def evaluate(model: str | os.PathLike[str], dataset: str | os.PathLike[str], *,
                                    np.asarray(probs), loaded.class_names)
     return EvaluationResult(str(model), str(dataset), split, metrics, left_out, predictions,
                             loaded)
+
+
+def _held_out_by(recipe_path: Path | None) -> tuple[float, int]:
+    """The validation fraction and seed of the run's recipe (default: 0.2 and 0, as a recipe's).
+
+    Only these are read: the recipe's backbone need not be registered here (a custom one)."""
+    if recipe_path is None:
+        return 0.2, 0
+    from autotransfer.errors import InvalidConfigError
+    from autotransfer.recipe.io import read_data_file, validate
+    from autotransfer.recipe.schema import Recipe
+
+    try:
+        recipe = validate(Recipe, read_data_file(recipe_path), str(recipe_path))
+    except InvalidConfigError as exc:
+        raise InvalidConfigError(
+            f"{exc}\nThe recipe.yaml beside the model says which images its run held out for "
+            "validation: copy it again from the run folder, so that evaluate uses the same "
+            "images.") from None
+    return recipe.data.val_fraction, recipe.seed
 
 
 def predict(model: str | os.PathLike[str] | LoadedModel, images: Sequence[str | os.PathLike[str]],

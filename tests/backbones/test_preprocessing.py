@@ -43,3 +43,10 @@ def test_center_crop_resize_gives_square_float_rgb() -> None:
     out = center_crop_resize(image, 16)
     assert out.shape == (16, 16, 3) and out.dtype == np.float32
     assert out[:, 0].max() == 0 and out[:, -1].min() == 255
+
+
+def test_center_crop_resize_refuses_what_is_not_an_rgb_image() -> None:
+    from autotransfer.errors import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match=r"RGB array .* Got shape \(40, 60\) instead"):
+        center_crop_resize(np.zeros((40, 60), dtype=np.uint8), 16)

@@ -143,6 +143,22 @@ def test_manifest_that_is_not_utf8_is_a_clear_error(tmp_path):
         discover(tmp_path / "m.csv")
 
 
+def test_a_path_with_a_nul_character_is_a_bad_row_not_a_crash(tmp_path):
+    write_image(tmp_path / "1.png")
+    (tmp_path / "m.csv").write_text("path,label\n1.png,a\nbad\0name.png,b\n")
+    layout = discover(tmp_path / "m.csv")
+    (bad,) = layout.problems
+    assert (bad.code, bad.path) == ("bad_manifest_row", "m.csv:3") and "NUL" in bad.message
+    assert [c.rel for c in layout.candidates] == ["1.png"]
+
+
+def test_a_line_the_csv_module_cannot_parse_is_named(tmp_path):
+    (tmp_path / "m.csv").write_text("path,label\n1.png,a\n\"" + "x" * 200_000 + "\",b\n")
+    with pytest.raises(ManifestError, match=r"'.*m\.csv' cannot be read as CSV at line 3: field "
+                                            r"larger than field limit.*Correct that line"):
+        discover(tmp_path / "m.csv")
+
+
 def test_unknown_split_value_is_reported(tmp_path):
     write_image(tmp_path / "1.png")
     (tmp_path / "m.csv").write_text("path,label,split\n1.png,a,holdout\n")

@@ -9,7 +9,7 @@ import pytest
 
 from autotransfer.data.profile import profile_dataset
 from autotransfer.data.splits import DataSplits, make_splits
-from autotransfer.errors import InvalidParameterError
+from autotransfer.errors import InvalidParameterError, RunDirectoryError
 from tests.data.builders import image_bytes, make_class_folders
 
 
@@ -93,3 +93,23 @@ def test_splits_saved_before_left_out_was_recorded_still_load(unsplit_profile, t
     del data["left_out"]
     path.write_text(json.dumps(data))
     assert DataSplits.load(path).left_out == []
+
+
+@pytest.mark.parametrize("text", ["{\"train\": [", "[1, 2]", "{\"train\": 3}", "\udcff"])
+def test_a_split_manifest_that_cannot_be_read_is_a_clear_error(unsplit_profile, tmp_path, text):
+    """A damaged or edited ``splits.json`` in a run's folder (read when the run resumes) is an
+    error naming the file and saying what to do, not a traceback."""
+    path = tmp_path / "splits.json"
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(RunDirectoryError, match="splits.json' cannot be read") as error:
+        DataSplits.load(path)
+    assert "Delete it" in str(error.value)
+
+
+def test_a_class_too_small_to_hold_out_names_the_dataset_and_what_to_do(tmp_path):
+    root = make_class_folders(tmp_path / "ds", {"a": 6, "b": 1}, size=8)
+    from autotransfer.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="class\\(es\\) b have fewer than 2") as error:
+        make_splits(profile_dataset(root, workers=1, strict=False))
+    assert f"'{root}'" in str(error.value) and "'split' column" in str(error.value)

@@ -60,3 +60,7 @@ def test_syntax_errors_and_missing_files_name_the_file(tmp_path):
     listing.write_text("- 1\n- 2\n")
     with pytest.raises(InvalidConfigError, match="expected a mapping"):
         load_recipe(listing)
+    deep = tmp_path / "deep.json"  # nested past Python's recursion limit: named, not a crash
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InvalidConfigError, match="deep.json' is not valid JSON"):
+        load_recipe(deep)

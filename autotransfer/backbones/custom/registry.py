@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -20,6 +20,7 @@ from autotransfer.backbones.custom.loading import (_SOURCES, ModelSource, _all_l
 from autotransfer.backbones.custom.rebuild import _rebuild, _up_to
 from autotransfer.backbones.custom.settings import (BackboneSettings, _describe, _text,
                                                     preprocessing_mode, read_backbone_file)
+from autotransfer.backbones.preprocessing import PreprocessingMode
 from autotransfer.backbones.spec import GROUP_NAMES, BackboneSpec, LayerGroup, WeightSource
 from autotransfer.errors import InvalidConfigError, InvalidParameterError, did_you_mean
 
@@ -91,106 +92,168 @@ def register_backbone(
 
 
 def _register(name: str, source: ModelSource, settings: BackboneSettings) -> BackboneSpec:
-    import keras
-
-    if not callable(source):
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise InvalidParameterError(f"Backbone model file '{path}' does not exist.")
-        source = path.resolve()
+    """Load, check and measure the backbone, then add its spec to the catalog."""
+    source = _resolved(source)
     mode = preprocessing_mode(settings.preprocessing)
-    original = _load(name, source)
-    if settings.feature_layer is not None and not any(
-            layer.name == settings.feature_layer for layer in _all_layers(original)):
-        names = [layer.name for layer in _all_layers(original)]
+    original = _feature_part(name, _load(name, source), settings.feature_layer)
+    size, min_size = settings.input_size, settings.min_input_size or settings.input_size
+    pairs: list[tuple[Any, Any]] = []
+    flat = _rebuilt(name, original, size, pairs)
+    ends = _check_layers(name, flat, settings)
+    cut = _feature_model(name, flat, settings.feature_layer)
+    if min_size != size:
+        _check_min_size(name, original, min_size)
+    bn = _bn_statistics(name, cut, settings.bn_statistics)
+    spec = _spec(name, settings, mode, cut, ends, bn, _origin(source, cut, pairs, settings))
+    del original, flat, cut
+    _SOURCES[name] = source
+    catalog.add_backbone(spec)
+    return spec
+
+
+def _resolved(source: ModelSource) -> ModelSource:
+    """A callable as it is; a model file as its absolute path (it must exist)."""
+    if callable(source):
+        return source
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise InvalidParameterError(f"Backbone model file '{path}' does not exist.")
+    return path.resolve()
+
+
+def _feature_part(name: str, original: Any, feature_layer: str | None) -> Any:
+    """The user's model up to ``feature_layer`` (which must be one of its layers), checked for
+    the layer names autotransfer adds around it."""
+    names = [layer.name for layer in _all_layers(original)]
+    if feature_layer is not None and feature_layer not in names:
         raise InvalidParameterError(
-            f"feature_layer '{settings.feature_layer}' is not a layer of backbone '{name}'."
-            f"{did_you_mean(settings.feature_layer, names)} Its layers, in order: "
+            f"feature_layer '{feature_layer}' is not a layer of backbone '{name}'."
+            f"{did_you_mean(feature_layer, names)} Its layers, in order: "
             f"{', '.join(names[:60])}{', …' if len(names) > 60 else ''}.")
-    original = _up_to(original, settings.feature_layer)
+    original = _up_to(original, feature_layer)
     reserved = [layer.name for layer in _all_layers(original) if layer.name in _RESERVED]
     if reserved:
         raise InvalidParameterError(
             f"Backbone '{name}' has layers named {reserved}; autotransfer adds layers of these "
             "names around a backbone. Rename them.")
-    pairs: list[tuple[Any, Any]] = []
-    size, min_size = settings.input_size, settings.min_input_size or settings.input_size
+    return original
+
+
+def _rebuilt(name: str, original: Any, size: int, pairs: list[tuple[Any, Any]]) -> Any:
+    """``original`` rebuilt as one flat functional model on ``size``² RGB images (its layers'
+    ``(original, copy)`` pairs appended to ``pairs``)."""
+    import keras
+
     try:
         inputs = keras.Input(shape=(size, size, 3), name="image")
-        flat = keras.Model(inputs, _rebuild(original, inputs, pairs), name=name)
+        return keras.Model(inputs, _rebuild(original, inputs, pairs), name=name)
     except (ValueError, TypeError) as exc:
         raise InvalidParameterError(
             f"Backbone '{name}' does not build on {size}×{size} RGB images "
             f"({' '.join(str(exc).split())[:300]}). It must take one image input with 3 "
             "channels (channels last) of any size, or of input_size.") from None
-    ends = _check_layers(name, flat, settings)
-    features = (flat.get_layer(settings.feature_layer).output if settings.feature_layer
-                else flat.output)
+
+
+def _feature_model(name: str, flat: Any, feature_layer: str | None) -> Any:
+    """``flat`` cut at its feature layer, which must output a feature map."""
+    import keras
+
+    features = flat.get_layer(feature_layer).output if feature_layer else flat.output
     if len(features.shape) != 4:
         raise InvalidParameterError(
             f"The feature layer of backbone '{name}' "
-            f"('{settings.feature_layer or flat.layers[-1].name}') outputs shape "
+            f"('{feature_layer or flat.layers[-1].name}') outputs shape "
             f"{tuple(features.shape)}, not a feature map (batch, height, width, channels): set "
             "feature_layer to the last convolutional block, before pooling and classifier.")
-    cut = keras.Model(inputs, features, name=name)
-    # a group ends where the next starts: the start layer's input (a tensor of this graph)
-    cut_outputs = [cut.get_layer(e.removeprefix("before:")).input for e in ends] + [features]
-    strides = [size // int(out.shape[1]) for out in cut_outputs]
-    if min_size != size:
-        try:
-            small = keras.Input(shape=(min_size, min_size, 3))
-            keras.Model(small, _rebuild(original, small, []))
-        except (ValueError, TypeError) as exc:
-            raise InvalidParameterError(
-                f"Backbone '{name}' does not build at min_input_size {min_size} "
-                f"({' '.join(str(exc).split())[:300]}). Raise min_input_size.") from None
+    return keras.Model(flat.input, features, name=name)
+
+
+def _check_min_size(name: str, original: Any, min_size: int) -> None:
+    """Refuse a backbone that does not build at its smallest input size."""
+    import keras
+
+    try:
+        small = keras.Input(shape=(min_size, min_size, 3))
+        keras.Model(small, _rebuild(original, small, []))
+    except (ValueError, TypeError) as exc:
+        raise InvalidParameterError(
+            f"Backbone '{name}' does not build at min_input_size {min_size} "
+            f"({' '.join(str(exc).split())[:300]}). Raise min_input_size.") from None
+
+
+def _bn_statistics(name: str, cut: Any, given: str | None) -> str:
+    """The ``bn_statistics`` setting, defaulted from (and checked against) the model."""
+    import keras
+
     has_bn = any(isinstance(layer, keras.layers.BatchNormalization) for layer in cut.layers)
-    bn = settings.bn_statistics or ("real" if has_bn else "absent")
+    bn = given or ("real" if has_bn else "absent")
     if bn != "absent" and not has_bn:
         raise InvalidParameterError(f"bn_statistics is '{bn}' but backbone '{name}' has no "
                                     "BatchNormalization layer before its feature layer.")
+    return bn
+
+
+class _Origin(NamedTuple):
+    """Where the weights come from: the file (empty for a callable), their SHA-256, a
+    description of the source, and the identity of weights and settings together."""
+
+    file_name: str
+    sha: str
+    where: str
+    identity: str
+
+
+def _origin(source: ModelSource, cut: Any, pairs: list[tuple[Any, Any]],
+            settings: BackboneSettings) -> _Origin:
+    """A model file is identified by its SHA-256; a callable's model by its weights, copied
+    into the rebuilt layers first."""
     settings_json = json.dumps(settings.model_dump(mode="json"), sort_keys=True).encode()
     if callable(source):
         for old, new in pairs:
             if old.weights:
                 new.set_weights(old.get_weights())
-        weights_id = _weights_digest(cut)
-        file_name, sha = "", weights_id
+        sha = _weights_digest(cut)
         qualname = getattr(source, "__qualname__", repr(source))
-        where = f"{getattr(source, '__module__', '?')}.{qualname}"
+        file_name, where = "", f"{getattr(source, '__module__', '?')}.{qualname}"
     else:
         from autotransfer.backbones.weights import file_sha256
 
         sha = file_sha256(source)
         file_name, where = str(source), str(source)
-    identity = _digest(sha.encode(), settings_json)[:32]
-    spec = BackboneSpec(
+    return _Origin(file_name, sha, where, _digest(sha.encode(), settings_json)[:32])
+
+
+def _spec(name: str, settings: BackboneSettings, mode: PreprocessingMode, cut: Any,
+          ends: Sequence[str], bn: str, origin: _Origin) -> BackboneSpec:
+    """The catalog entry of the checked backbone (``mode``: its preprocessing, parsed)."""
+    size = settings.input_size
+    # a group ends where the next starts: the start layer's input (a tensor of this graph)
+    cut_outputs = [cut.get_layer(e.removeprefix("before:")).input for e in ends] + [cut.output]
+    strides = [size // int(out.shape[1]) for out in cut_outputs]
+    return BackboneSpec(
         name=name,
         family="Custom",
         constructor="autotransfer.backbones.custom.CustomBackbone",
         constructor_kwargs=(("backbone", name), ("feature_layer", settings.feature_layer),
                             ("bgr", mode.bgr), ("scale", mode.scale), ("offset", mode.offset)),
         default_input_size=size,
-        min_input_size=min_size,
+        min_input_size=settings.min_input_size or size,
         preprocessing="none",  # built into the model (a Rescaling layer)
-        feature_dim=int(features.shape[-1]),
+        feature_dim=int(cut.output.shape[-1]),
         params=int(cut.count_params()),
         imagenet_top1=None,
         top1_source="",
         layer_groups=tuple(LayerGroup(g, end, s) for g, end, s in
                            zip(GROUP_NAMES, [*ends, None], strides, strict=True)),
         bn_statistics=bn,  # type: ignore[arg-type]
-        weights=(WeightSource("custom", file_name, include_top=False, url=f"custom:{identity}",
-                              sha256=sha),),
+        weights=(WeightSource("custom", origin.file_name, include_top=False,
+                              url=f"custom:{origin.identity}", sha256=origin.sha),),
         license=settings.license,
-        notes=(f"Your own backbone, from {where}; preprocessing {_text(settings.preprocessing)} "
-               f"(built into the model). {settings.notes}").strip(),
+        notes=(f"Your own backbone, from {origin.where}; preprocessing "
+               f"{_text(settings.preprocessing)} (built into the model). {settings.notes}"
+               ).strip(),
         tags=("custom",),
     )
-    del original, flat, cut
-    _SOURCES[name] = source
-    catalog.add_backbone(spec)
-    return spec
 
 
 def unregister_backbone(name: str) -> None:
