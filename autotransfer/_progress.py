@@ -5,7 +5,9 @@ The work reports short texts (``"[4/6] Phase 'finetune' epoch 3/10: loss 0.41"``
 
 * each new step (a text that is not an epoch's) is logged as a line, so a history remains;
 * the live line shows the current work; where the text says how far it is (``k/n``: epochs,
-  batches, backbones probed) it gets a bar, and rich's estimate of the time remaining;
+  batches, backbones probed) it gets a bar, and rich's estimate of the time remaining; the probe
+  has one bar from its first backbone to its last (the backbones before the one it names are
+  done), not one per backbone;
 * with a time budget, a second line shows the time used and left of the budget (the search's
   trials stop on it).
 
@@ -31,6 +33,10 @@ _STEP = re.compile(r"^\[\d+/\d+\]\s*")
 _COUNT = re.compile(r"(\d+)\s*/\s*(\d+)")
 #: texts that only move the live line (one per epoch or batch), not worth a logged line
 _DETAIL = re.compile(r"\bepoch \d+/\d+|\bbatch \d+/\d+", re.IGNORECASE)
+#: the probe's texts (:class:`ProbingText`): one bar over all the backbones, whichever one is
+#: measured and through the steps they share (decoding the images at another size)
+_PROBING = re.compile(r"Probing\b[^:]*:")
+_PROBING_KEY = "Probing"
 
 
 class ProgressDisplay:
@@ -98,14 +104,19 @@ class ProgressDisplay:
             self._progress.console.log(text, highlight=False, markup=False)
         body = _STEP.sub("", text)
         count = _COUNT.search(body)
+        probing = _PROBING.match(body) is not None
         if count is not None and int(count.group(2)) > 0:
             done, total = int(count.group(1)), int(count.group(2))
-            key = body[:count.start()]
+            key = _PROBING_KEY if probing else body[:count.start()]
             if key != self._key:  # another piece of work: a fresh bar and estimate
                 self._restart(total)
                 self._key = key
-            self._progress.update(self._work, description=self._short(text), completed=done,
+            # the probe names the backbone it starts: those before it are the ones measured
+            self._progress.update(self._work, description=self._short(text), total=total,
+                                  completed=done - 1 if probing else done,
                                   count=f"{done}/{total}")
+        elif probing and self._key == _PROBING_KEY:  # a shared step of the probe: the bar stays
+            self._progress.update(self._work, description=self._short(text))
         elif not detail:
             self._key = None
             self._restart(None)

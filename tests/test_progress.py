@@ -55,7 +55,7 @@ def test_probing_counts_the_backbones():
         display.probing("a", "extracting features")
         display.probing("a", "measuring")
         display.probing("b", "extracting features")
-        assert display._progress.tasks[-1].completed == 2
+        assert display._progress.tasks[-1].completed == 1  # a is measured, b is under way
     logged = buffer.getvalue()
     assert "Probing a (1/2 backbones): extracting features" in logged
     assert "Probing b (2/2 backbones)" in logged and "Probing: decoding 10 images" in logged
@@ -75,7 +75,47 @@ def test_autos_probing_line_counts_the_backbones_under_its_step():
     with ProgressDisplay(console=console) as display:
         display.say("[1/6] " + ProbingText(3)("a", "extracting features"))
         task = display._progress.tasks[-1]
-        assert (task.completed, task.total, task.fields["count"]) == (1, 3, "1/3")
+        assert (task.completed, task.total, task.fields["count"]) == (0, 3, "1/3")
+
+
+def _rendered(display: ProgressDisplay) -> list[str]:
+    """The live lines as a terminal shows them now."""
+    snap = Console(record=True, file=io.StringIO(), width=140, color_system=None)
+    snap.print(display._progress.get_renderable())
+    return [line for line in snap.export_text().splitlines() if line.strip()]
+
+
+def test_the_probe_is_one_bar_from_its_first_backbone_to_its_last():
+    """Neither a new backbone nor a step the backbones share (decoding at another size) starts
+    a fresh bar: one bar, one elapsed time and one estimate for the whole probe, in advise's
+    words and under auto's step alike."""
+    from autotransfer._progress import ProbingText
+
+    console, _ = _console()
+    with ProgressDisplay(backbones=3, console=console) as display:
+        display.probing("", "decoding 10 images at 96px")
+        display.probing("a", "extracting features")
+        bar = display._progress.tasks[-1]
+        display.probing("a", "measuring")
+        display.probing("", "decoding 10 images at 128px")
+        display.probing("b", "extracting features")
+        display.probing("c", "measuring")
+        tasks = display._progress.tasks
+        assert [t.id for t in tasks] == [bar.id]  # the same bar all along
+        assert tasks[0].start_time == bar.start_time
+        assert (tasks[0].completed, tasks[0].total, tasks[0].fields["count"]) == (2, 3, "3/3")
+        [line] = _rendered(display)
+        assert "Probing c (3/3 backbones): measuring" in line and "3/3" in line
+        display.say("Advising")  # the probe is over: no bar
+        assert display._progress.tasks[-1].total is None
+    probing = ProbingText(2)
+    with ProgressDisplay(console=console) as display:
+        display.say("[1/6] " + probing("a", "extracting features"))
+        bar = display._progress.tasks[-1]
+        display.say("[1/6] " + probing("", "decoding 10 images at 128px"))
+        display.say("[1/6] " + probing("b", "extracting features"))
+        assert [t.id for t in display._progress.tasks] == [bar.id]
+        assert display._progress.tasks[-1].completed == 1
 
 
 def test_markup_in_a_text_is_shown_as_text():

@@ -8,9 +8,9 @@ final model together) shows:
   exactly (L-BFGS head) and AdaBN's gain have no ``fit``, so :class:`RunLog` writes theirs with
   ``tf.summary.scalar`` under the same names, at the run's epoch count;
 * HParams: one session per run (``RunLog.hparams``: the recipe's values, the final validation
-  accuracy and loss as ``val_accuracy`` / ``val_loss``) and one per tuning trial
-  (:func:`write_trials`: the trial's recipe values, its validation accuracy and loss, seconds),
-  written with ``tensorboard.plugins.hparams.api``.
+  accuracy and loss as ``val_accuracy`` / ``val_loss``) and one per tuning trial, written as the
+  trial ends (:func:`write_trial`: the trial's recipe values, its validation accuracy and loss,
+  seconds, and an adapting search's score), with ``tensorboard.plugins.hparams.api``.
 
 The ``tensorboard`` package is a dependency (TensorFlow 2.21 no longer installs it).
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -140,10 +139,48 @@ class RunLog:
         self._writers.clear()
 
 
+def _trial_session(trial: Any, recipe_of: Callable[[Any], Any] | None
+                   ) -> tuple[dict[str, HParamValue], dict[str, float | None]]:
+    """A trial's HParams values (its recipe's and the searched ones) and metrics."""
+    values: dict[str, HParamValue] = {"trial": str(trial.trial_id), "status": str(trial.status)}
+    try:
+        recipe = None if recipe_of is None else recipe_of(trial)
+    except (ValueError, KeyError, TypeError):  # values the recipe no longer takes
+        recipe = None
+    if recipe is not None:
+        values.update(recipe_hparams(recipe))
+    for name, value in (trial.values or {}).items():
+        if value is not None:
+            values[f"search.{name}"] = (value if isinstance(value, (bool, int, float, str))
+                                        else str(value))
+    metrics = {"val_accuracy": trial.val_accuracy, "val_loss": trial.val_loss,
+               "seconds": getattr(trial, "seconds", None),
+               "score": getattr(trial, "score", None)}  # an adapting search's objective (DA11)
+    return values, metrics
+
+
+def write_trial(folder: str | os.PathLike[str], trial: Any,
+                recipe_of: Callable[[Any], Any] | None = None) -> Path:
+    """One tuning trial's HParams session in ``folder/<trial_id>`` (replacing an earlier one of
+    the same trial). The tuner writes it as the trial ends, so a dashboard open during a long
+    search shows every trial done so far; written in place, as TensorBoard reads logs that grow
+    (a staging folder beside it would show up as a run of its own). ``trial``, ``recipe_of``: as
+    :func:`write_trials`."""
+    target = Path(folder) / str(trial.trial_id)
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    values, metrics = _trial_session(trial, recipe_of)
+    _write_session(target, values, str(trial.trial_id), metrics)
+    return target
+
+
 def write_trials(folder: str | os.PathLike[str], trials: Iterable[Any],
                  recipe_of: Callable[[Any], Any] | None = None) -> Path:
-    """One HParams session per tuning trial in ``folder/<trial_id>`` (replacing what an earlier
-    call wrote there: a resumed search rewrites all its trials).
+    """The search's HParams sessions, one per trial in ``folder/<trial_id>``, when it ends: a
+    trial whose session was written as it ended (:func:`write_trial`) keeps it, any other
+    (a distributed search's, whose chief runs none) is written now, and a folder that is no
+    trial of ``trials`` (an earlier search's) is removed.
 
     ``trials``: records with ``trial_id``, ``status``, ``values`` (the search's values),
     ``val_accuracy``, ``val_loss`` and ``seconds``
@@ -152,30 +189,17 @@ def write_trials(folder: str | os.PathLike[str], trials: Iterable[Any],
     searched ones (``search.<name>``); a trial whose recipe cannot be rebuilt has those only.
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        for trial in trials:
-            values: dict[str, HParamValue] = {"trial": str(trial.trial_id),
-                                              "status": str(trial.status)}
-            try:
-                recipe = None if recipe_of is None else recipe_of(trial)
-            except (ValueError, KeyError, TypeError):  # values the recipe no longer takes
-                recipe = None
-            if recipe is not None:
-                values.update(recipe_hparams(recipe))
-            for name, value in (trial.values or {}).items():
-                if value is not None:
-                    values[f"search.{name}"] = (value if isinstance(value, (bool, int, float, str))
-                                                else str(value))
-            metrics = {"val_accuracy": trial.val_accuracy, "val_loss": trial.val_loss,
-                       "seconds": getattr(trial, "seconds", None)}
-            _write_session(staging / str(trial.trial_id), values, str(trial.trial_id), metrics)
-        old = folder.with_name(folder.name + ".old")
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(staging, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = set()
+    for trial in trials:
+        ids.add(str(trial.trial_id))
+        if not any((folder / str(trial.trial_id)).glob("*tfevents*")):
+            write_trial(folder, trial, recipe_of)
+    for stale in folder.iterdir():
+        if stale.name in ids:
+            continue
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink()
     return folder

@@ -23,6 +23,8 @@ label_smoothing     ``regularization.label_smoothing``
 weight_decay        one factor on every phase's weight decay, log range; 1 = as advised
 epochs_scale        one factor on every phase's epochs (and warm-up): ×0.5, ×1 or ×2
 backbone            the advised backbone or a runner-up of the probes (``BB01`` evidence)
+adaptation_weight   ``domain_adaptation.weight`` (λ) of a method with a loss: 0 or DA09's weights
+                    (rule DA11, :mod:`.adapting`)
 ==================  ===========================================================================
 
 The ranges are declared policy: the params of rules TUNE03–TUNE10 in ``recipes/rules.yaml``
@@ -45,17 +47,18 @@ reasons shape them (``Dimension.why`` says which applied):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from autotransfer.errors import InvalidParameterError
 from autotransfer.recipe.schema import Reason, Recipe
 from autotransfer.tuning.dimensions import (AUG_MAGNITUDES, DIMENSIONS, HEAD_ONLY, Dimension,
                                             SearchSpace, finetune_phases, fmt, head_phases, number)
+from autotransfer.tuning.runner_ups import excluded_backbones, runner_up_backbones
 from autotransfer.tuning.trial_recipe import apply
 
 __all__ = ["AUG_MAGNITUDES", "DIMENSIONS", "HEAD_ONLY", "RANGE_RULES", "Dimension", "SearchSpace",
-           "apply", "finetune_phases", "fmt", "head_phases", "range_params",
+           "apply", "excluded_backbones", "finetune_phases", "fmt", "head_phases", "range_params",
            "runner_up_backbones", "search_space", "span"]
 
 
@@ -82,26 +85,12 @@ def _rule(reason: Reason | None) -> str:
     return reason.rule if reason is not None else ""
 
 
-def runner_up_backbones(recipe: Recipe, limit: int = 2) -> list[str]:
-    """Runner-up backbones in the recipe's ``BB01`` evidence (``logme[<name>]``), best first,
-    without those it excluded (``excluded[<name>]``)."""
-    reason = recipe.reasons.get("backbone.name")
-    if reason is None:
-        return []
-    scores = {k[len("logme["):-1]: v for k, v in reason.evidence.items()
-              if k.startswith("logme[") and k.endswith("]") and isinstance(v, (int, float))}
-    ranked = sorted(scores, key=lambda name: -float(scores[name]))
-    excluded = {k[len("excluded["):-1] for k in reason.evidence
-                if k.startswith("excluded[") and k.endswith("]")}
-    others = [n for n in ranked if n != recipe.backbone.name and n not in excluded]
-    return others[:limit]
-
-
 # ------------------------------------------------------------------------------ the ranges
 #: the rule (recipes/rules.yaml) whose params give each dimension's range
 RANGE_RULES = {"head_lr": "TUNE03", "finetune_lr": "TUNE03", "finetune_from": "TUNE04",
                "augmentation_scale": "TUNE05", "dropout": "TUNE06", "label_smoothing": "TUNE07",
-               "weight_decay": "TUNE08", "epochs_scale": "TUNE09", "backbone": "TUNE10"}
+               "weight_decay": "TUNE08", "epochs_scale": "TUNE09", "backbone": "TUNE10",
+               "adaptation_weight": "DA11"}
 
 
 def range_params() -> dict[str, dict[str, Any]]:
@@ -168,126 +157,189 @@ def search_space(
     ranges = range_params()
     dims: list[Dimension] = []
     notes: list[str] = []
-    heads, fines = head_phases(recipe), finetune_phases(recipe)
+    for name, build in _BUILDERS:  # in the order of the table in the module's docstring
+        if name in wanted:
+            dim = build(recipe, ranges.get(RANGE_RULES[name], {}), notes, backbones)
+            if dim is not None:
+                dims.append(dim)
+    return SearchSpace(tuple(dims), tuple(notes))
 
-    def add(name: str, kind: Literal["float", "int", "choice"], default: Any,
-            bounds: tuple[float, ...], paths: Sequence[str], why: str, reason: Reason | None,
-            sampling: Literal["linear", "log"] = "linear") -> None:
-        low, high, values = ((None, None, tuple(bounds)) if kind == "choice"
-                             else (bounds[0], bounds[1], ()))
-        dims.append(Dimension(name, kind, default, low, high, sampling, values, why=why,
-                              rule=_rule(reason), fields=tuple(paths),
-                              range_rule=RANGE_RULES[name]))
 
-    if "head_lr" in wanted and heads and recipe.head.solver == "lbfgs":
+def _dimension(name: str, kind: Literal["float", "int", "choice"], default: Any,
+               bounds: tuple[float, ...], paths: Sequence[str], why: str, reason: Reason | None,
+               sampling: Literal["linear", "log"] = "linear") -> Dimension:
+    low, high, values = ((None, None, tuple(bounds)) if kind == "choice"
+                         else (bounds[0], bounds[1], ()))
+    return Dimension(name, kind, default, low, high, sampling, values, why=why,
+                     rule=_rule(reason), fields=tuple(paths), range_rule=RANGE_RULES[name])
+
+
+def _head_lr(recipe: Recipe, params: Mapping[str, Any], notes: list[str],
+             backbones: Sequence[str] | None) -> Dimension | None:
+    heads = head_phases(recipe)
+    if not heads:
+        return None
+    if recipe.head.solver == "lbfgs":
         rule = _rule(recipe.reasons.get("head.solver"))
         notes.append("head_lr is not searched: head.solver 'lbfgs' fits the head exactly, its L2 "
                      "strength by cross-validation" + (f" ({rule})" if rule else ""))
-    elif "head_lr" in wanted and heads:
-        lr = recipe.phases[heads[0]].learning_rate
-        paths = [f"phases.{i}.learning_rate" for i in heads]
-        reason = _reason(recipe, paths)
-        params, far = ranges[RANGE_RULES["head_lr"]], _is_far(reason)
-        factor = params["far_factor" if far else "factor"]
-        why = (f"head learning rate: log range ×/÷ {factor:g} around the advised {lr:.3g}"
-               + _by(reason) + ("; wider because the data is far from ImageNet" if far else ""))
-        add("head_lr", "float", lr, span(params, lr, wide=far), paths, why, reason, "log")
+        return None
+    lr = recipe.phases[heads[0]].learning_rate
+    paths = [f"phases.{i}.learning_rate" for i in heads]
+    reason = _reason(recipe, paths)
+    far = _is_far(reason)
+    factor = params["far_factor" if far else "factor"]
+    why = (f"head learning rate: log range ×/÷ {factor:g} around the advised {lr:.3g}"
+           + _by(reason) + ("; wider because the data is far from ImageNet" if far else ""))
+    return _dimension("head_lr", "float", lr, span(params, lr, wide=far), paths, why, reason,
+                      "log")
 
-    if "finetune_lr" in wanted and fines:
-        lr = recipe.phases[fines[-1]].learning_rate
-        paths = [f"phases.{i}.learning_rate" for i in fines]
-        reason = _reason(recipe, paths)
-        params, far = ranges[RANGE_RULES["finetune_lr"]], _is_far(reason)
-        factor = params["far_factor" if far else "factor"]
-        low, high = span(params, lr, wide=far)
-        ceiling = (params["finetune_ceiling"] * recipe.phases[heads[0]].learning_rate
-                   if heads else high)
-        capped = lr <= ceiling < high
-        high = ceiling if capped else high
-        why = (f"fine-tuning learning rate: log range ×/÷ {factor:g} around the advised {lr:.3g}"
-               + _by(reason) + ("; wider because the data is far from ImageNet" if far else "")
-               + (f", at most {_fraction(params['finetune_ceiling'])} the head's rate "
-                  f"({ceiling:.3g}): fine-tuning runs at a lower rate than the head, or it "
-                  "destroys the pretrained features" if capped else "")
-               + ("; every fine-tuning phase scales by the same factor" if len(fines) > 1 else ""))
-        add("finetune_lr", "float", lr, (low, high), paths, why, reason, "log")
 
-    if "finetune_from" in wanted:
-        params = ranges[RANGE_RULES["finetune_from"]]
-        depth = recipe.phases[fines[-1]].trainable_from if fines else HEAD_ONLY
-        paths = [f"phases.{i}.trainable_from" for i in (fines or heads)]
-        reason = _reason(recipe, paths)
-        rule = _rule(reason)
-        if rule == params["narrow_after"] or not fines:
-            low, high = HEAD_ONLY - 1, HEAD_ONLY
-            why = ("unfreeze depth: head only or the last group; the recipe trains the head alone "
-                   + {"FZ03": "(a linear probe, FZ03's choice when a class is tiny)",
-                      "FZ04": "(FZ04: a linear probe already separates the classes)",
-                      "BUD02": "(BUD02: fine-tuning does not fit the time budget)"}.get(
-                          rule or "", "(a linear probe)")
-                   + ", so deeper fine-tuning is left out")
-        else:
-            wide = _is_far(reason) or rule == params["wide_after"]
-            low, high = span(params, depth, wide=wide)
-            reach = params["far_reach" if wide else "reach"]
-            why = (f"unfreeze depth: {reach} group(s) either side of the advised {depth}"
-                   + (f" ({rule})" if rule else "") + (
-                       "; two because the data is far from ImageNet" if wide else "")
-                   + f" ({HEAD_ONLY} = head only)")
-        if high > low:
-            add("finetune_from", "int", depth, (low, high), paths, why, reason)
+def _finetune_lr(recipe: Recipe, params: Mapping[str, Any], notes: list[str],
+                 backbones: Sequence[str] | None) -> Dimension | None:
+    heads, fines = head_phases(recipe), finetune_phases(recipe)
+    if not fines:
+        return None
+    lr = recipe.phases[fines[-1]].learning_rate
+    paths = [f"phases.{i}.learning_rate" for i in fines]
+    reason = _reason(recipe, paths)
+    far = _is_far(reason)
+    factor = params["far_factor" if far else "factor"]
+    low, high = span(params, lr, wide=far)
+    ceiling = (params["finetune_ceiling"] * recipe.phases[heads[0]].learning_rate
+               if heads else high)
+    capped = lr <= ceiling < high
+    high = ceiling if capped else high
+    why = (f"fine-tuning learning rate: log range ×/÷ {factor:g} around the advised {lr:.3g}"
+           + _by(reason) + ("; wider because the data is far from ImageNet" if far else "")
+           + (f", at most {_fraction(params['finetune_ceiling'])} the head's rate "
+              f"({ceiling:.3g}): fine-tuning runs at a lower rate than the head, or it "
+              "destroys the pretrained features" if capped else "")
+           + ("; every fine-tuning phase scales by the same factor" if len(fines) > 1 else ""))
+    return _dimension("finetune_lr", "float", lr, (low, high), paths, why, reason, "log")
 
+
+def _finetune_from(recipe: Recipe, params: Mapping[str, Any], notes: list[str],
+                   backbones: Sequence[str] | None) -> Dimension | None:
+    heads, fines = head_phases(recipe), finetune_phases(recipe)
+    depth = recipe.phases[fines[-1]].trainable_from if fines else HEAD_ONLY
+    paths = [f"phases.{i}.trainable_from" for i in (fines or heads)]
+    reason = _reason(recipe, paths)
+    rule = _rule(reason)
+    if rule == params["narrow_after"] or not fines:
+        low, high = HEAD_ONLY - 1, HEAD_ONLY
+        why = ("unfreeze depth: head only or the last group; the recipe trains the head alone "
+               + {"FZ03": "(a linear probe, FZ03's choice when a class is tiny)",
+                  "FZ04": "(FZ04: a linear probe already separates the classes)",
+                  "BUD02": "(BUD02: fine-tuning does not fit the time budget)"}.get(
+                      rule or "", "(a linear probe)")
+               + ", so deeper fine-tuning is left out")
+    else:
+        wide = _is_far(reason) or rule == params["wide_after"]
+        low, high = span(params, depth, wide=wide)
+        reach = params["far_reach" if wide else "reach"]
+        why = (f"unfreeze depth: {reach} group(s) either side of the advised {depth}"
+               + (f" ({rule})" if rule else "") + (
+                   "; two because the data is far from ImageNet" if wide else "")
+               + f" ({HEAD_ONLY} = head only)")
+    if high <= low:
+        return None
+    return _dimension("finetune_from", "int", depth, (low, high), paths, why, reason)
+
+
+def _augmentation_scale(recipe: Recipe, params: Mapping[str, Any], notes: list[str],
+                        backbones: Sequence[str] | None) -> Dimension | None:
     aug = recipe.augmentation
-    if "augmentation_scale" in wanted and any(getattr(aug, f) > 0 for f in AUG_MAGNITUDES):
-        paths = [f"augmentation.{f}" for f in AUG_MAGNITUDES if getattr(aug, f) > 0]
-        reason = _reason(recipe, paths)
-        small = reason is not None and reason.rule == "AUG01" and _small_classes(reason)
-        values = span(ranges[RANGE_RULES["augmentation_scale"]], 1.0, narrow=small)
-        why = (f"augmentation magnitude: ×{values[0]:g}, ×1 or ×{values[-1]:g} of the advised "
-               "strength" + _by(reason)
-               + ("; not much weaker, because the classes are small" if small else "")
-               + "; three values, because each one needs its own frozen activations")
-        add("augmentation_scale", "choice", 1.0, values, paths, why, reason)
+    if not any(getattr(aug, f) > 0 for f in AUG_MAGNITUDES):
+        return None
+    paths = [f"augmentation.{f}" for f in AUG_MAGNITUDES if getattr(aug, f) > 0]
+    reason = _reason(recipe, paths)
+    small = reason is not None and reason.rule == "AUG01" and _small_classes(reason)
+    values = span(params, 1.0, narrow=small)
+    why = (f"augmentation magnitude: ×{values[0]:g}, ×1 or ×{values[-1]:g} of the advised "
+           "strength" + _by(reason)
+           + ("; not much weaker, because the classes are small" if small else "")
+           + "; three values, because each one needs its own frozen activations")
+    return _dimension("augmentation_scale", "choice", 1.0, values, paths, why, reason)
 
-    for name, path, what in (("dropout", "head.dropout", "dropout"),
-                             ("label_smoothing", "regularization.label_smoothing",
-                              "label smoothing")):
-        if name in wanted:
-            value = float(_field(recipe, path))
-            reason, params = recipe.reasons.get(path), ranges[RANGE_RULES[name]]
-            add(name, "float", _field(recipe, path), span(params, value), [path],
-                f"{what} ±{params['delta']:g} around the advised {value:g}" + _by(reason), reason)
 
-    if "weight_decay" in wanted and any(p.weight_decay > 0 for p in recipe.phases):
-        wd = max(p.weight_decay for p in recipe.phases)
-        paths = [f"phases.{i}.weight_decay" for i in range(len(recipe.phases))]
-        reason, params = _reason(recipe, paths), ranges[RANGE_RULES["weight_decay"]]
-        add("weight_decay", "float", 1.0, span(params, 1.0), paths,
-            f"weight decay: ×/÷ {params['factor']:g} around the advised {wd:.3g}" + _by(reason),
-            reason, "log")
+def _head_field(name: str, path: str, what: str) -> _Builder:
+    """A dimension of one recipe field, ± the rule's ``delta`` (dropout, label smoothing)."""
 
-    if "epochs_scale" in wanted:
-        paths = [f"phases.{i}.epochs" for i in range(len(recipe.phases))]
-        reason = _reason(recipe, paths)
-        values = span(ranges[RANGE_RULES["epochs_scale"]], 1.0)
-        add("epochs_scale", "choice", 1.0, values, paths,
-            f"schedule length: ×{values[0]:g}, ×1 or ×{values[-1]:g} of the advised epochs "
-            f"({', '.join(str(p.epochs) for p in recipe.phases)})" + _by(reason), reason)
+    def build(recipe: Recipe, params: Mapping[str, Any], notes: list[str],
+              backbones: Sequence[str] | None) -> Dimension | None:
+        value = float(_field(recipe, path))
+        reason = recipe.reasons.get(path)
+        return _dimension(name, "float", _field(recipe, path), span(params, value), [path],
+                          f"{what} ±{params['delta']:g} around the advised {value:g}"
+                          + _by(reason), reason)
 
-    if "backbone" in wanted:
-        limit = int(ranges[RANGE_RULES["backbone"]]["runner_ups"])
-        others = runner_up_backbones(recipe, limit) if backbones is None else [
-            b for b in backbones if b != recipe.backbone.name]
-        if others and recipe.backbone.weights.lower() not in ("imagenet", "none", "random"):
-            notes.append("backbone: not searched, the recipe loads weights from a file")
-            others = []
-        if others:
-            reason = recipe.reasons.get("backbone.name")
-            add("backbone", "choice", recipe.backbone.name,
-                (recipe.backbone.name, *dict.fromkeys(others)), ["backbone.name"],
-                "backbone: the advised one or the probes' runner-up(s) " + ", ".join(others)
-                + _by(reason), reason)
-    return SearchSpace(tuple(dims), tuple(notes))
+    return build
+
+
+def _weight_decay(recipe: Recipe, params: Mapping[str, Any], notes: list[str],
+                  backbones: Sequence[str] | None) -> Dimension | None:
+    if not any(p.weight_decay > 0 for p in recipe.phases):
+        return None
+    wd = max(p.weight_decay for p in recipe.phases)
+    paths = [f"phases.{i}.weight_decay" for i in range(len(recipe.phases))]
+    reason = _reason(recipe, paths)
+    return _dimension("weight_decay", "float", 1.0, span(params, 1.0), paths,
+                      f"weight decay: ×/÷ {params['factor']:g} around the advised {wd:.3g}"
+                      + _by(reason), reason, "log")
+
+
+def _epochs_scale(recipe: Recipe, params: Mapping[str, Any], notes: list[str],
+                  backbones: Sequence[str] | None) -> Dimension | None:
+    paths = [f"phases.{i}.epochs" for i in range(len(recipe.phases))]
+    reason = _reason(recipe, paths)
+    values = span(params, 1.0)
+    return _dimension("epochs_scale", "choice", 1.0, values, paths,
+                      f"schedule length: ×{values[0]:g}, ×1 or ×{values[-1]:g} of the advised "
+                      f"epochs ({', '.join(str(p.epochs) for p in recipe.phases)})"
+                      + _by(reason), reason)
+
+
+def _backbone(recipe: Recipe, params: Mapping[str, Any], notes: list[str],
+              backbones: Sequence[str] | None) -> Dimension | None:
+    limit = int(params["runner_ups"])
+    others = runner_up_backbones(recipe, limit) if backbones is None else [
+        b for b in backbones if b != recipe.backbone.name]
+    bb01 = recipe.reasons.get("backbone.name")
+    if backbones is None and bb01 is not None and excluded_backbones(bb01) is None:
+        notes.append(f"backbone: not searched, the recipe's {bb01.rule} reason does not say "
+                     "which probed backbones your constraints excluded; name the ones to try "
+                     "(backbones=[...], --backbones)")
+    if others and recipe.backbone.weights.lower() not in ("imagenet", "none", "random"):
+        notes.append("backbone: not searched, the recipe loads weights from a file")
+        others = []
+    if not others:
+        return None
+    return _dimension("backbone", "choice", recipe.backbone.name,
+                      (recipe.backbone.name, *dict.fromkeys(others)), ["backbone.name"],
+                      "backbone: the advised one or the probes' runner-up(s) " + ", ".join(others)
+                      + _by(bb01), bb01)
+
+
+def _adaptation_weight(recipe: Recipe, params: Mapping[str, Any], notes: list[str],
+                       backbones: Sequence[str] | None) -> Dimension | None:
+    """Rule DA11: λ of an adapting recipe's loss (:mod:`.adapting`)."""
+    from autotransfer.tuning.adapting import weight_dimension
+
+    return weight_dimension(recipe)
+
+
+_Builder = Callable[[Recipe, Mapping[str, Any], list[str], Sequence[str] | None],
+                    Dimension | None]
+#: each dimension's builder, in the order of the space
+_BUILDERS: tuple[tuple[str, _Builder], ...] = (
+    ("head_lr", _head_lr), ("finetune_lr", _finetune_lr), ("finetune_from", _finetune_from),
+    ("augmentation_scale", _augmentation_scale),
+    ("dropout", _head_field("dropout", "head.dropout", "dropout")),
+    ("label_smoothing", _head_field("label_smoothing", "regularization.label_smoothing",
+                                    "label smoothing")),
+    ("weight_decay", _weight_decay), ("epochs_scale", _epochs_scale), ("backbone", _backbone),
+    ("adaptation_weight", _adaptation_weight))
 
 
 def _field(recipe: Recipe, path: str) -> Any:

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from autotransfer.train.tensorboard import RunLog, recipe_hparams, write_trials
+from autotransfer.train.tensorboard import RunLog, recipe_hparams, write_trial, write_trials
 from tests.train.helpers import tiny_recipe
 
 
@@ -107,10 +107,15 @@ def test_each_trial_is_a_session_with_its_values_and_accuracy(tmp_path):
     assert failed["status"] == "FAILED" and "backbone.name" not in failed
     assert accumulate(folder / "02").Tags()["tensors"] == ["_hparams_/session_start_info",
                                                             "seconds"]
-    # a resumed search writes every trial again: the folder holds each trial once
+    # when the search ends, a session written as its trial ended stays as it is (a dashboard
+    # reading it sees no second copy); a folder that is no trial of the search goes
+    events = sorted(folder.glob("*/*tfevents*"))
     write_trials(folder, trials[:2])
     assert sorted(p.name for p in folder.iterdir()) == ["00", "01"]
+    assert sorted(folder.glob("*/*tfevents*")) == events[:2]
     assert not any(p.name.startswith(".") for p in folder.parent.iterdir())
+    write_trial(folder, Trial("01", "COMPLETED", {"lr_head": 0.003}, 0.95, 0.3))  # replaced
+    assert scalars(folder / "01", "val_accuracy") == [(0, pytest.approx(0.95))]
 
 
 def test_a_run_logs_its_epochs_and_its_recipe_for_the_hparams_dashboard(tmp_path):
@@ -148,3 +153,31 @@ def test_a_search_logs_each_trial_for_the_hparams_dashboard(tmp_path):
         assert {k for k in values if k.startswith("search.")}
         assert scalars(folder / trial.trial_id, "val_accuracy") == [
             (0, pytest.approx(trial.val_accuracy))]
+
+
+def test_a_search_shows_each_trial_on_the_dashboard_as_the_trial_ends(tmp_path):
+    """A user watching TensorBoard during a long search sees every trial ended so far, not all
+    of them at the end: when the tuner says a trial ended, its HParams session is there."""
+    import re
+
+    from autotransfer.tuning.tuner import tune
+    from tests.train.helpers import make_colour_dataset
+
+    data = make_colour_dataset(tmp_path / "ds", {"red": 6, "green": 6})
+    recipe = tiny_recipe(phases=[{"name": "head", "epochs": 1, "trainable_from": 5,
+                                  "learning_rate": 0.05, "schedule": "constant"}])
+    folder = tmp_path / "t" / "logs" / "trials"
+    on_the_dashboard: list[list[tuple[str, float | None]]] = []
+
+    def progress(text: str) -> None:
+        if re.fullmatch(r"Trial \d+ (completed|failed)", text):
+            sessions = sorted(p for p in folder.iterdir()) if folder.is_dir() else []
+            on_the_dashboard.append([
+                (session(p)[0]["trial"], dict(scalars(p, "val_accuracy")).get(0))
+                for p in sessions])
+
+    result = tune(data, recipe, tmp_path / "t", trials=3, progress=progress, verbose=0)
+    ended = [(t.trial_id, None if t.val_accuracy is None else pytest.approx(t.val_accuracy))
+             for t in result.trials]
+    assert len(ended) == 3
+    assert on_the_dashboard == [ended[:1], ended[:2], ended[:3]]

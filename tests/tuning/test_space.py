@@ -10,8 +10,9 @@ import pytest
 
 from autotransfer.advisor.advise import decide
 from autotransfer.errors import InvalidParameterError
-from autotransfer.recipe.schema import Recipe
-from autotransfer.tuning.space import apply, runner_up_backbones, search_space
+from autotransfer.recipe.schema import Reason, Recipe
+from autotransfer.tuning.space import (apply, excluded_backbones, runner_up_backbones,
+                                       search_space)
 from tests.advisor.synthetic import probe, profile, report
 from tests.train.helpers import tiny_recipe
 
@@ -140,6 +141,47 @@ def test_backbones_the_advisor_excluded_are_no_runner_ups():
     assert evidence["excluded[efficientnet_lite0]"] == "3.4M parameters > the limit of 3M"
     assert runner_up_backbones(recipe) == []
     assert "backbone" not in search_space(recipe).names
+
+
+def _as_before_the_rule_base(recipe: Recipe, excluded: str) -> Recipe:
+    """``recipe`` with its BB01 reason as the advisor wrote it before the rule base filled its
+    text (no ``excluded[...]`` evidence, no thresholds; the exclusions only in the text)."""
+    old = recipe.reasons["backbone.name"]
+    evidence = {k: v for k, v in old.evidence.items() if not k.startswith("excluded[")}
+    text = ("mobilenet_v2 has the highest LogME among the allowed candidates. LogME 0.500, "
+            "linear probe 90.0%" + (f"; excluded: {excluded}." if excluded else "."))
+    reason = Reason(rule="BB01", text=text, evidence=evidence)
+    return recipe.model_copy(update={"reasons": {**recipe.reasons, "backbone.name": reason}})
+
+
+def test_an_older_recipe_keeps_the_backbones_its_text_says_were_excluded():
+    recipe = decide(profile({"a": 600, "b": 600}), FAR, max_params_m=3.0).recipe
+    old = _as_before_the_rule_base(recipe, "efficientnet_lite0 (3.4M parameters > the limit of 3M)")
+    assert excluded_backbones(old.reasons["backbone.name"]) == {"efficientnet_lite0"}
+    assert runner_up_backbones(old) == []
+    assert "backbone" not in search_space(old).names
+    # a name inside a why (the allowed list) is not an exclusion; nothing listed: none excluded
+    three = report(probe("mobilenet_v2", 0.5, shift=3.0, entropy=0.7),
+                   probe("efficientnet_lite0", 0.4, shift=3.0, entropy=0.7),
+                   probe("resnet50", 0.3, shift=3.0, entropy=0.7), rotation=0.26)
+    recipe = decide(profile({"a": 600, "b": 600}), three).recipe
+    listed = _as_before_the_rule_base(
+        recipe, "efficientnet_lite0 (not in the allowed list (mobilenet_v2, resnet50))")
+    assert runner_up_backbones(listed) == ["resnet50"]
+    assert runner_up_backbones(_as_before_the_rule_base(recipe, "")) == [
+        "efficientnet_lite0", "resnet50"]
+
+
+def test_a_reason_that_cannot_tell_what_was_excluded_offers_no_runner_up():
+    recipe = _as_before_the_rule_base(far_recipe(), "one backbone (too large)")
+    assert excluded_backbones(recipe.reasons["backbone.name"]) is None
+    assert runner_up_backbones(recipe) == []
+    space = search_space(recipe)
+    assert "backbone" not in space.names
+    assert any("does not say which probed backbones" in n for n in space.notes)
+    named = search_space(recipe, backbones=["efficientnet_lite0"])  # the user's own choice
+    assert space["head_lr"] == named["head_lr"]
+    assert named["backbone"].values == ("mobilenet_v2", "efficientnet_lite0")
 
 
 def test_unknown_names_are_refused():
