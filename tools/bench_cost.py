@@ -11,8 +11,9 @@ both see the same load), then the trainer runs it. For fine-tuning, the estimate
 ``epoch_time``) against the median epoch after the first; the forward-pass-only estimate (the
 model before COST01) is shown beside it. For the head, BUD03's head-only estimate (``head_views``
 forward passes over the training images) against the phase's measured seconds (its feature
-extraction included). The load average is recorded before and after each run: rerun a row whose
-load changed a lot. Writes docs/benchmarks/cost_model_runs.{md,json} (other datasets' rows kept;
+extraction included). The first epoch's excess over the steady ones (the phase's tracing, which
+the trainer does once per phase and the estimate leaves out) is shown beside it. The load average
+is recorded before and after each run: rerun a row whose load changed a lot. Writes docs/benchmarks/cost_model_runs.{md,json} (other datasets' rows kept;
 docs/benchmarks/cost_model.md discusses them).
 
     python tools/bench_cost.py [--datasets hymenoptera brain_mri clothing_small_lite
@@ -100,7 +101,7 @@ def run_dataset(name: str, depths: list[str], epochs: int, work: Path) -> dict[s
             evidence = {"forward_ms": facts["forward_ms"], "probe_size": facts["probe_size"],
                         "input_size": r.backbone.input_size, "step_ms": step.step_ms,
                         "step_eval_ms": step.eval_ms, "step_from": step.trainable_from,
-                        "step_size": step.input_size, "step_trace_s": step.trace_s}
+                        "step_size": step.input_size}
         started = time.time()
         run = train(splits, r, work / "runs" / name / depth)
         seconds = time.time() - started
@@ -112,8 +113,9 @@ def run_dataset(name: str, depths: list[str], epochs: int, work: Path) -> dict[s
             got = compare(evidence, phases, n_fit, n_eval, r.backbone.input_size)
             row.update(got or {})
             row["step_ms"], row["step_eval_ms"] = evidence["step_ms"], evidence["step_eval_ms"]
-            row["trace_s"] = evidence["step_trace_s"]
             row["epoch_seconds"] = phases[0].get("epoch_seconds") if phases else None
+            if got and row["epoch_seconds"] and len(row["epoch_seconds"]) > 1:
+                row["first_epoch_excess_s"] = round(row["epoch_seconds"][0] - got["measured_s"], 2)
             row["forward_only_s"] = round(epoch_seconds(
                 sum(fit_and_eval(n_fit, n_eval)), facts["forward_ms"], r.backbone.input_size,
                 facts["probe_size"], start), 2)
@@ -138,19 +140,21 @@ def run_dataset(name: str, depths: list[str], epochs: int, work: Path) -> dict[s
 
 def markdown(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
     lines = ["# Epoch estimate against measured epochs (`tools/bench_cost.py`)", "",
-             f"{env['cpus']} CPU cores, no GPU; started {env['started']} at load average "
+             f"{env['cpus']} CPU core(s), no GPU; started {env['started']} at load average "
              f"{env['load']}; mobilenet_v2, preset quick, {env['epochs']} epochs per run. "
              "Fine-tuning: COST01's estimate from the training step timed right before the "
              "run, against the median epoch after the first; 'forward only' is the model "
              "before COST01. Head: BUD03's estimate (head_views forward passes) against the "
              "phase's seconds, feature extraction included. Ratio = measured / estimate.", "",
-             "| dataset | depth | from | px | images fit / eval | step ms/img (eval), tracing | "
-             "estimate | forward only | measured | ratio | load before → after |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| dataset | depth | from | px | images fit / eval | step ms/img (eval) | "
+             "estimate | forward only | measured | ratio | first epoch − steady | "
+             "load before → after |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         for depth, row in r["rows"].items():
-            step = (f"{row['step_ms']:.2f} ({row['step_eval_ms']:.2f}), trace "
-                    f"{row.get('trace_s', 0.0):.1f} s" if "step_ms" in row else "–")
+            step = (f"{row['step_ms']:.2f} ({row['step_eval_ms']:.2f})" if "step_ms" in row
+                    else "–")
+            first = row.get("first_epoch_excess_s")
             est, ratio = row.get("estimate_s"), row.get("ratio")
             fwd = row.get("forward_only_s")
             lines.append(
@@ -159,7 +163,8 @@ def markdown(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
                 f"{row['n_eval']} | {step} | {'–' if est is None else f'{est:.1f} s'} | "
                 f"{'–' if fwd is None else f'{fwd:.1f} s'} | "
                 f"{row.get('measured_s', float('nan')):.1f} s | "
-                f"{'–' if ratio is None else f'{ratio:.2f}'} | {row['load_before']} → "
+                f"{'–' if ratio is None else f'{ratio:.2f}'} | "
+                f"{'–' if first is None else f'{first:.1f} s'} | {row['load_before']} → "
                 f"{row['load_after']} |")
     return "\n".join(lines) + "\n"
 
@@ -175,7 +180,7 @@ def main() -> None:
     args = parser.parse_args()
 
     use_shared_weights()
-    env = {"cpus": os.cpu_count(), "platform": platform.platform(), "load": _load(),
+    env = {"cpus": len(os.sched_getaffinity(0)), "platform": platform.platform(), "load": _load(),
            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "epochs": args.epochs}
     work = Path(tempfile.mkdtemp(prefix="bench-cost-"))
     run_datasets(args.datasets,

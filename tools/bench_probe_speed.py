@@ -65,7 +65,10 @@ def main() -> None:
                 env["AUTOTRANSFER_CACHE"] = cache
                 for bucket in (cold, warm):
                     started = time.perf_counter()
-                    subprocess.run(command, env=env, check=True, capture_output=True)
+                    done = subprocess.run(command, env=env, capture_output=True, text=True)
+                    if done.returncode != 0:
+                        sys.exit(f"{' '.join(command)} exited {done.returncode}:\n"
+                                 + done.stderr[-4000:])
                     bucket.append(time.perf_counter() - started)
         machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python "
                    f"{platform.python_version()}, load {load_before:.1f} → "

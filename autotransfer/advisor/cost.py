@@ -6,10 +6,12 @@ Two measurements feed the estimate:
   trainer runs it — its input size, batch size and deepest trainable group, only the trainable
   suffix where the trainer trains on cached activations — on this machine at its load of the
   moment. An epoch is then ``n_fit`` training steps and ``n_eval`` evaluation steps (the
-  validation pass) per image (scaled by the number of pixels where the input size differs), the
-  tracing of the training and evaluation functions times :data:`RETRACES_PER_EPOCH` (now 0: the
-  trainer traces once per phase; the probe still times a retrace's excess over the steady steps),
-  plus :data:`EPOCH_OVERHEAD_S` (:func:`step_epoch_seconds`);
+  validation pass) per image (scaled by the number of pixels where the input size differs), plus
+  :data:`EPOCH_OVERHEAD_S` (:func:`step_epoch_seconds`). That is a steady epoch: the trainer
+  traces its training and evaluation functions once per phase, in the phase's first epoch, which
+  the estimate leaves out as :func:`measured_epoch` leaves it out of the measured epochs (until
+  the trainer stopped reseeding TensorFlow before every epoch, every epoch traced them again,
+  15-20 s an epoch under load; docs/benchmarks/cost_model.md);
 * the **forward pass** of every backbone (the probe's timing). Without a timed step, an epoch is
   one forward pass through the frozen groups and a forward and a backward pass (about twice a
   forward) through the trainable ones, counting layer groups as equal shares of the compute
@@ -34,15 +36,8 @@ N_GROUPS = 5
 ESTIMATE_KEY = "estimate.epoch_seconds"
 #: backward pass / forward pass, for the layers that train
 BACKWARD_FACTOR = 2.0
-#: seconds an epoch costs beyond its steps and tracing (fit's set-up, callbacks, the logs)
+#: seconds an epoch costs beyond its steps (fit's set-up, callbacks, the logs)
 EPOCH_OVERHEAD_S = 1.0
-#: times per epoch the trainer traces its training and evaluation functions again. It used to be
-#: 1: the trainer called ``keras.utils.set_random_seed`` before every epoch, whose
-#: ``tf.random.set_seed`` clears TensorFlow's function caches (measured: 15-20 s per epoch of
-#: ``fit`` with it, 2 s without, same model and load; docs/benchmarks/cost_model.md). The trainer
-#: now seeds epochs without it (train/executor.py ``seed_epoch``), so functions trace once per
-#: phase, in its first epoch.
-RETRACES_PER_EPOCH = 0.0
 #: the share of the training images held out for validation when the dataset has no split for it
 #: (the recipe's default ``data.val_fraction``)
 VAL_FRACTION = 0.2
@@ -75,23 +70,20 @@ def fit_and_eval(n_train: float, n_val: float) -> tuple[float, float]:
 
 
 def step_epoch_seconds(n_fit: float, n_eval: float, step_ms: float, eval_ms: float,
-                       step_size: float, input_size: float, trace_s: float = 0.0) -> float:
-    """Seconds of one epoch from the timed training step: ``n_fit`` training steps and
+                       step_size: float, input_size: float) -> float:
+    """Seconds of one steady epoch from the timed training step: ``n_fit`` training steps and
     ``n_eval`` evaluation steps per image, scaled from ``step_size`` to ``input_size`` pixels,
-    the tracing the trainer repeats every epoch (``trace_s`` × :data:`RETRACES_PER_EPOCH`) and
-    the epoch's overhead; NaN when the step was not timed."""
+    and the epoch's overhead; NaN when the step was not timed."""
     if not step_ms > 0 or not step_size > 0:
         return math.nan
     eval_ms = eval_ms if eval_ms > 0 else 0.0
-    trace_s = trace_s if trace_s > 0 else 0.0
     scale = (input_size / step_size) ** 2
-    return ((n_fit * step_ms + n_eval * eval_ms) / 1000.0 * scale
-            + RETRACES_PER_EPOCH * trace_s + EPOCH_OVERHEAD_S)
+    return (n_fit * step_ms + n_eval * eval_ms) / 1000.0 * scale + EPOCH_OVERHEAD_S
 
 
 def epoch_estimate(n_train: float, n_val: float, forward_ms: float, input_size: float,
                    probe_size: float, finetune_from: float, step_ms: float, step_eval_ms: float,
-                   step_from: float, step_size: float, step_trace_s: float = 0.0) -> float:
+                   step_from: float, step_size: float) -> float:
     """The estimated seconds of one fine-tuning epoch from ``finetune_from`` (NaN: nothing
     timed).
 
@@ -101,15 +93,14 @@ def epoch_estimate(n_train: float, n_val: float, forward_ms: float, input_size: 
     """
     n_fit, n_eval = fit_and_eval(n_train, n_val)
     return split_estimate(n_fit, n_eval, forward_ms, input_size, probe_size, finetune_from,
-                          step_ms, step_eval_ms, step_from, step_size, step_trace_s)
+                          step_ms, step_eval_ms, step_from, step_size)
 
 
 def split_estimate(n_fit: float, n_eval: float, forward_ms: float, input_size: float,
                    probe_size: float, finetune_from: float, step_ms: float, step_eval_ms: float,
-                   step_from: float, step_size: float, step_trace_s: float = 0.0) -> float:
+                   step_from: float, step_size: float) -> float:
     """:func:`epoch_estimate` for ``n_fit`` training and ``n_eval`` validation images."""
-    measured = step_epoch_seconds(n_fit, n_eval, step_ms, step_eval_ms, step_size, input_size,
-                                  step_trace_s)
+    measured = step_epoch_seconds(n_fit, n_eval, step_ms, step_eval_ms, step_size, input_size)
     if measured != measured:  # not timed
         return epoch_seconds(n_fit + n_eval, forward_ms, input_size, probe_size, finetune_from)
     if step_from == finetune_from:
@@ -145,14 +136,13 @@ def compare(evidence: Mapping[str, Any] | None, phases: Sequence[Mapping[str, An
     if not evidence or got is None:
         return None
     e = {k: _num(evidence.get(k)) for k in ("forward_ms", "input_size", "probe_size",
-                                             "step_ms", "step_eval_ms", "step_from", "step_size",
-                                             "step_trace_s")}
+                                             "step_ms", "step_eval_ms", "step_from", "step_size")}
     measured, depth = got
     if input_size is not None:
         e["input_size"] = float(input_size)
     estimate = split_estimate(n_train, n_val, e["forward_ms"], e["input_size"], e["probe_size"],
                               depth, e["step_ms"], e["step_eval_ms"], e["step_from"],
-                              e["step_size"], e["step_trace_s"])
+                              e["step_size"])
     if not estimate > 0:
         return None
     source = ("training step" if e["step_ms"] > 0 and e["step_from"] == depth else

@@ -70,8 +70,6 @@ FACTS: dict[str, str] = {
     "step_ms": "milliseconds per image of one training step of the advised recipe, timed as the "
     "trainer runs it while advising (NaN: not timed; autotransfer/probes/step_time.py)",
     "step_eval_ms": "milliseconds per image of the matching evaluation step (NaN: not timed)",
-    "step_trace_s": "seconds of tracing the training and evaluation functions, measured with the "
-    "step (NaN: not timed)",
     "step_from": "the trainable_from at which the training step was timed (NaN: not timed)",
     "step_size": "the input size at which the training step was timed (NaN: not timed)",
     "target_known": "unlabelled target images were given (--target) and the gap to them measured",
@@ -161,10 +159,9 @@ def step_facts(probe: BackboneProbe) -> dict[str, Any]:
     turns it into an epoch time)."""
     s = probe.step
     if s is None:
-        return {"step_ms": NAN, "step_eval_ms": NAN, "step_trace_s": NAN, "step_from": NAN,
-                "step_size": NAN}
-    return {"step_ms": s.step_ms, "step_eval_ms": s.eval_ms, "step_trace_s": s.trace_s,
-            "step_from": s.trainable_from, "step_size": s.input_size}
+        return {"step_ms": NAN, "step_eval_ms": NAN, "step_from": NAN, "step_size": NAN}
+    return {"step_ms": s.step_ms, "step_eval_ms": s.eval_ms, "step_from": s.trainable_from,
+            "step_size": s.input_size}
 
 
 def precision_facts(probe: BackboneProbe) -> dict[str, Any]:

@@ -33,9 +33,7 @@ class Shares:
 
     def reserve_factor(self, mode: str, n_train: int, n_val: int) -> float:
         """The final training's time over one trial's: on train + validation it sees more."""
-        if mode == "train+val":
-            return self.final_factor * (n_train + n_val) / max(1, n_train)
-        return self.final_factor
+        return self.final_factor * final_growth(mode, n_train, n_val)
 
     def trial_share(self, remaining: float, factor: float) -> float:
         """Seconds one training of the advised recipe gets: trial 0, the final one, a search."""
@@ -49,6 +47,12 @@ class SearchPlan:
     advice: Any
     skipped: str | None
     rule: str | None
+
+
+def final_growth(mode: str, n_train: int, n_val: int) -> float:
+    """The final training's images over a trial's: (train + validation) / train on train +
+    validation, else 1 (the same images, whose frozen features the search's store keeps)."""
+    return (n_train + n_val) / max(1, n_train) if mode == "train+val" else 1.0
 
 
 def final_mode(final: str, has_test: bool) -> str:

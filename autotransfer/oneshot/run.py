@@ -87,7 +87,8 @@ def auto(
         precision: ``"auto"`` (measured: rules PREC01/PREC02), ``"float32"`` or ``"bfloat16"``.
         target: unlabelled images from where the model will be used (a folder, any layout):
             the advisor measures the gap to them and rules DA04-DA08 choose the adaptation,
-            which the final training runs with them (an adapting recipe is not searched).
+            which the search's trials (ranked by DA09's criterion on the target, rule DA11) and
+            the final training run with them.
         progress: called with a short description of each step.
         verbose: 1 (the default, as Keras' ``fit``: the call takes minutes) shows the steps on
             stderr, with bars and the time left of the budget, when no ``progress`` is given;
@@ -201,12 +202,12 @@ def auto(
         probe, probe_note = _train_probe(splits, advice.recipe, partial, step, store)
     recipe = advice.recipe
     target_set = advisor.target_
-    if recipe.domain_adaptation.needs_target and not skip_search:
-        reason = recipe.reasons.get("domain_adaptation.method")
-        skip_rule = reason.rule if reason is not None else "DA"
-        skip_search = (f"the advised recipe adapts to the target images "
-                       f"({recipe.domain_adaptation.method}, rule {skip_rule}), and the search "
-                       "runs no adapting trials: the advised recipe is trained as it is")
+    if target_set is not None and recipe.domain_adaptation.has_loss and trials <= 1 \
+            and not skip_search:  # rule DA11: trial 0 alone would keep λ unchosen
+        skip_rule = "DA11"
+        skip_search = (f"one trial cannot choose the adaptation weight λ of "
+                       f"'{recipe.domain_adaptation.method}': rule DA09 chooses it among its "
+                       "candidates instead of a search")
     step(2, f"Advised {recipe.backbone.name} at {recipe.backbone.input_size} px, "
             f"{recipe.total_epochs} epochs at most")
     atomic_write_json(partial / "advice.json", advice.to_dict())
@@ -220,11 +221,16 @@ def auto(
         step(3, f"No search ({skip_rule}): {skip_search}")
         refined = recipe
     else:
-        step(3, f"Tuning for {format_duration(remaining)}, keeping {factor:.2f} × the longest "
-                "trial's time for the final training")
-        tuning = tune(splits, recipe, partial / TUNING, trials=trials, time_budget=remaining,
+        # the search ends wrap_up_s before the budget (PLAN01): the final step's evaluation,
+        # analysis, gap measurement and report come after the final training's reserve
+        searching = None if remaining is None else max(1.0, remaining - shares.wrap_up_s)
+        step(3, f"Tuning for {format_duration(searching)}, keeping {factor:.2f} × the longest "
+                "trial's training for the final training (the frozen features it reuses left "
+                "out)")
+        tuning = tune(splits, recipe, partial / TUNING, trials=trials, time_budget=searching,
                       algorithm=algorithm, reserve_factor=factor, seed=None,
-                      stop_when_futile=not full_search, store=store,
+                      reserve_growth=plan.final_growth(mode, n_train, n_val),
+                      stop_when_futile=not full_search, store=store, target=target_set,
                       progress=lambda text: say(f"[3/{len(STEPS)}] {text}"))
         assert tuning.refined is not None  # tune raises when no trial completed
         refined = tuning.refined
@@ -237,7 +243,9 @@ def auto(
         from autotransfer.oneshot import adapt
 
         adaptation = adapt.Adaptation(method=refined.domain_adaptation.method)
-        if tuning is None and refined.domain_adaptation.has_loss:
+        if tuning is not None and tuning.objective:  # rule DA11: the search chose, λ included
+            adaptation = adapt.searched(refined, tuning)
+        elif tuning is None and refined.domain_adaptation.has_loss:
             sized_s = None if remaining is None else (
                 remaining - shares.wrap_up_s if skip_rule in (plan.BINDS, plan.BELOW_FLOOR)
                 else shares.trial_share(remaining, factor))
@@ -305,11 +313,23 @@ def auto(
         left = (None if budget is None or mode != "train+val"
                 else budget - (time.time() - started) - shares.wrap_up_s)
         final_training = refined_final(mode, refined, tuning, best_phases, splits, left)
+    reused = None if run is not None or adaptation is None else adapt.reusable(
+        adaptation, final_training, partial)
+    said = "" if adaptation is None or run is not None else adapt.reuse_note(adaptation, reused)
+    if said:  # DA09's chosen candidate is the final model, or why it is trained again
+        final_training = dataclasses.replace(final_training,
+                                             note=f"{final_training.note} {said}")
+    if reused is not None:
+        step(4, said)
+        run = adapt.reuse(reused, model_dir, final_training.recipe,
+                          export_savedmodel=export_savedmodel, export_tflite=export_tflite)
     if run is None:
         step(4, final_training.step)
         run = train(final_training.splits, final_training.recipe, model_dir,
                     export_savedmodel=export_savedmodel, export_tflite=export_tflite,
                     feature_source=store, target=target_set,
+                    objective=None if adaptation is None else adapt.final_objective(
+                        final_training.recipe, target_set, store),
                     progress=lambda text: say(f"[4/{len(STEPS)}] {text}"))
     metrics = run.metrics
     final_seconds = time.time() - started - advise_seconds - tune_seconds

@@ -11,18 +11,22 @@ computed. A few steps are timed after one untimed step (tracing); the median per
 one step slowed by another process does not. The evaluation step (forward and loss, as the
 validation pass runs it) is timed alike. The result is cached with the probe's features.
 
+Tracing is not timed: the trainer traces its functions once per phase, in the phase's first epoch
+(``train/executor.py`` seeds epochs without clearing TensorFlow's function caches), and the epoch
+estimate is of the steady epochs after it (:mod:`autotransfer.advisor.cost`). A record cached or
+saved when the probe also timed a retrace (``trace_s``) still loads; that figure is dropped.
+
 TensorFlow and Keras are imported inside the functions that run models.
 """
 
 from __future__ import annotations
 
 import math
-import random
 import time
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: timed training steps (after one untimed step that traces the function)
 TIMED_STEPS = 2
@@ -48,17 +52,21 @@ class StepTiming(BaseModel):
     eval_ms: float = Field(description="Milliseconds per image of the evaluation step "
                            "(forward and loss) of what trains: the validation pass.")
     timed_images: int = Field(description="Images timed per kind of step.")
-    trace_s: float = Field(default=0.0, description="Seconds a training and an evaluation step "
-                           "took beyond the steady ones right after reseeding as the trainer does "
-                           "before every epoch (which makes TensorFlow trace both functions "
-                           "again; see autotransfer/advisor/cost.py).")
     seconds: float = Field(default=0.0, description="Seconds spent measuring (0 when cached).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retrace(cls, data: Any) -> Any:
+        """Records written while the probe also timed a retrace (``trace_s``) still load."""
+        if isinstance(data, dict) and "trace_s" in data:
+            data = {k: v for k, v in data.items() if k != "trace_s"}
+        return data
 
     def describe(self) -> str:
         what = ("the trainable groups on cached activations" if self.cached
                 else "the whole model")
         return (f"training step {self.step_ms:.2f} ms/image, evaluation {self.eval_ms:.2f} "
-                f"ms/image, tracing {self.trace_s:.1f} s ({what}, from group {self.trainable_from}, {self.input_size} px, "
+                f"ms/image ({what}, from group {self.trainable_from}, {self.input_size} px, "
                 f"batches of {self.batch_size}, {self.precision})")
 
 
@@ -75,8 +83,7 @@ def time_training_step(spec: Any, images: np.ndarray, n_classes: int, trainable_
     """Time ``steps`` training steps and evaluation steps of ``spec`` (random weights: the
     compute does not depend on them) on batches of ``images``, trained from group
     ``trainable_from``; see the module's docstring. Returns ``step_seconds_per_image``,
-    ``eval_seconds_per_image``, ``trace_seconds`` (a training and an evaluation step after
-    reseeding, beyond steady ones), ``cached`` and ``timed_images`` (arrays, for the feature
+    ``eval_seconds_per_image``, ``cached`` and ``timed_images`` (arrays, for the feature
     cache).
     """
     import keras
@@ -122,22 +129,8 @@ def time_training_step(spec: Any, images: np.ndarray, n_classes: int, trainable_
         if i:  # the first step traces both functions
             step_s.append((t1 - t0) / len(idx))
             eval_s.append((t2 - t1) / len(idx))
-    # the trainer reseeds before every epoch (keras.utils.set_random_seed), which clears
-    # TensorFlow's function caches: time one more step and evaluation after doing the same, so
-    # that their excess over the steady ones is the tracing every epoch repeats
-    x, y = tf.convert_to_tensor(inputs[chunks[1]]), tf.convert_to_tensor(labels[chunks[1]])
-    states = random.getstate(), np.random.get_state()
-    keras.utils.set_random_seed(0)
-    random.setstate(states[0])
-    np.random.set_state(states[1])
-    t0 = time.perf_counter()
-    trained.train_on_batch(x, y)
-    trained.test_on_batch(x, y)
-    retraced = time.perf_counter() - t0
     keras.backend.clear_session(free_memory=True)
-    steady = batch_size * (float(np.median(step_s)) + float(np.median(eval_s)))
-    return {"trace_seconds": np.asarray(max(0.0, retraced - steady), dtype=np.float64),
-            "step_seconds_per_image": np.asarray(np.median(step_s), dtype=np.float64),
+    return {"step_seconds_per_image": np.asarray(np.median(step_s), dtype=np.float64),
             "eval_seconds_per_image": np.asarray(np.median(eval_s), dtype=np.float64),
             "cached": np.asarray(cached), "timed_images": np.asarray(steps * batch_size)}
 
@@ -151,5 +144,4 @@ def step_timing(arrays: dict[str, np.ndarray], *, trainable_from: int, input_siz
                       step_ms=round(1000 * float(arrays["step_seconds_per_image"]), 4),
                       eval_ms=round(1000 * float(arrays["eval_seconds_per_image"]), 4),
                       timed_images=int(arrays["timed_images"]),
-                      trace_s=round(float(arrays.get("trace_seconds", 0.0)), 3),
                       seconds=round(seconds, 3))

@@ -12,9 +12,13 @@ Both oracles also
 
 * stop creating trials once ``deadline`` (a ``time.time()`` value, set by the tuner for each
   invocation) has passed, or when the time left is below ``reserve`` seconds (``keep_for_final``:
-  a multiple of the longest trial's cold duration, the work it reused from earlier trials
-  included) plus the median trial's duration (a trial that
-  would likely eat into the reserve is not started); trial 0 always runs;
+  what the final training of the costliest trial would take, the frozen features it reuses from
+  the search left out) plus the median trial's duration, as run or with its frozen prefix
+  recomputed (``cold_seconds``), whichever is costlier (a trial that would likely eat into the
+  reserve is not started); trial 0 always runs;
+* give every later trial a deadline (:meth:`~AdvisedFirstMixin.trial_deadline`, rule PLAN01):
+  past it, the trial could not leave the reserve free, or, should it win, its own final
+  training would not fit; the tuner fails it there;
 * stop creating trials once ``stop_reason`` is set: with ``stop_when_futile``, when trial 0 ends
   leaving no significant gain possible (rule TUNE02, :func:`~autotransfer.tuning.selection.futile`,
   from the per-image results in its folder under ``trials_dir``) — the oracle decides, so a
@@ -47,6 +51,8 @@ class AdvisedFirstMixin(FirstValuesHook):
 
     deadline: float | None = None
     reserve: float = 0.0
+    #: the final training's time over a trial's (``keep_for_final``'s ``factor``)
+    final_factor: float = 0.0
     stop_reason: str = ""
     #: stop after trial 0 when it leaves no significant gain possible (rule TUNE02)
     stop_when_futile: bool = False
@@ -91,24 +97,60 @@ class AdvisedFirstMixin(FirstValuesHook):
                     break
         return seconds
 
-    def keep_for_final(self, factor: float) -> None:
-        """Reserve ``factor`` × the longest completed trial's *cold* duration at the end of the
-        budget: whichever trial wins can be trained again, from nothing, as the final training
-        does."""
-        seconds = self.trial_seconds("cold_seconds")
-        if factor and seconds:
-            self.reserve = factor * max(seconds)
+    def keep_for_final(self, factor: float, growth: float = 1.0) -> None:
+        """Reserve at the end of the budget what the final training of the costliest completed
+        trial would take, whichever wins (rule PLAN01): ``factor`` × its training, its *cold*
+        duration (the work it reused from earlier trials included) less the frozen features it
+        trained on. Those the final training of ``auto`` takes from the search's store
+        (:mod:`.activations`): all of them on the tuning splits (``growth`` 1); on train +
+        validation, ``growth`` = (train + validation) / train times the images, the features of
+        the images it adds are computed (``factor`` × ``(growth - 1) / growth`` × the
+        features). A trial that recorded no ``feature_seconds`` counts whole."""
+        costs = []
+        for trial in self.trials.values():  # type: ignore[attr-defined]
+            if trial.status != TrialStatus.COMPLETED:
+                continue
+            got = {name: float(trial.metrics.get_last_value(name))
+                   for name in ("seconds", "cold_seconds", "feature_seconds")
+                   if trial.metrics.exists(name)}
+            if "seconds" not in got:
+                continue
+            cold = got.get("cold_seconds", got["seconds"])
+            features = min(cold, max(0.0, got.get("feature_seconds", 0.0)))
+            added = max(0.0, growth - 1.0) / max(growth, 1.0)
+            costs.append(factor * (cold - features + features * added))
+        self.final_factor = factor
+        if factor and costs:
+            self.reserve = max(costs)
+
+    def expected_seconds(self) -> float:
+        """What the next trial is judged to take: the median completed trial's seconds as run or
+        cold, whichever is costlier — the next trial may need its frozen prefix recomputed (a
+        deeper fine-tuning, another augmentation), which the trials that reused it did not pay."""
+        medians = [statistics.median(s) for s in (self.trial_seconds(),
+                                                  self.trial_seconds("cold_seconds")) if s]
+        return max(medians, default=0.0)
+
+    def trial_deadline(self, started: float | None = None) -> float | None:
+        """When a trial after trial 0, started at ``started`` (now by default), must end (rule
+        PLAN01): by then the reserve for the trials already completed is still free, and, should
+        the trial win, its own final training (``final_factor`` × its duration at most) still fits
+        before ``deadline``. ``None`` without a deadline or a final training to keep room for
+        (``tune`` alone: the tuner's looser guard applies)."""
+        if self.deadline is None or not self.final_factor:
+            return None
+        start = time.time() if started is None else started
+        left = max(0.0, self.deadline - start)
+        return start + max(0.0, min(left - self.reserve, left / (1.0 + self.final_factor)))
 
     def out_of_time(self) -> bool:
         if self.deadline is None or not self.trials:  # type: ignore[attr-defined]
             return False  # trial 0 always runs
         left = self.deadline - time.time()
-        seconds = self.trial_seconds()
         # a trial starts only when a typical one (the median) still leaves the reserve free: with
         # half the median, a 15-minute eurosat run started a 225 s trial with 390 s left and a
         # 296 s reserve, and the final training overran the budget by 209 s
-        expected = statistics.median(seconds) if seconds else 0.0
-        return left <= self.reserve + expected
+        return left <= self.reserve + self.expected_seconds()
 
     def populate_space(self, trial_id: str) -> dict[str, Any]:
         if self.stop_reason or self.out_of_time():  # running trials finish; no new one starts
@@ -158,9 +200,10 @@ ALGORITHMS = {"bayesian": AdvisedBayesianOracle, "hyperband": AdvisedHyperbandOr
 
 
 def make_oracle(algorithm: str, *, max_trials: int, seed: int, epochs: int,
-                n_dimensions: int) -> Any:
-    """The oracle of ``algorithm`` ('bayesian', 'hyperband', 'random'), maximising val accuracy."""
-    objective = keras_tuner.Objective("val_accuracy", direction="max")
+                n_dimensions: int, objective_name: str = "val_accuracy") -> Any:
+    """The oracle of ``algorithm`` ('bayesian', 'hyperband', 'random'), maximising
+    ``objective_name`` (validation accuracy; an adapting search's target score, rule DA11)."""
+    objective = keras_tuner.Objective(objective_name, direction="max")
     common = dict(objective=objective, seed=seed + 1, max_consecutive_failed_trials=3,
                   max_retries_per_trial=0)
     if algorithm == "bayesian":

@@ -39,10 +39,13 @@ class RecipeTuner(BaseTuner):
     fatal = FatalTrial
 
     def __init__(self, *args: Any, hard_deadline: float | None = None,
-                 reserve_factor: float = 0.0, progress: Progress | None = None,
-                 **kwargs: Any) -> None:
+                 reserve_factor: float = 0.0, reserve_growth: float = 1.0,
+                 progress: Progress | None = None,
+                 trial_logs: Path | None = None, **kwargs: Any) -> None:
         self.hard_deadline = hard_deadline
+        self.trial_logs = trial_logs
         self.reserve_factor = reserve_factor
+        self.reserve_growth = reserve_growth
         self.progress = progress
         self.ran: list[str] = []
         self._said_stop = False
@@ -77,8 +80,10 @@ class RecipeTuner(BaseTuner):
             "the recipe as given" if first else ", ".join(
                 f"{k}={fmt(v)}" for k, v in changed.items())))
         callbacks = []
-        if self.hard_deadline is not None and not first:
-            callbacks.append(Deadline(self.hard_deadline))
+        if self.hard_deadline is not None and not first:  # and the oracle's (rule PLAN01)
+            ends = getattr(self.oracle, "trial_deadline", lambda: None)()
+            callbacks.append(Deadline(self.hard_deadline if ends is None
+                                      else min(self.hard_deadline, ends)))
         try:
             return self.hypermodel.fit(hp, recipe, trial_dir=trial_dir, callbacks=callbacks)
         except TrialFailed:
@@ -99,13 +104,31 @@ class RecipeTuner(BaseTuner):
         self.ran.append(trial.trial_id)
         super().on_trial_end(trial)  # the oracle ends the trial; it may stop the search (TUNE02)
         oracle = self.oracle
+        self._log_hparams(trial)
         if self.reserve_factor and hasattr(oracle, "keep_for_final"):  # not on a worker
-            oracle.keep_for_final(self.reserve_factor)
+            oracle.keep_for_final(self.reserve_factor, self.reserve_growth)
         self._say(f"Trial {trial.trial_id} {str(getattr(trial, 'status', '')).lower()}")
         reason = getattr(oracle, "stop_reason", "")
         if reason.startswith(FUTILE_PREFIX) and not self._said_stop:
             self._said_stop = True
             self._say(f"No further trials: {reason[len(FUTILE_PREFIX):]}")
+
+    def _log_hparams(self, trial: Any) -> None:
+        """The ended trial's HParams session in ``trial_logs``, now rather than when the search
+        ends (a dashboard open during the search shows it). Not on a worker: its oracle is the
+        chief's, which writes the sessions of the trials it did not run when the search ends."""
+        if self.trial_logs is None or distributed.role() == "worker":
+            return
+        ended = self.oracle.trials.get(trial.trial_id)
+        if ended is None or str(ended.status) in ("RUNNING", "IDLE"):  # sent for a retry
+            return
+        from autotransfer.train.tensorboard import write_trial
+        from autotransfer.tuning.space import apply
+        from autotransfer.tuning.table import trial_record
+
+        model = self.hypermodel
+        record = trial_record(ended, model.space, objective=self.oracle.objective.name)
+        write_trial(self.trial_logs, record, lambda t: apply(model.recipe, t.values, model.space))
 
     def save_model(self, trial_id: Any, model: Any, step: int = 0) -> None:
         """Nothing to do: trials run with the trainer save their model in their run folder,

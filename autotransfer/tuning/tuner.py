@@ -7,6 +7,7 @@ Folder ``out``::
     tuning.json          search space, trial table, changes, gain over trial 0 (TuneResult)
     tuning.md            the same for people
     splits.json          the training / validation images every trial used
+    logs/trials/<id>/    each trial's HParams session for TensorBoard, written as the trial ends
     search/              KerasTuner's project: oracle.json, <tuner id>.json,
                          trial_<id>/{trial.json, recipe.yaml, trial_result.json, run/}
 
@@ -47,6 +48,8 @@ from autotransfer.tuning.summary import summarise
 from autotransfer.tuning.table import trial_records
 
 Progress = Callable[[str], None]
+#: the HParams sessions of the trials, each written as the trial ends (train/tensorboard.py)
+TRIAL_LOGS = "logs/trials"
 __all__ = ["PROJECT", "TUNED_NAME", "TrialRecord", "TuneResult", "tune"]
 
 
@@ -87,6 +90,7 @@ def tune(
     include: Iterable[str] | None = None,
     exclude: Iterable[str] = (),
     reserve_factor: float = 0.0,
+    reserve_growth: float = 1.0,
     stop_when_futile: bool = False,
     shared_cache: bool = True,
     seed: int | None = None,
@@ -95,6 +99,7 @@ def tune(
     progress: Progress | None = None,
     verbose: int = 1,
     store: Any = None,
+    target: str | os.PathLike[str] | Any = None,
 ) -> TuneResult:
     """Refine ``recipe`` on ``dataset`` with KerasTuner; trial 0 trains ``recipe`` unchanged.
 
@@ -113,7 +118,10 @@ def tune(
             ``BB01`` reason; ``[]`` keeps the backbone fixed).
         include, exclude: which dimensions of :mod:`.space` to search.
         reserve_factor: keep this many times the longest completed trial's duration free at the
-            end of the budget (``auto`` keeps room for the final training, whichever trial wins).
+            end of the budget (``auto`` keeps room for the final training, whichever trial wins),
+            the trial's frozen features left out: the final training reuses them from ``store``
+            except, with ``reserve_growth`` = (train + validation) / train, those of the images
+            it adds (:meth:`.oracle.AdvisedFirstMixin.keep_for_final`).
         stop_when_futile: start no trial after trial 0 when trial 0 gets so few validation images
             wrong that no trial could beat it beyond chance (rule TUNE02, decided by the oracle:
             :func:`.selection.futile`; ``auto`` does this). A distributed search's chief stops
@@ -126,6 +134,13 @@ def tune(
         progress: called with a short description of each step.
         store: the :class:`~autotransfer.tuning.activations.ActivationStore` the in-memory
             trials share (default: a new one); ``auto`` passes its own, to reuse it afterwards.
+        target: unlabelled images from where the model will be used (a folder or a
+            :class:`~autotransfer.data.target.TargetSet`). A recipe that adapts to them needs
+            it: every trial then trains with the adaptation and the target, and trials are
+            ranked by rule DA09's criterion on the target instead of validation accuracy, λ
+            searched over 0 and DA09's weights (rule DA11, :mod:`.adapting`; TUNE01's test and
+            TUNE02's stop, on source validation images, do not apply). Class folders in it are
+            never read.
         verbose: 1 (the default, as ``auto``: a search takes minutes) shows the steps and trials
             on stderr, with bars and the time left of the budget, when no ``progress`` is given
             (the CLI's display); 0 is silent.
@@ -165,11 +180,25 @@ def tune(
     if seed is not None:
         recipe = recipe.model_copy(update={"seed": seed})
 
+    from autotransfer.data.target import resolve_target
+    from autotransfer.tuning import adapting
+
+    target_set = resolve_target(target)
+    adapts = adapting.adapts(recipe)
+    if adapts and target_set is None:
+        from autotransfer.train.adaptation import objective_for
+
+        objective_for(recipe, None)  # the clear error: the method needs target images
+    criterion = adapting.criterion() if adapts else None
+    if adapts and stop_when_futile:
+        say(f"Adapting trials are ranked by {criterion} on the target ({adapting.RULE}): "
+            "TUNE02's stop, on source validation images, does not apply")
+        stop_when_futile = False
     space = search_space(recipe, backbones=backbones, include=include, exclude=exclude)
     fresh = overwrite and my_role != "worker"  # a worker never deletes the shared search
     started_from = out / "recipe.yaml"
     if fresh:
-        for name in (PROJECT, TUNED_NAME, "tuning.json", "tuning.md", "splits.json"):
+        for name in (PROJECT, TUNED_NAME, "tuning.json", "tuning.md", "splits.json", TRIAL_LOGS):
             target = out / name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -193,10 +222,16 @@ def tune(
 
     from autotransfer.tuning.hypermodel import RecipeHyperModel
 
+    if adapts and target_set is not None and my_role != "chief":
+        from autotransfer.data.target import check_apart_from
+
+        check_apart_from(target_set, splits())
     hypermodel = RecipeHyperModel(recipe, splits, space=space, shared_cache=shared_cache,
+                                  target=target_set if adapts else None, criterion=criterion,
                                   train_kwargs=train_kwargs, progress=say, store=store)
     oracle = make_oracle(algorithm, max_trials=trials, seed=recipe.seed,
-                         epochs=recipe.total_epochs, n_dimensions=len(space))
+                         epochs=recipe.total_epochs, n_dimensions=len(space),
+                         objective_name=adapting.metric(criterion) if criterion else "val_accuracy")
     deadline = None if budget is None else started + budget
     oracle.deadline = deadline
     oracle.tuning_dir = out
@@ -209,9 +244,10 @@ def tune(
     with contextlib.redirect_stdout(sys.stderr):
         tuner = RecipeTuner(oracle, hypermodel, directory=str(out), project_name=PROJECT,
                             overwrite=False, hard_deadline=hard, reserve_factor=reserve_factor,
-                            progress=say)
+                            reserve_growth=reserve_growth,
+                            progress=say, trial_logs=out / TRIAL_LOGS)
         if my_role != "worker":  # resumed: the trials' durations are known already
-            oracle.keep_for_final(reserve_factor)
+            oracle.keep_for_final(reserve_factor, reserve_growth)
             if not stop_when_futile:  # a search resumed without the flag runs on
                 oracle.stop_reason = ""
         say(f"Searching: {len(space)} hyperparameter(s), up to {trials} trial(s), budget "
@@ -240,10 +276,15 @@ def tune(
     from autotransfer.train.tensorboard import write_trials  # the HParams dashboard's sessions
     from autotransfer.tuning.space import apply
 
-    write_trials(out / "logs" / "trials", records,
+    write_trials(out / TRIAL_LOGS, records,
                  lambda t: apply(recipe, t.values, space))
-    result = summarise(out, recipe, space, records, role_name=my_role, stopped=stopped,
-                       seconds=seconds, algorithm=algorithm)
+    if criterion is not None:  # rule DA11: the best score on the target, no target label
+        result = adapting.summarise(out, recipe, space, records, role_name=my_role,
+                                    stopped=stopped, seconds=seconds, algorithm=algorithm,
+                                    name=criterion)
+    else:
+        result = summarise(out, recipe, space, records, role_name=my_role, stopped=stopped,
+                           seconds=seconds, algorithm=algorithm)
     _write_results(result, recipe_path)
     if result.refined is None:
         failures = "; ".join(f"trial {t.trial_id}: {t.message}" for t in records if t.message)
@@ -251,7 +292,9 @@ def tune(
                           f"({failures or 'none ran'}). "
                           "See the trial folders under "
                           f"'{out / PROJECT}' and fix the recipe or the data.")
-    if result.selection.get("replace") is False:
+    if criterion is not None:
+        say(f"Kept trial {result.best_trial} ({adapting.RULE}): {result.selection['why']}")
+    elif result.selection.get("replace") is False:
         say(f"Keeping the recipe as given: trial {result.selection['candidate']} was best, but "
             f"{result.selection['why']}")
     else:

@@ -28,7 +28,7 @@ def facts(**overrides: Any) -> dict[str, Any]:
         target_known=False, n_target=0, gap_a=NAN, gap_bn_known=False, gap_bn=NAN,
         gap_bn_early=NAN, gap_bn_deep=NAN, class_shift=NAN, pred_entropy_rise=NAN,
         target_entropy_rise=NAN,
-        n_val=0, step_ms=NAN, step_eval_ms=NAN, step_from=NAN, step_size=NAN, step_trace_s=NAN,
+        n_val=0, step_ms=NAN, step_eval_ms=NAN, step_from=NAN, step_size=NAN,
     )
     unknown = set(overrides) - set(base)
     assert not unknown, unknown

@@ -119,14 +119,14 @@ def test_a_runs_metrics_get_the_estimate_its_recipe_carries():
     assert got["estimate_s"] == pytest.approx(5.2) and got["ratio"] == pytest.approx(1.0)
 
 
-def test_the_tracing_the_trainer_repeats_every_epoch_is_counted():
-    from autotransfer.advisor.cost import RETRACES_PER_EPOCH
-
-    plain = step_epoch_seconds(800, 200, 5.0, 1.0, 224, 224)
-    traced = step_epoch_seconds(800, 200, 5.0, 1.0, 224, 224, trace_s=12.0)
-    assert traced - plain == pytest.approx(RETRACES_PER_EPOCH * 12.0)
-    assert step_epoch_seconds(800, 200, 5.0, 1.0, 224, 224, trace_s=math.nan) == plain
+def test_a_steady_epoch_is_estimated_and_old_tracing_evidence_is_ignored():
+    """The trainer traces once per phase (its first epoch, which neither side counts): an
+    estimate carried by a recipe written when the probe timed a retrace (``step_trace_s``) is
+    the same steady epoch."""
     evidence = {"forward_ms": 2.0, "input_size": 224, "probe_size": 224, "step_ms": 5.0,
-                "step_eval_ms": 1.0, "step_from": 3, "step_size": 224, "step_trace_s": 12.0}
-    got = compare(evidence, [_phase(3, [30.0, 17.2])], n_train=800, n_val=200)
-    assert got["estimate_s"] == pytest.approx(5.2 + RETRACES_PER_EPOCH * 12.0)
+                "step_eval_ms": 1.0, "step_from": 3, "step_size": 224}
+    old = {**evidence, "step_trace_s": 12.0}
+    phases = [_phase(3, [30.0, 5.2, 5.2])]
+    got = compare(old, phases, n_train=800, n_val=200)
+    assert got == compare(evidence, phases, n_train=800, n_val=200)
+    assert got["estimate_s"] == pytest.approx(5.2) and got["ratio"] == pytest.approx(1.0)

@@ -60,3 +60,21 @@ def test_measured_once_then_cached_with_the_probe(dataset, tmp_path, monkeypatch
     # another depth is another measurement
     with pytest.raises(pytest.fail.Exception):
         measure_step(report, profile, "test_tiny", **{**setting, "trainable_from": 1})
+
+
+def test_a_record_or_cache_from_when_a_retrace_was_timed_still_loads():
+    """The probe no longer times a retrace (the trainer traces once per phase): a saved record
+    with ``trace_s`` and cached arrays with ``trace_seconds`` still load, without that figure."""
+    old = {"trainable_from": 1, "input_size": 128, "batch_size": 32, "precision": "float32",
+           "cached": True, "step_ms": 12.7, "eval_ms": 4.0, "timed_images": 64,
+           "trace_s": 3.117, "seconds": 19.2}
+    timing = StepTiming.model_validate(old)
+    assert timing.step_ms == 12.7 and "trace_s" not in timing.model_dump()
+    arrays = {"step_seconds_per_image": np.asarray(0.0127), "eval_seconds_per_image":
+              np.asarray(0.004), "cached": np.asarray(True), "timed_images": np.asarray(64),
+              "trace_seconds": np.asarray(3.1)}
+    again = step_time.step_timing(arrays, trainable_from=1, input_size=128, batch_size=32,
+                                  precision="float32", seconds=0.0)
+    assert again.step_ms == pytest.approx(12.7) and again.cached
+    with pytest.raises(ValueError):  # anything else unknown is still refused
+        StepTiming.model_validate({**old, "typo": 1})

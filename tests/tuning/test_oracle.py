@@ -84,6 +84,81 @@ def test_the_reserve_counts_the_work_a_trial_reused(tmp_path):
     assert oracle.reserve == pytest.approx(1.5 * 80.0)
 
 
+def test_the_reserve_leaves_out_the_frozen_features_the_final_training_reuses(tmp_path):
+    """auto's final training takes the search's frozen features from its store: on the tuning
+    splits all of them, on train + validation all but those of the images it adds."""
+    oracle, _ = oracle_for(tmp_path, "random")
+    trials = ({"seconds": 100.0, "cold_seconds": 300.0, "feature_seconds": 200.0},  # cached
+              {"seconds": 150.0, "cold_seconds": 150.0, "feature_seconds": 20.0})
+    for metrics in trials:
+        trial = oracle.create_trial("tuner0")
+        oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5, **metrics})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    oracle.keep_for_final(1.2)  # the same images: only the training is repeated
+    assert oracle.reserve == pytest.approx(1.2 * 130.0)  # the second trial's 150 - 20 s
+    growth = 1.25  # train + validation: a quarter more images, whose features are new
+    oracle.keep_for_final(1.2 * growth, growth)
+    assert oracle.reserve == pytest.approx(max(1.2 * growth * 100.0 + 1.2 * 200.0 * 0.25,
+                                               1.2 * growth * 130.0 + 1.2 * 20.0 * 0.25))
+    assert oracle.reserve < 1.2 * growth * 300.0  # what the cold reserve kept
+
+
+def completed(oracle, *records):
+    for metrics in records:
+        trial = oracle.create_trial("tuner0")
+        oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5, **metrics})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+
+
+def test_the_next_trial_is_judged_by_its_cold_cost_when_costlier(tmp_path):
+    """Trials that reused the frozen features ran in 5 s, but the next one may need its own
+    (another augmentation, a deeper prefix): it is judged by the median cold duration."""
+    oracle, _ = oracle_for(tmp_path, "random")
+    completed(oracle, *[{"seconds": 5.0, "cold_seconds": 40.0, "feature_seconds": 35.0}] * 2)
+    oracle.keep_for_final(1.2)
+    assert oracle.reserve == pytest.approx(1.2 * 5.0)
+    assert oracle.expected_seconds() == pytest.approx(40.0)
+    oracle.deadline = time.time() + 30.0  # 6 s reserve + 5 s would fit; 6 s + 40 s does not
+    assert oracle.create_trial("tuner0").status == "STOPPED"
+
+
+def test_a_trial_must_end_while_its_own_final_training_still_fits(tmp_path):
+    """The records of an Office-Caltech DA11 search (4 minutes): trial 03 started with 129 s
+    left, a 31 s reserve and a 20 s median cold trial, fine-tuned a deeper prefix and took 89 s;
+    its final training (58 s) then overran the budget. Its deadline stops it in time."""
+    oracle, _ = oracle_for(tmp_path, "random")
+    completed(oracle, {"seconds": 40.3, "cold_seconds": 40.3, "feature_seconds": 14.4},
+              {"seconds": 17.6, "cold_seconds": 20.2, "feature_seconds": 15.3},
+              {"seconds": 4.7, "cold_seconds": 19.1, "feature_seconds": 14.4})
+    oracle.keep_for_final(1.2)
+    assert oracle.reserve == pytest.approx(1.2 * (40.3 - 14.4))
+    start = time.time()
+    oracle.deadline = start + 129.0
+    assert not oracle.out_of_time()  # trial 03 starts: the typical trial fits
+    ends = oracle.trial_deadline(start)
+    assert ends == pytest.approx(start + 129.0 / 2.2)  # its own final training, 1.2 × it, fits
+    assert ends - start < 88.7  # the 89 s trial is stopped
+    assert ends + 1.2 * (ends - start) <= oracle.deadline + 1e-6
+    oracle.reserve = 100.0  # a costlier completed trial: the reserve binds first
+    assert oracle.trial_deadline(start) == pytest.approx(start + 29.0)
+    oracle.keep_for_final(0.0)  # tune alone: no final training to keep room for
+    assert oracle.trial_deadline(start) is None
+    oracle.keep_for_final(1.2)
+    oracle.deadline = None
+    assert oracle.trial_deadline(start) is None
+
+
+def test_the_final_growth_is_the_share_of_images_the_final_training_adds():
+    from autotransfer.oneshot.plan import Shares, final_growth
+
+    assert final_growth("train", 800, 200) == 1.0
+    assert final_growth("train+val", 800, 200) == pytest.approx(1.25)
+    shares = Shares(search_share=0.5, final_factor=1.2, wrap_up_s=20.0)
+    assert shares.reserve_factor("train+val", 800, 200) == pytest.approx(1.5)
+
+
 @pytest.mark.parametrize("misses, stops", [(2, True), (10, False)])
 def test_the_oracle_stops_after_a_futile_trial_0_and_says_rule_tune02(tmp_path, misses, stops):
     """The futility stop is the oracle's (rule TUNE02): a distributed chief applies it too."""
@@ -106,3 +181,14 @@ def test_the_oracle_stops_after_a_futile_trial_0_and_says_rule_tune02(tmp_path, 
     if stops:
         assert oracle.stop_reason.startswith("stopped after trial 0: trial 0 (the recipe as given) "
                                              f"gets {misses} of the {misses + 40}")
+
+
+def test_a_trial_records_the_frozen_features_it_computed_or_reused():
+    from autotransfer.train.phases import FeatureUse, PhaseRecord
+    from autotransfer.tuning.hypermodel import feature_seconds
+
+    phases = [PhaseRecord("head", 5, 3, features=FeatureUse(used=True, build_seconds=40.0)),
+              PhaseRecord("ft", 2, 2, features=FeatureUse(used=True, build_seconds=0.5,
+                                                          shared=True, reused_seconds=30.0)),
+              PhaseRecord("all", 0, 2)]  # nothing frozen
+    assert feature_seconds(phases) == pytest.approx(70.5)

@@ -105,7 +105,12 @@ def test_rerunning_continues_the_search_and_overwrite_starts_afresh(dataset, tmp
     first = tune(dataset, head_recipe(), out, trials=2)
     done = {t.trial_id: (trial_dir(first, t.trial_id) / "trial_result.json").stat().st_mtime_ns
             for t in first.trials}
+    logs = out / "logs" / "trials"  # each trial's HParams session, written as it ended
+    sessions = {p.parent.name: p for p in logs.glob("*/*tfevents*")}
+    assert sorted(sessions) == sorted(done)
     again = tune(dataset, head_recipe(), out, trials=4, progress=said.append)
+    assert sorted(p.name for p in logs.iterdir()) == [t.trial_id for t in again.trials]
+    assert all(p.is_file() for p in sessions.values())  # the earlier ones were kept as written
     assert [t.trial_id for t in again.trials][:2] == [t.trial_id for t in first.trials]
     assert len(again.trials) == 4 and all(t.status == "COMPLETED" for t in again.trials)
     for trial_id, mtime in done.items():  # the earlier trials were not run again
@@ -116,6 +121,8 @@ def test_rerunning_continues_the_search_and_overwrite_starts_afresh(dataset, tmp
         tune(dataset, head_recipe(seed=1), out, trials=4)
     fresh = tune(dataset, head_recipe(seed=1), out, trials=1, overwrite=True)
     assert len(fresh.trials) == 1 and fresh.trials[0].changed == {}
+    assert [p.name for p in logs.iterdir()] == [fresh.trials[0].trial_id]  # none of the old
+    assert not any(p.exists() for p in sessions.values())
 
 
 def test_an_interrupted_trial_is_run_again_on_resume(dataset, tmp_path, monkeypatch):
@@ -141,6 +148,31 @@ def test_the_time_budget_stops_starting_trials_after_trial_0(dataset, tmp_path):
     result = tune(dataset, head_recipe(), tmp_path / "t", trials=10, time_budget=0.01)
     assert len(result.trials) == 1 and result.trials[0].status == "COMPLETED"
     assert "time budget" in result.stopped_because
+
+
+def test_a_later_trial_runs_under_the_oracles_deadline(dataset, tmp_path, monkeypatch):
+    """Trial 1 gets a Deadline by which, should it win, its own final training still fits
+    (rule PLAN01): no later than half the time left with a reserve factor of 1."""
+    import time
+
+    from autotransfer.tuning.hypermodel import Deadline
+
+    real = trials.run_trial
+    deadlines = []
+
+    def recording(recipe, store, out, **kwargs):
+        ends = [c.deadline for c in kwargs.get("callbacks", ()) if isinstance(c, Deadline)]
+        deadlines.append((time.time(), ends))
+        return real(recipe, store, out, **kwargs)
+
+    monkeypatch.setattr(trials, "run_trial", recording)
+    result = tune(dataset, head_recipe(), tmp_path / "t", trials=2, time_budget=3600.0,
+                  reserve_factor=1.0)
+    end = time.time() + 3600.0  # later than the search's own end
+    assert len(result.trials) == 2
+    (_, first), (at, later) = deadlines
+    assert first == []  # trial 0 always runs to its end
+    assert len(later) == 1 and at < later[0] <= (at + end) / 2.0  # not the hard 3990 s guard
 
 
 def test_hyperband_starts_from_the_recipe_at_its_first_rung(dataset, tmp_path):
