@@ -9,7 +9,10 @@ The coefficients are data (``recipes/forecast.yaml``, read with ``yaml.safe_load
 ``tools/bench_advice.py --part forecast`` on the study's datasets (every backbone's cell) and
 judged leave one dataset out; the interval's half-width is the 90th percentile of the cells'
 leave-one-dataset-out errors, so on new data it is an estimate, which a run's report compares
-with what it measured (:func:`versus_measured`).
+with what it measured (:func:`versus_measured`). The gain of fine-tuning is fitted on the study's
+datasets where the advice fine-tunes (advised − linear probe on the same split): their mean, or a
+slope on the probe's linear CV accuracy where that forecasts clearly better leave one dataset
+out; its interval is the largest leave-one-dataset-out error.
 Pure: no TensorFlow; :func:`fit_linear` is plain least squares in numpy.
 """
 

@@ -7,7 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from autotransfer.probes.transferability import gbc, h_score, leep, nce, shrinkage_h_score
+from scipy.linalg import eigh
+
+from autotransfer.probes.transferability import (_fisher_posteriors, gbc, h_score, leep, nce, sfda,
+                                                 shrinkage_h_score)
 
 
 def test_h_score_in_one_dimension_is_the_share_of_variance_the_class_explains():
@@ -60,3 +63,64 @@ def test_nce_and_leep_are_log_half_when_the_source_class_says_nothing():
     labels = np.array([0, 1, 0, 1] * 10)
     assert nce(one_hot(z, 3), labels) == pytest.approx(-math.log(2))
     assert leep(one_hot(z, 3), labels) == pytest.approx(-math.log(2))
+
+
+def _fisher_posteriors_by_eigenvectors(x: np.ndarray, y: np.ndarray, a: float) -> np.ndarray:
+    """SFDA's discriminant written as its authors do: every generalised eigenvector of
+    (S_total_shrunk − S_within_shrunk, S_within_shrunk), coef = μ V Vᵀ."""
+    priors = np.bincount(y) / len(y)
+    means = np.stack([x[y == c].mean(axis=0) for c in range(len(priors))])
+    within = sum(priors[c] * np.cov(x[y == c].T, bias=True) for c in range(len(priors)))
+
+    def shrunk(c: np.ndarray) -> np.ndarray:
+        return (1 - a) * c + a * np.trace(c) / len(c) * np.eye(len(c))
+
+    _, v = eigh(shrunk(np.cov(x.T, bias=True)) - shrunk(within), shrunk(within))
+    coef = means @ v @ v.T
+    logits = x @ coef.T - 0.5 * np.diag(means @ coef.T) + np.log(priors)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def test_sfda_discriminant_equals_the_eigenvector_form_with_its_adaptive_shrinkage():
+    rng = np.random.default_rng(4)
+    y = np.repeat([0, 1, 2], 20)
+    x = rng.normal(size=(60, 6)) * 0.3 + y[:, None] * np.array([0.4, 0, 0.2, 0, 0, 0.1])
+    p, a = _fisher_posteriors(x, y, None)
+    within = sum(np.mean(y == c) * np.cov(x[y == c].T, bias=True) for c in range(3))
+    assert a == pytest.approx(math.exp(-5 * np.linalg.eigvalsh(within)[-1]))
+    np.testing.assert_allclose(p, _fisher_posteriors_by_eigenvectors(x, y, a), atol=1e-8)
+
+
+def test_sfda_rises_with_separation_and_ignores_how_the_classes_are_numbered():
+    rng = np.random.default_rng(5)
+    y = np.repeat([0, 1, 2, 3], 16)
+    noise = rng.normal(size=(64, 32))
+    direction = rng.normal(size=(4, 32))
+    scores = [sfda(noise + gap * direction[y], y) for gap in (0.0, 0.3, 1.0, 3.0)]
+    assert scores == sorted(scores) and scores[-1] - scores[0] > 0.3
+    assert 0.0 <= scores[0] and scores[-1] <= 1.0
+    relabelled = np.array([2, 0, 3, 1])[y]
+    assert sfda(noise + direction[y], relabelled) == pytest.approx(sfda(noise + direction[y], y))
+
+
+def test_sfda_self_challenge_lowers_the_score_of_overlapping_classes():
+    rng = np.random.default_rng(6)
+    y = np.repeat([0, 1], 40)
+    x = rng.normal(size=(80, 4)) + 0.8 * y[:, None]
+    first, _ = _fisher_posteriors(x, y, None)
+    assert sfda(x, y) < first[np.arange(80), y].mean()
+    with pytest.raises(ValueError, match="two classes"):
+        sfda(x, np.zeros(80, dtype=int))
+
+
+def test_sfda_saturates_with_fewer_images_than_dimensions_unless_shrunk_by_ledoit_wolf():
+    rng = np.random.default_rng(7)
+    y = np.repeat([0, 1], 20)
+    x = rng.normal(size=(40, 200))  # no signal at all, 40 images in 200 dimensions
+    signal = x + 2.0 * y[:, None] * (np.arange(200) < 10)
+    # the published strength (~no shrinkage here) cannot tell the signal from none
+    assert sfda(x, y) == pytest.approx(1.0, abs=1e-6)
+    assert sfda(signal, y) == pytest.approx(1.0, abs=1e-6)
+    noise_lw = sfda(x, y, shrinkage="ledoit_wolf")
+    assert noise_lw < 0.99 and sfda(signal, y, shrinkage="ledoit_wolf") > noise_lw + 0.04
