@@ -14,7 +14,7 @@ from PIL import Image
 from autotransfer.oneshot import adapt
 from autotransfer.train.adaptation.selection import CandidateOutputs
 from autotransfer.train.adaptation.trained_gap import features_gap
-from tests.train.helpers import make_colour_dataset, tiny_recipe
+from tests.train.helpers import make_colour_dataset, make_shifted_target, tiny_recipe
 
 
 class _Untouchable(dict):
@@ -50,10 +50,7 @@ def test_the_trained_gap_grows_with_the_shift_and_the_report_shows_before_and_af
 def folders(tmp_path_factory):
     base = tmp_path_factory.mktemp("auto_adapt")
     source = make_colour_dataset(base / "source", {"red": 8, "green": 8})
-    target = make_colour_dataset(base / "target", {"red": 5, "green": 5}, seed=1)
-    for path in target.rglob("*.png"):  # brighter copies: a shifted domain, in class folders
-        img = np.asarray(Image.open(path), dtype=np.int16) + 70
-        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    target = make_shifted_target(base / "target", {"red": 5, "green": 5})
     return source, target
 
 

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.tools.load import load_tool
 
 
 def bench():
-    path = REPO_ROOT / "tools" / "bench_adapt.py"
-    if str(path.parent) not in sys.path:
-        sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location("bench_adapt", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_adapt"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("bench_adapt")
 
 
 def _results(b):

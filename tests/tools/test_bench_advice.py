@@ -3,26 +3,17 @@ roles, the noise ceiling of the ranking, and the advice kept between chunks."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.tools.load import load_tool
 
 
 @pytest.fixture(scope="module")
 def bench():
-    path = REPO_ROOT / "tools" / "bench_advice.py"
-    if str(path.parent) not in sys.path:
-        sys.path.insert(0, str(path.parent))  # as when run as a script: its helper module
-    spec = importlib.util.spec_from_file_location("bench_advice", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_advice"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("bench_advice")
 
 
 def cell(name: str, acc: float, *, depth: int | None = None, rate: float | None = None,

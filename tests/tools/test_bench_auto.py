@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.tools.load import load_tool
 
 
 def bench():
-    path = REPO_ROOT / "tools" / "bench_auto.py"
-    if str(path.parent) not in sys.path:
-        sys.path.insert(0, str(path.parent))  # as when run as a script: its helper module
-    spec = importlib.util.spec_from_file_location("bench_auto", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_auto"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("bench_auto")
 
 
 def test_wilson_interval_matches_the_textbook_values():

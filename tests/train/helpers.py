@@ -28,6 +28,17 @@ def make_colour_dataset(root: Path, counts: dict[str, int], size: int = 32, seed
     return root
 
 
+def make_shifted_target(root: Path, counts: dict[str, int], shift: int = 70,
+                        seed: int = 1) -> Path:
+    """A target domain: :func:`make_colour_dataset` made ``shift`` brighter, in class folders
+    (which the adaptation may only use to evaluate)."""
+    make_colour_dataset(root, counts, seed=seed)
+    for path in root.rglob("*.png"):
+        img = np.asarray(Image.open(path), dtype=np.int16) + shift
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    return root
+
+
 def tiny_recipe(**overrides: Any) -> Recipe:
     """A recipe for ``test_tiny`` at 32 px; ``overrides`` replace top-level keys."""
     data: dict[str, Any] = {

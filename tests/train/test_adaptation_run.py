@@ -8,25 +8,20 @@ import json
 import keras
 import numpy as np
 import pytest
-from PIL import Image
 
 from autotransfer.data.target import read_target
 from autotransfer.errors import InvalidConfigError
 from autotransfer.train.adaptation import objective_for
 from autotransfer.recipe.io import load_recipe
 from autotransfer.train.run import train
-from tests.train.helpers import make_colour_dataset, tiny_recipe
+from tests.train.helpers import make_colour_dataset, make_shifted_target, tiny_recipe
 
 COUNTS = {"red": 10, "green": 10, "blue": 10}
 
 
 def _target(root, shift: int = 60):
     """Class folders of brighter copies (a domain shift); the folders are evaluation labels."""
-    make_colour_dataset(root, {k: 6 for k in COUNTS}, seed=1)
-    for path in root.rglob("*.png"):
-        img = np.asarray(Image.open(path), dtype=np.int16) + shift
-        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
-    return root
+    return make_shifted_target(root, {k: 6 for k in COUNTS}, shift=shift)
 
 
 def _recipe(method: str, **da):

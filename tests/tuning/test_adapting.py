@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from autotransfer.advisor.rules import rule_params
 from autotransfer.recipe.schema import Reason
 from autotransfer.tuning import adapting
 from autotransfer.tuning.results import TrialRecord
 from autotransfer.tuning.space import apply, search_space
-from tests.train.helpers import make_colour_dataset, tiny_recipe
+from tests.train.helpers import make_colour_dataset, make_shifted_target, tiny_recipe
 
 
 class _Untouchable(dict):
@@ -82,10 +80,7 @@ def test_the_best_score_is_kept_ties_go_to_trial_0_and_changes_carry_da11(tmp_pa
 def folders(tmp_path_factory):
     base = tmp_path_factory.mktemp("tune_adapt")
     source = make_colour_dataset(base / "source", {"red": 10, "green": 10})
-    target = make_colour_dataset(base / "target", {"red": 6, "green": 6}, seed=1)
-    for path in target.rglob("*.png"):  # brighter copies: a shifted domain, in class folders
-        img = np.asarray(Image.open(path), dtype=np.int16) + 70
-        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    target = make_shifted_target(base / "target", {"red": 6, "green": 6})
     return source, target
 
 
