@@ -78,14 +78,12 @@ def summarise(out: Path, recipe: Recipe, space: SearchSpace, records: list[Any],
     """The end of an adapting search: the best score kept (ties to trial 0, then the lower
     validation loss), its changes explained by DA11. ``records`` carry each trial's ``score``."""
     from autotransfer.tuning.provenance import recipe_changes
-    from autotransfer.tuning.results import TuneResult
+    from autotransfer.tuning.results import TuneResult, baseline_trial
     from autotransfer.tuning.trial_recipe import apply
 
     objective = objective_record(name)
     done = [t for t in records if t.status == "COMPLETED" and t.score is not None]
-    baselines = [t for t in done if not t.changed]
-    baseline = (max(baselines, key=lambda t: float(t.values.get("tuner/epochs", 0)))
-                if baselines else None)
+    baseline = baseline_trial(done)
     if not done:
         return TuneResult(out, role_name, recipe, space, records, None, None, None, None, [],
                           stopped, seconds, algorithm, objective=objective)

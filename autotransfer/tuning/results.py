@@ -104,3 +104,11 @@ class TuneResult:
                 "objective": self.objective or {"metric": "val_accuracy", "direction": "max"},
                 "seconds": self.seconds, "space": self.space.to_dict(),
                 "trials": [t.to_dict() for t in self.trials]}
+
+
+def baseline_trial(done: list[TrialRecord]) -> TrialRecord | None:
+    """The completed trial of the recipe as given (no field changed; of several, the one trained
+    longest, as Hyperband's brackets repeat it), or ``None``."""
+    baselines = [t for t in done if not t.changed]
+    return (max(baselines, key=lambda t: float(t.values.get("tuner/epochs", 0)))
+            if baselines else None)

@@ -8,7 +8,7 @@ from typing import Any
 
 from autotransfer.recipe.schema import Recipe
 from autotransfer.tuning.provenance import recipe_changes, with_provenance
-from autotransfer.tuning.results import TrialRecord, TuneResult, trial_dir
+from autotransfer.tuning.results import TrialRecord, TuneResult, baseline_trial, trial_dir
 from autotransfer.tuning.selection import KEEP
 from autotransfer.tuning.selection import decide as decide_selection
 from autotransfer.tuning.selection import val_correct
@@ -19,9 +19,7 @@ def summarise(out: Path, recipe: Recipe, space: SearchSpace, records: list[Trial
               role_name: str, stopped: str, seconds: float, algorithm: str) -> TuneResult:
     """Pick the best trial, build the refined recipe and its provenance."""
     done = [t for t in records if t.status == "COMPLETED" and t.val_accuracy is not None]
-    baselines = [t for t in done if not t.changed]
-    baseline = (max(baselines, key=lambda t: float(t.values.get("tuner/epochs", 0)))
-                if baselines else None)
+    baseline = baseline_trial(done)
     if not done:
         return TuneResult(out, role_name, recipe, space, records, None, None, None, None, [],
                           stopped, seconds, algorithm)
