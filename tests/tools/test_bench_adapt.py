@@ -99,8 +99,9 @@ def test_leave_one_task_out_chooses_da07_on_the_other_tasks_and_reports_before_a
 
     results = _results(b)
     runs = results["tasks"]["A-W"]["runs"]
-    for name, acc in (("source_only", 0.30), ("mcc@0.1", 0.40), ("mcc@0.3", 0.41),
-                      ("mcc@1", 0.42), ("bottleneck@0", 0.80)):  # MCC poor, CORAL's λ = 0 good
+    for name, acc in (("source_only", 0.30), ("exact_head", 0.35), ("mcc@0.1", 0.40),
+                      ("mcc@0.3", 0.41), ("mcc@1", 0.42),
+                      ("bottleneck@0", 0.80)):  # MCC poor, CORAL's λ = 0 good
         runs[name] = {**runs[name], "target_accuracy": acc,
                       "scores": {**runs[name]["scores"], "dev": acc}}
     for name in ("coral@0.1", "coral@0.3", "coral@1"):
@@ -159,3 +160,48 @@ def test_the_fine_tuning_check_is_reported_per_task_and_arm(tmp_path, monkeypatc
     assert ("| W-A | source_only | none (–) | head 5 × 12, finetune 4 × 12 | 100.0 | 91.1 "
             "| – | 1.12 / 0.07 | 176 | 6.61 7.96 5.72 → 5.47 6.35 5.54 |") in text
     assert "| W-A | rules | coral λ 1 (DA06) |" in text and "| 1.97 / 0.07 |" in text
+
+
+def test_the_exact_head_is_scored_beside_the_weights_as_da09_does(tmp_path, monkeypatch):
+    b = bench()
+    results = _results(b)
+    runs = results["tasks"]["A-W"]["runs"]
+    assert "exact_head" in runs and runs["exact_head"]["method"] == "exact_head"
+    # the bench's CORAL/CDAN recipes train a linear head alone (their bottleneck aside): DA09's case
+    from autotransfer.train.adaptation.choose_weight import exact_head_fits
+
+    assert all(exact_head_fits(b.recipe_for(m)) for m in (*b.FEATURE_METHODS, *b.OUTPUT_METHODS))
+    facts = {"gap_a": 1.9, "gap_bn": 0.1, "gap_bn_early": 0.12, "gap_bn_deep": 0.08,
+             "class_shift": 0.05, "n_train": 900.0, "linear_acc": 0.95,
+             "pred_entropy_rise": 0.1, "target_entropy_rise": 0.0}
+    results["rules_choice"] = {"A-W": {"rule": "DA08", "method": "cdan", "per_class": 32,
+                                       "facts": facts}}
+    # dev scores the exact head best, and it is the most accurate: taken, and right
+    runs["exact_head"] = {**runs["exact_head"], "target_accuracy": 0.99,
+                          "scores": {**runs["exact_head"]["scores"], "dev": 2.0}}
+    (row,) = b.choice_rows(results, ["A-W"], "dev")
+    assert row["candidate"] == "exact_head" and row["accuracy"] == 0.99
+    assert row["candidate_without_exact"] == "cdan@1"
+    assert row["accuracy_without_exact"] == runs["cdan@1"]["target_accuracy"]
+    assert b.rules_pick(runs, "cdan", "dev", exact=False) == "cdan@1"
+    assert b.rules_pick(runs, "none", "dev") == "source_only"  # DA09 chooses only λ
+    (verdict,) = b.exact_verdicts([row])
+    assert verdict["took_exact"] and verdict["right"]
+    # scored best but less accurate than the λ it passed over: taken, and wrong
+    runs["exact_head"]["target_accuracy"] = 0.10
+    (verdict,) = b.exact_verdicts(b.choice_rows(results, ["A-W"], "dev"))
+    assert verdict["took_exact"] and not verdict["right"]
+    # scored worst: passed over, right when it is the less accurate
+    runs["exact_head"]["scores"]["dev"] = -2.0
+    (verdict,) = b.exact_verdicts(b.choice_rows(results, ["A-W"], "dev"))
+    assert verdict["candidate"] == "cdan@1" and not verdict["took_exact"] and verdict["right"]
+    results["exact_load"] = {"before": "['1.00', '2.00', '3.00']",
+                             "after": "['1.50', '2.00', '3.00']", "uptime": "up 1 day"}
+    monkeypatch.setattr(b, "OUT_JSON", tmp_path / "adapt.json")
+    monkeypatch.setattr(b, "OUT_MD", tmp_path / "adapt.md")
+    b.write_report(results)
+    text = (tmp_path / "adapt.md").read_text()
+    assert "### The exact head as a candidate (DA09)" in text
+    assert ("| A-W | cdan | 50.0 | 10.0 | 80.0 (cdan@1) | 80.0 (cdan@1) | λ | yes | "
+            "92.0 (entropy@1) | 12.0 / 12.0 |") in text
+    assert "1.00 2.00 3.00 before" in text
