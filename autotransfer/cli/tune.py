@@ -101,7 +101,9 @@ def command(dataset: Path, recipe: Path | None, out: Path, trials: int, time_bud
     Bayesian optimisation (or Hyperband) proposes the others. Failed trials are recorded and
     skipped. The refined recipe records what changed and the validation gain over trial 0.
     With --target, a recipe that adapts to the target trains every trial with it, and trials
-    are ranked by rule DA09's criterion on the target (no target label), λ searched (rule DA11).
+    are ranked by rule DA09's criterion on the target (no target label), λ searched (rule DA11);
+    without --recipe the advisor sees the target too. A given recipe that does not adapt
+    (domain_adaptation.method 'none') is refused with --target: make one with advise --target.
 
     \b
     Distributed: start one process with KERASTUNER_TUNER_ID=chief and the workers with

@@ -131,30 +131,41 @@ def searched(recipe: Recipe, tuning: Any) -> Adaptation:
 def reusable(record: Adaptation, final: Any, partial: Path) -> Path | None:
     """The run folder of DA09's chosen candidate when the final training ``final`` would train
     exactly it: the same recipe (reasons aside) on the same images; else ``None``."""
+    return reuse_decision(record, final, partial)[0]
+
+
+def reuse_decision(record: Adaptation, final: Any, partial: Path) -> tuple[Path | None, str]:
+    """:func:`reusable`, and why not when the candidate's files cannot be read (``""``
+    otherwise): an unreadable candidate is not reused, the final model is trained again."""
     from autotransfer.data.splits import DataSplits
+    from autotransfer.errors import AutoTransferError
     from autotransfer.recipe.io import load_recipe
     from autotransfer.train.run import read_run_info
 
     if record.rule != CHOOSE or (record.weight is None and record.candidate is None):
-        return None
+        return None, ""
     folder = partial / FOLDER / (record.candidate or f"weight_{record.weight:g}")
-    if read_run_info(folder) is None:
-        return None
-    trained = load_recipe(folder / "recipe.yaml")
-    if _training(trained) != _training(final.recipe):
-        return None
+    try:
+        if read_run_info(folder) is None:
+            return None, ""
+        trained = load_recipe(folder / "recipe.yaml")
+        if _training(trained) != _training(final.recipe):
+            return None, ""
+        candidate = DataSplits.load(folder / "splits.json")
+    except AutoTransferError as exc:  # a damaged candidate: no reason to fail, train again
+        return None, str(exc).split(". ", 1)[0]  # what is wrong, not the hint to fix it
     keys = {"class_names", "train", "val", "test"}
-    same = DataSplits.load(folder / "splits.json").model_dump(include=keys) == \
-        final.splits.model_dump(include=keys)
-    return folder if same else None
+    same = candidate.model_dump(include=keys) == final.splits.model_dump(include=keys)
+    return (folder, "") if same else (None, "")
 
 
 def _training(recipe: Recipe) -> dict[str, Any]:
     return recipe.model_dump(mode="json", exclude={"reasons", "name"})
 
 
-def reuse_note(record: Adaptation, reused: Path | None) -> str:
-    """The report's sentence on whether DA09's candidate is the final model."""
+def reuse_note(record: Adaptation, reused: Path | None, unreadable: str = "") -> str:
+    """The report's sentence on whether DA09's candidate is the final model (``unreadable``:
+    why its files could not be read, from :func:`reuse_decision`)."""
     if reused is not None:
         which = ("source-only exact-head" if record.weight is None
                  else f"λ = {record.weight:g}")
@@ -163,6 +174,9 @@ def reuse_note(record: Adaptation, reused: Path | None) -> str:
                 "so it was not trained again.")
     if record.rule != CHOOSE:
         return ""
+    if unreadable:
+        return (f"Rule {CHOOSE}'s chosen candidate could not be read ({unreadable}), so the "
+                "final model is trained again.")
     return (f"Rule {CHOOSE}'s candidates trained on the training split; the final training "
             "differs from the chosen one (other images, e.g. train + validation under PLAN04, or "
             "another recipe), so it is trained again.")
@@ -171,25 +185,34 @@ def reuse_note(record: Adaptation, reused: Path | None) -> str:
 def reuse(folder: Path, model_dir: Path, recipe: Recipe, *, export_savedmodel: bool,
           export_tflite: bool) -> Any:
     """The candidate in ``folder`` as the final run ``model_dir``: copied, its recipe the final
-    one (with DA09's reason), the exports asked for added; the :class:`RunResult`."""
+    one (with DA09's reason) and named so in ``run.json``, ``metrics.json`` and the reports
+    (written again from the final metrics), the exports asked for added; the
+    :class:`RunResult`."""
     import json
     import shutil
 
-    from autotransfer._io import atomic_write_json
+    from autotransfer._io import atomic_write_json, atomic_write_text
     from autotransfer.recipe.io import save_recipe
+    from autotransfer.report.html import HTML_NAME, write_html_report
+    from autotransfer.train.report import markdown_report
     from autotransfer.train.run import RUN_FILE, RunResult
 
     shutil.copytree(folder, model_dir)
     save_recipe(recipe, model_dir / "recipe.yaml")
     metrics = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))
+    metrics["recipe"] = recipe.name  # the final model's identity, not the candidate's
     metrics["reused"] = {"from": f"{FOLDER}/{folder.name}", "rule": CHOOSE,
                          "why": "the chosen candidate trained the same recipe on the same "
                                 "images as the final training would"}
     atomic_write_json(model_dir / "metrics.json", metrics)
+    atomic_write_text(model_dir / "report.md", markdown_report(metrics))
+    info = json.loads((model_dir / RUN_FILE).read_text(encoding="utf-8"))
+    info["recipe"] = recipe.name
+    if (model_dir / HTML_NAME).is_file() or HTML_NAME in info.get("files", []):
+        write_html_report(model_dir / "report.md")
     if export_savedmodel or export_tflite:
         from autotransfer.train import export
 
-        info = json.loads((model_dir / RUN_FILE).read_text(encoding="utf-8"))
         shipped = export.load_model(model_dir / "model.keras")
         if export_savedmodel:
             export.export_savedmodel(shipped, model_dir / "savedmodel",
@@ -198,7 +221,7 @@ def reuse(folder: Path, model_dir: Path, recipe: Recipe, *, export_savedmodel: b
         if export_tflite:
             export.export_tflite(shipped, model_dir / "model.tflite")
             info["files"].append("model.tflite")
-        atomic_write_json(model_dir / RUN_FILE, info)
+    atomic_write_json(model_dir / RUN_FILE, info)
     return RunResult(model_dir, model_dir / "model.keras", metrics)
 
 

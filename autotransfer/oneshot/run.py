@@ -230,7 +230,9 @@ def auto(
         tuning = tune(splits, recipe, partial / TUNING, trials=trials, time_budget=searching,
                       algorithm=algorithm, reserve_factor=factor, seed=None,
                       reserve_growth=plan.final_growth(mode, n_train, n_val),
-                      stop_when_futile=not full_search, store=store, target=target_set,
+                      stop_when_futile=not full_search, store=store,
+                      # a recipe the advisor made not to adapt (DA04-DA08) trains without it
+                      target=target_set if recipe.domain_adaptation.needs_target else None,
                       progress=lambda text: say(f"[3/{len(STEPS)}] {text}"))
         assert tuning.refined is not None  # tune raises when no trial completed
         refined = tuning.refined
@@ -313,9 +315,10 @@ def auto(
         left = (None if budget is None or mode != "train+val"
                 else budget - (time.time() - started) - shares.wrap_up_s)
         final_training = refined_final(mode, refined, tuning, best_phases, splits, left)
-    reused = None if run is not None or adaptation is None else adapt.reusable(
-        adaptation, final_training, partial)
-    said = "" if adaptation is None or run is not None else adapt.reuse_note(adaptation, reused)
+    reused, unreadable = (None, "") if run is not None or adaptation is None else \
+        adapt.reuse_decision(adaptation, final_training, partial)
+    said = "" if adaptation is None or run is not None else adapt.reuse_note(
+        adaptation, reused, unreadable)
     if said:  # DA09's chosen candidate is the final model, or why it is trained again
         final_training = dataclasses.replace(final_training,
                                              note=f"{final_training.note} {said}")

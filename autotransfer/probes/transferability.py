@@ -133,10 +133,11 @@ def gbc(features: np.ndarray, labels: np.ndarray, *, dims: int = 64) -> float:
     return -total
 
 
-def _shrunk(cov: np.ndarray, shrinkage: float) -> np.ndarray:
-    """``(1 - a)·cov + a·mean(diag)·I``."""
+def _shrunk(cov: np.ndarray, shrinkage: float, floor: float = 0.0) -> np.ndarray:
+    """``(1 - a)·cov + a·max(mean(diag), floor)·I`` (``floor`` > 0 keeps it invertible when
+    ``cov`` is zero: one image per class, or constant features)."""
     out = (1.0 - shrinkage) * cov
-    out.flat[:: cov.shape[0] + 1] += shrinkage * np.trace(cov) / cov.shape[0]
+    out.flat[:: cov.shape[0] + 1] += shrinkage * max(np.trace(cov) / cov.shape[0], floor)
     return out
 
 
@@ -158,7 +159,12 @@ def _fisher_posteriors(x: np.ndarray, y: np.ndarray, shrinkage: float | str | No
         from sklearn.covariance import ledoit_wolf_shrinkage
 
         shrinkage = float(ledoit_wolf_shrinkage(x - means[y], assume_centered=True))
-    coef = solve(_shrunk(within, shrinkage), means.T, assume_a="sym").T  # C × D
+    # no within-class scatter at all (one image per class, constant features): the shrinkage
+    # target alone, at a scale far below the features' own, so the solve stays defined
+    floor = 1e-12 * (float(np.mean(x * x)) or 1.0)
+    if not np.trace(within) > 0.0:
+        shrinkage = 1.0
+    coef = solve(_shrunk(within, shrinkage, floor), means.T, assume_a="sym").T  # C × D
     logits = x @ coef.T - 0.5 * np.sum(means * coef, axis=1) + np.log(priors)
     logits -= logits.max(axis=1, keepdims=True)
     p = np.exp(logits)

@@ -11,6 +11,12 @@ them (least recently used go first beyond ``max_bytes``), keyed by everything th
 * for each augmented view of the training images, the augmentation, seed, phase index, batch size
   and which images in which order.
 
+The target images' frozen features of an adapting search (``target_features``, by prefix and
+boundary; see :class:`~autotransfer.tuning.trials.TrialAdaptation`) count in the same budget and
+go by the same rule. ``used`` lists the keys of what the current run took or kept, so that
+:meth:`ActivationStore.resident` can tell later whether it is all still here (the oracle's reserve
+for a final training counts a trial's frozen features only while they are, rule PLAN01).
+
 Only a phase whose prefix no earlier phase trained asks with ``shareable`` set. The final training
 of ``auto`` asks the same store (``train(..., feature_source=store)``): on the tuning splits it gets
 every view back; on train + validation (whose training images are the tuning training images
@@ -24,7 +30,7 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +60,48 @@ class _Views:
     seconds: list[float] = field(default_factory=list)
 
 
+class TargetFeatures(MutableMapping[str, np.ndarray]):
+    """The target images' frozen features kept with an :class:`ActivationStore`: a mapping whose
+    entries count in the store's ``bytes()`` and are evicted least recently used first; an entry
+    larger than the whole budget is not kept."""
+
+    def __init__(self, store: ActivationStore) -> None:
+        self._store = store
+        self._arrays: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        array = self._arrays[key]
+        self._arrays.move_to_end(key)
+        self._store.used.append(key)
+        return array
+
+    def __setitem__(self, key: str, array: np.ndarray) -> None:
+        self._arrays.pop(key, None)
+        if array.nbytes > self._store.max_bytes:  # would evict everything and still not fit
+            return
+        self._store.evict(keep=array.nbytes)
+        self._arrays[key] = array
+        self._store.used.append(key)
+
+    def __delitem__(self, key: str) -> None:
+        del self._arrays[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._arrays))
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    def __contains__(self, key: object) -> bool:  # a test, not a use: no LRU change
+        return key in self._arrays
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self._arrays.values())
+
+    def pop_oldest(self) -> None:
+        self._arrays.popitem(last=False)
+
+
 class ActivationStore:
     """Decoded images, adapted backbone weights and frozen-prefix activations, across runs.
 
@@ -73,6 +121,10 @@ class ActivationStore:
         self.adabn_records: dict[str, Any] = {}
         self._vals: OrderedDict[str, _Val] = OrderedDict()
         self._views: OrderedDict[str, _Views] = OrderedDict()
+        #: keys of the entries the current run took or kept (reset with ``reused_seconds``)
+        self.used: list[str] = []
+        #: the target images' frozen features (:class:`TargetFeatures`), in the same budget
+        self.target_features = TargetFeatures(self)
         self.hits = 0
         self.misses = 0
         self.extractions = 0
@@ -95,14 +147,25 @@ class ActivationStore:
     # ---------------------------------------------------------------- memory
     def bytes(self) -> int:
         return (sum(v.array.nbytes for v in self._vals.values())
-                + sum(a.nbytes for v in self._views.values() for a in v.arrays))
+                + sum(a.nbytes for v in self._views.values() for a in v.arrays)
+                + self.target_features.nbytes())
 
     def evict(self, keep: int = 0) -> None:
-        while (self._vals or self._views) and self.bytes() + keep > self.max_bytes:
+        """Drop entries until ``keep`` more bytes fit: the least recently used augmented views
+        first, then target features, then validation features."""
+        target = self.target_features
+        while (self._vals or self._views or len(target)) and self.bytes() + keep > self.max_bytes:
             if self._views:
                 self._views.popitem(last=False)
+            elif len(target):
+                target.pop_oldest()
             else:
                 self._vals.popitem(last=False)
+
+    def resident(self, keys: Iterable[str]) -> bool:
+        """Whether every entry under ``keys`` (a run's ``used``) is still kept."""
+        return all(k in self._vals or k in self._views or k in self.target_features
+                   for k in keys)
 
     # ---------------------------------------------------------------- AdaBN'd backbones
     def adapted_backbone(self, key: str) -> tuple[list[np.ndarray], Any] | None:
@@ -144,6 +207,7 @@ class ActivationStore:
         hit = False
         val_key = _key(base, images_key(splits.val))
         val = self._vals.get(val_key)
+        self.used.append(val_key)
         if val is None:
             t = time.perf_counter()
             array = run(request.val_data())
@@ -158,6 +222,7 @@ class ActivationStore:
         aug = request.augmentation.model_dump(mode="json")
         group = _key(base, aug, request.seed, request.phase)
         own_key = _key(group, images_key(splits.train))
+        self.used.append(own_key)
         entry, earlier = self._views.get(own_key), None
         if entry is not None:
             self._views.move_to_end(own_key)

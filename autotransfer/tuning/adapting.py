@@ -90,14 +90,15 @@ def summarise(out: Path, recipe: Recipe, space: SearchSpace, records: list[Any],
     best = max(done, key=lambda t: (t.score, not t.changed,
                                     -(t.val_loss if t.val_loss is not None else 1e9)))
     base = None if baseline is None else baseline.score
-    why = (f"trial {best.trial_id} has the best {name} score ({best.score:.4f}"
-           + ("" if base is None or best is baseline else f", trial 0: {base:.4f}")
-           + f") of {len(done)} completed trial(s), without target labels"
-           + (": the recipe as given is kept" if best is baseline else ""))
-    selection = {"rule": RULE, "candidate": best.trial_id, "criterion": name, "why": why}
     values = {k: v for k, v in best.values.items() if not k.startswith("tuner/")}
     refined = apply(recipe, values, space)
     changes = recipe_changes(recipe, refined)
+    # worded from what changes: any unchanged trial that wins keeps the recipe as given
+    why = (f"trial {best.trial_id} has the best {name} score ({best.score:.4f}"
+           + ("" if base is None or best is baseline else f", trial 0: {base:.4f}")
+           + f") of {len(done)} completed trial(s), without target labels"
+           + ("" if changes else ": the recipe as given is kept"))
+    selection = {"rule": RULE, "candidate": best.trial_id, "criterion": name, "why": why}
     refined = _with_reasons(recipe, refined, changes, best, base, len(records), space, name)
     # ``gain`` keeps its meaning (validation accuracy over trial 0); the scores are in ``why``
     gain = (None if baseline is None or best.val_accuracy is None

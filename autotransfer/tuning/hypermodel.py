@@ -27,7 +27,7 @@ import gc
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +58,28 @@ class NaNGuard(keras.callbacks.Callback):
 
 
 class Deadline(keras.callbacks.Callback):
-    """Fail the trial when the wall clock passes ``deadline`` (``time.time()`` seconds)."""
+    """Fail the trial with ``reason`` when the wall clock passes ``deadline`` (``time.time()``
+    seconds): checked after every training batch, when each ``fit`` starts and ends (so no
+    scoring on the target starts past it) and by :meth:`check`."""
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, reason: str = "stopped at the end of the time budget"
+                 ) -> None:
         super().__init__()
         self.deadline = deadline
+        self.reason = reason
+
+    def check(self) -> None:
+        if time.time() > self.deadline:
+            raise TrialFailed(self.reason)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        if time.time() > self.deadline:
-            raise TrialFailed("stopped at the end of the time budget")
+        self.check()
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.check()
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self.check()
 
 
 def release_memory() -> None:
@@ -119,7 +132,7 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         self.criterion = criterion
         #: the target images' frozen features, shared by trials with the same prefix (kept with
         #: the store, so that a final training given the store reuses them too)
-        self.target_features: dict[str, Any] = shared_target_features(self.store)
+        self.target_features: MutableMapping[str, Any] = shared_target_features(self.store)
 
     @property
     def splits(self) -> DataSplits:
@@ -165,6 +178,7 @@ class RecipeHyperModel(keras_tuner.HyperModel):
             result = train(self.splits, recipe, run_dir, resume=resume, callbacks=guards,
                            progress=self.progress, **extra, **self.train_kwargs)
             if adapting:
+                _check_deadlines(guards)  # scoring on the target takes a pass over it
                 score = run_score(run_dir, self.target, recipe, str(self.criterion))
             kind = "trainer" + (" (resumed)" if resume else "")
         metrics, phases = result.metrics, result.phases
@@ -195,14 +209,23 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         return objective
 
 
-def shared_target_features(store: Any) -> dict[str, Any]:
+def shared_target_features(store: Any) -> MutableMapping[str, Any]:
     """The target images' frozen features kept with ``store`` (by prefix; see
-    :class:`~autotransfer.tuning.trials.TrialAdaptation`), a new empty mapping the first time."""
+    :class:`~autotransfer.tuning.trials.TrialAdaptation`; an
+    :class:`~autotransfer.tuning.activations.ActivationStore` keeps them in its budget), a new
+    empty mapping the first time for any other store."""
     shared = getattr(store, "target_features", None)
     if shared is None:
         shared = {}
         store.target_features = shared
     return shared
+
+
+def _check_deadlines(callbacks: Sequence[Any]) -> None:
+    """Fail the trial now if it ran past a :class:`Deadline` among ``callbacks``."""
+    for callback in callbacks:
+        if isinstance(callback, Deadline):
+            callback.check()
 
 
 def run_score(run_dir: Path, target: Any, recipe: Recipe, criterion: str) -> float:

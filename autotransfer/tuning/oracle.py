@@ -13,9 +13,9 @@ Both oracles also
 * stop creating trials once ``deadline`` (a ``time.time()`` value, set by the tuner for each
   invocation) has passed, or when the time left is below ``reserve`` seconds (``keep_for_final``:
   what the final training of the costliest trial would take, the frozen features it reuses from
-  the search left out) plus the median trial's duration, as run or with its frozen prefix
-  recomputed (``cold_seconds``), whichever is costlier (a trial that would likely eat into the
-  reserve is not started); trial 0 always runs;
+  the search left out while ``feature_store`` still keeps them) plus the median trial's
+  duration, as run or with its frozen prefix recomputed (``cold_seconds``), whichever is costlier
+  (a trial that would likely eat into the reserve is not started); trial 0 always runs;
 * give every later trial a deadline (:meth:`~AdvisedFirstMixin.trial_deadline`, rule PLAN01):
   past it, the trial could not leave the reserve free, or, should it win, its own final
   training would not fit; the tuner fails it there;
@@ -30,6 +30,7 @@ Both oracles also
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from pathlib import Path
@@ -58,6 +59,10 @@ class AdvisedFirstMixin(FirstValuesHook):
     stop_when_futile: bool = False
     #: the search's folder (``out`` of tune()): trial 0's per-image results are read in it
     tuning_dir: Path | None = None
+    #: the :class:`~.activations.ActivationStore` the trials shared and the final training reuses:
+    #: a trial's frozen features count as reused only while it still keeps them (``None``: the
+    #: trials' records are trusted, as on a chief whose workers keep their own stores)
+    feature_store: Any = None
 
     def first_values(self) -> dict[str, Any]:
         """The hyperparameters' defaults: the advised recipe."""
@@ -105,7 +110,9 @@ class AdvisedFirstMixin(FirstValuesHook):
         (:mod:`.activations`): all of them on the tuning splits (``growth`` 1); on train +
         validation, ``growth`` = (train + validation) / train times the images, the features of
         the images it adds are computed (``factor`` × ``(growth - 1) / growth`` × the
-        features). A trial that recorded no ``feature_seconds`` counts whole."""
+        features). A trial that recorded no ``feature_seconds`` counts whole, and so does one
+        whose frozen features ``feature_store`` no longer keeps all of (evicted by later trials:
+        the final training would compute them again)."""
         costs = []
         for trial in self.trials.values():  # type: ignore[attr-defined]
             if trial.status != TrialStatus.COMPLETED:
@@ -117,11 +124,28 @@ class AdvisedFirstMixin(FirstValuesHook):
                 continue
             cold = got.get("cold_seconds", got["seconds"])
             features = min(cold, max(0.0, got.get("feature_seconds", 0.0)))
+            if features and not self.features_kept(trial.trial_id):
+                features = 0.0
             added = max(0.0, growth - 1.0) / max(growth, 1.0)
             costs.append(factor * (cold - features + features * added))
         self.final_factor = factor
         if factor and costs:
             self.reserve = max(costs)
+
+    def features_kept(self, trial_id: str) -> bool:
+        """Whether ``feature_store`` still keeps all the frozen features trial ``trial_id`` took
+        (the keys its run recorded, ``metrics.json``'s ``store.keys``); ``True`` without a store,
+        ``False`` when the trial recorded none."""
+        if self.feature_store is None:
+            return True
+        if self.tuning_dir is None:
+            return False
+        path = trial_dir(self.tuning_dir, trial_id) / "run" / "metrics.json"
+        try:
+            keys = json.loads(path.read_text(encoding="utf-8"))["store"]["keys"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return bool(keys) and bool(self.feature_store.resident(keys))
 
     def expected_seconds(self) -> float:
         """What the next trial is judged to take: the median completed trial's seconds as run or

@@ -33,6 +33,11 @@ class FatalTrial(keras_tuner.errors.FatalError):
         self.error = error
 
 
+#: why a trial stopped at the oracle's deadline for it (rule PLAN01), not the budget's end
+PAST_OWN_DEADLINE = ("ran past its own deadline (rule PLAN01): should it win, its final training "
+                     "would no longer fit in the time budget")
+
+
 class RecipeTuner(BaseTuner):
     """Runs each trial's recipe with the trainer (a BaseTuner: no Keras model here)."""
 
@@ -82,8 +87,10 @@ class RecipeTuner(BaseTuner):
         callbacks = []
         if self.hard_deadline is not None and not first:  # and the oracle's (rule PLAN01)
             ends = getattr(self.oracle, "trial_deadline", lambda: None)()
-            callbacks.append(Deadline(self.hard_deadline if ends is None
-                                      else min(self.hard_deadline, ends)))
+            if ends is not None and ends < self.hard_deadline:
+                callbacks.append(Deadline(ends, PAST_OWN_DEADLINE))
+            else:
+                callbacks.append(Deadline(self.hard_deadline))
         try:
             return self.hypermodel.fit(hp, recipe, trial_dir=trial_dir, callbacks=callbacks)
         except TrialFailed:

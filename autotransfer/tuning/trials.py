@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,11 +62,13 @@ class TrialAdaptation(TargetAdaptation):
 
     ``shared`` maps a frozen prefix (its weights' key and boundary) to the target images'
     features through it: trials that share the prefix compute them once (as the
-    :class:`~autotransfer.tuning.activations.ActivationStore` does for the source images). The
+    :class:`~autotransfer.tuning.activations.ActivationStore` does for the source images; its
+    ``target_features`` keeps them in its budget, least recently used dropped first). The
     last phase's target features are kept (``last_target``) for the trial's score.
     """
 
-    def __init__(self, recipe: Recipe, target: Any, shared: dict[str, np.ndarray]) -> None:
+    def __init__(self, recipe: Recipe, target: Any,
+                 shared: MutableMapping[str, np.ndarray]) -> None:
         super().__init__(recipe, target)
         self.shared = shared
         self.last_target: np.ndarray | None = None
@@ -168,7 +170,7 @@ def _run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
 
     say = progress or (lambda text: None)
     started = time.perf_counter()
-    store.reused_seconds = 0.0
+    store.reused_seconds, store.used = 0.0, []
     out.mkdir(parents=True, exist_ok=True)
     save_recipe(recipe, out / "recipe.yaml")
     inputs = store.training_inputs(recipe)
@@ -195,7 +197,9 @@ def _run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
                "batch_size": bs,
                "adabn": None if state.adabn is None else state.adabn.to_dict(),
                "store": {"hits": store.hits, "misses": store.misses,
-                         "extractions": store.extractions, "bytes": store.bytes()},
+                         "extractions": store.extractions, "bytes": store.bytes(),
+                         # what it took or kept: the oracle's reserve asks whether still kept
+                         "keys": sorted(set(store.used))},
                "seconds_total": time.perf_counter() - started,
                # the decoded images are reused too, but the trainer streams them, so decoding is
                # part of its epochs, not a cost of its own

@@ -36,7 +36,7 @@ from typing import Any
 
 from autotransfer._io import atomic_write_json, atomic_write_text
 from autotransfer.durations import format_duration, parse_duration
-from autotransfer.errors import InvalidParameterError, TuningError
+from autotransfer.errors import InvalidConfigError, InvalidParameterError, TuningError
 from autotransfer.recipe.io import load_recipe, save_recipe
 from autotransfer.recipe.schema import Recipe
 from autotransfer.train.splits import load_or_make
@@ -170,11 +170,17 @@ def tune(
     out = Path(out)
     my_role = distributed.role()
     recipe_path = None if recipe is None or isinstance(recipe, Recipe) else Path(recipe)
+    advised = recipe is None
     if recipe is None:
         from autotransfer.advisor.advise import Advisor
 
         say("Advising a recipe to start from")
-        recipe = Advisor(**(advisor_kwargs or {})).fit(dataset).recipe_
+        kwargs = dict(advisor_kwargs or {})
+        if target is not None and kwargs.get("target") is None:  # so the recipe can adapt
+            from autotransfer.data.target import TargetSet
+
+            kwargs["target"] = target.root if isinstance(target, TargetSet) else target
+        recipe = Advisor(**kwargs).fit(dataset).recipe_
     elif not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
     if seed is not None:
@@ -183,8 +189,20 @@ def tune(
     from autotransfer.data.target import resolve_target
     from autotransfer.tuning import adapting
 
-    target_set = resolve_target(target)
     adapts = adapting.adapts(recipe)
+    if target is not None and not adapts:
+        if advised:
+            reason = recipe.reasons.get("domain_adaptation.method")
+            rule = f", rule {reason.rule}" if getattr(reason, "rule", None) else ""
+            say(f"The advised recipe does not adapt to the target (domain_adaptation.method "
+                f"'{recipe.domain_adaptation.method}'{rule}): the trials train without it")
+        else:
+            raise InvalidConfigError(
+                f"Recipe '{recipe.name}' does not adapt to target images: its "
+                f"domain_adaptation.method is '{recipe.domain_adaptation.method}', and --target "
+                "is used only by a recipe that adapts. Run `autotransfer advise DATASET --target "
+                "DIR` to make one (or set domain_adaptation.method), or leave --target out.")
+    target_set = resolve_target(target)
     if adapts and target_set is None:
         from autotransfer.train.adaptation import objective_for
 
@@ -199,11 +217,11 @@ def tune(
     started_from = out / "recipe.yaml"
     if fresh:
         for name in (PROJECT, TUNED_NAME, "tuning.json", "tuning.md", "splits.json", TRIAL_LOGS):
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+            stale = out / name
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            elif stale.exists():
+                stale.unlink()
     if started_from.is_file() and not fresh:
         previous = load_recipe(started_from)
         if previous.to_dict() != recipe.to_dict():
@@ -236,6 +254,8 @@ def tune(
     oracle.deadline = deadline
     oracle.tuning_dir = out
     oracle.stop_when_futile = stop_when_futile
+    # the reserve counts a trial's frozen features as reused only while this store keeps them
+    oracle.feature_store = hypermodel.store if shared_cache else None
     hard = None if budget is None else started + budget * 1.1 + 30
     from autotransfer.tuning.recipe_tuner import RecipeTuner
 

@@ -117,6 +117,61 @@ def test_the_weight_is_chosen_by_dev_with_da09_and_never_reads_the_target_labels
         assert 0.0 <= gap["class_tv"] <= 1.0
 
 
+def test_an_unreadable_candidate_is_trained_again_and_the_note_says_why(tmp_path):
+    from autotransfer.data.splits import DataSplits
+    from autotransfer.oneshot.final_plan import FinalTraining
+    from autotransfer.recipe.io import save_recipe
+
+    recipe = _recipe()
+    record = adapt.Adaptation("entropy", 1.0, "DA09", "chosen by dev", {"0": -0.7, "1": -0.6},
+                              "dev", candidate="weight_1")
+    folder = tmp_path / adapt.FOLDER / "weight_1"
+    folder.mkdir(parents=True)
+    splits = DataSplits(root=str(tmp_path), class_names=["a", "b"], train=[], val=[], test=[],
+                        val_source="folder")
+    final = FinalTraining(recipe, splits, "", "")
+    files = {"run.json": json.dumps({"files": [], "class_names": ["a", "b"], "crop": False}),
+             "splits.json": json.dumps(splits.model_dump(mode="json"))}
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    save_recipe(recipe, folder / "recipe.yaml")
+    assert adapt.reuse_decision(record, final, tmp_path) == (folder, "")
+    for name, damage in (("run.json", "{not json"), ("recipe.yaml", "backbone: [unclosed"),
+                         ("splits.json", "[]")):
+        intact = (folder / name).read_text(encoding="utf-8")
+        (folder / name).write_text(damage, encoding="utf-8")
+        reused, unreadable = adapt.reuse_decision(record, final, tmp_path)
+        assert reused is None and name in unreadable
+        assert adapt.reusable(record, final, tmp_path) is None
+        note = adapt.reuse_note(record, reused, unreadable)
+        assert "could not be read" in note and name in note and "trained again" in note
+        (folder / name).write_text(intact, encoding="utf-8")
+
+
+def test_a_reused_candidate_is_named_and_reported_as_the_final_model(folders, tmp_path):
+    from autotransfer.train.run import train
+
+    candidate = tiny_recipe(phases=[{"name": "head", "epochs": 1, "trainable_from": 5,
+                                     "learning_rate": 0.01}]).model_copy(
+        update={"name": "candidate λ 1"})
+    run = train(folders[0], candidate, tmp_path / adapt.FOLDER / "weight_1", progress=False)
+    final = candidate.model_copy(update={"name": "the final recipe"})
+    result = adapt.reuse(run.out, tmp_path / "model", final, export_savedmodel=False,
+                         export_tflite=False)
+    model = tmp_path / "model"
+    info = json.loads((model / "run.json").read_text(encoding="utf-8"))
+    metrics = json.loads((model / "metrics.json").read_text(encoding="utf-8"))
+    assert info["recipe"] == metrics["recipe"] == result.metrics["recipe"] == "the final recipe"
+    assert metrics["reused"]["from"] == f"{adapt.FOLDER}/weight_1"
+    report = (model / "report.md").read_text(encoding="utf-8")
+    assert "# Run report: the final recipe" in report and "candidate λ 1" not in report
+    html = (model / "report.html").read_text(encoding="utf-8")
+    assert "the final recipe" in html and "candidate λ 1" not in html
+    # the candidate itself is left as it was trained
+    assert json.loads((run.out / "run.json").read_text(encoding="utf-8"))["recipe"] == \
+        "candidate λ 1"
+
+
 def test_a_budget_that_cannot_hold_the_candidates_keeps_the_weight_by_da10(folders, tmp_path):
     from autotransfer.data.target import read_target
 

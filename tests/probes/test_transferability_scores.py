@@ -124,3 +124,16 @@ def test_sfda_saturates_with_fewer_images_than_dimensions_unless_shrunk_by_ledoi
     assert sfda(signal, y) == pytest.approx(1.0, abs=1e-6)
     noise_lw = sfda(x, y, shrinkage="ledoit_wolf")
     assert noise_lw < 0.99 and sfda(signal, y, shrinkage="ledoit_wolf") > noise_lw + 0.04
+
+
+@pytest.mark.parametrize("shrinkage", [None, "ledoit_wolf"])
+def test_sfda_without_within_class_scatter_is_defined(shrinkage):
+    # one image per class: no within-class scatter, the discriminant separates them perfectly
+    rng = np.random.default_rng(8)
+    y = np.arange(3)
+    assert sfda(rng.normal(size=(3, 5)), y, shrinkage=shrinkage) == pytest.approx(1.0)
+    assert sfda(1e-4 * rng.normal(size=(3, 5)), y, shrinkage=shrinkage) == pytest.approx(1.0)
+    # constant features: nothing tells the classes apart, the score is chance
+    for value in (0.0, 1.0):
+        constant = np.full((6, 5), value)
+        assert sfda(constant, np.repeat(y, 2), shrinkage=shrinkage) == pytest.approx(1 / 3)

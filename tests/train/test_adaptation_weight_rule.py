@@ -25,3 +25,19 @@ def test_weight_grid_and_criterion_are_rule_da09s(tmp_path, monkeypatch):
     assert rule_weights() == (0.5, 2.0)
     assert rule_criterion() == "iwv"
 
+
+
+def test_exact_head_for_a_recipe_that_trains_the_backbone_is_a_clear_error(tmp_path):
+    import pytest
+
+    from autotransfer.errors import InvalidParameterError
+    from autotransfer.train.adaptation.choose_weight import choose_weight
+    from tests.train.helpers import tiny_recipe
+
+    recipe = tiny_recipe(domain_adaptation={"method": "coral", "weight": 1.0},
+                         phases=[{"name": "all", "epochs": 1, "trainable_from": 0,
+                                  "learning_rate": 0.01}])
+    with pytest.raises(InvalidParameterError, match=r"exact_head=True.*linear head alone"):
+        choose_weight(tmp_path / "data", recipe, tmp_path / "target", tmp_path / "out",
+                      exact_head=True)
+    assert not (tmp_path / "out").exists()

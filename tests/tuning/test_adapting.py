@@ -4,6 +4,7 @@ DA09's criterion on the target, λ searched, target labels never read."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -76,6 +77,17 @@ def test_the_best_score_is_kept_ties_go_to_trial_0_and_changes_carry_da11(tmp_pa
     assert "None: trial 00 has the best dev score" in text
 
 
+def test_an_unchanged_trial_that_wins_says_the_recipe_as_given_is_kept(tmp_path):
+    recipe = _recipe()
+    space = search_space(recipe, include=["dropout", adapting.DIMENSION])
+    # trial 02 proposed the recipe's own values (nothing changes), and scored best
+    rows = [_row("00", -0.40), _row("01", -0.35, dropout=0.1), _row("02", -0.30)]
+    result = adapting.summarise(tmp_path, recipe, space, rows, role_name="local", stopped="",
+                                seconds=1.0, algorithm="random", name="dev")
+    assert result.best_trial == "02" and result.refined.domain_adaptation.weight == 1.0
+    assert result.selection["why"].endswith(": the recipe as given is kept")
+
+
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     base = tmp_path_factory.mktemp("tune_adapt")
@@ -143,6 +155,35 @@ def test_an_adapting_recipe_without_a_target_is_a_clear_error(folders, tmp_path)
     assert not (tmp_path / "t").exists()
 
 
+def test_a_target_for_a_recipe_that_does_not_adapt_is_a_clear_error(folders, tmp_path):
+    from autotransfer.errors import InvalidConfigError
+    from autotransfer.tuning.tuner import tune
+
+    recipe = _recipe("none").model_copy(update={"name": "plain"})
+    with pytest.raises(InvalidConfigError, match=r"'plain'.*method is 'none'.*--target"):
+        tune(folders[0], recipe, tmp_path / "t", trials=1, verbose=0, target=folders[1])
+    assert not (tmp_path / "t").exists()
+
+
+def test_an_advised_recipe_is_advised_with_the_target(folders, tmp_path, monkeypatch):
+    from autotransfer.advisor import advise
+    from autotransfer.tuning.tuner import tune
+
+    seen = {}
+
+    class _Stop(Exception):
+        pass
+
+    def fit(self, dataset, progress=None):
+        seen["target"] = self.target
+        raise _Stop
+
+    monkeypatch.setattr(advise.Advisor, "fit", fit)
+    with pytest.raises(_Stop):
+        tune(folders[0], None, tmp_path / "t", trials=1, verbose=0, target=folders[1])
+    assert seen["target"] == folders[1]
+
+
 def test_in_memory_scores_match_the_trainers_and_share_the_target_features(folders, tmp_path):
     """The score from cached features equals the one from the trained model on images, and a
     second trial on the same prefix reuses the target's features."""
@@ -165,6 +206,56 @@ def test_in_memory_scores_match_the_trainers_and_share_the_target_features(folde
     second = TrialAdaptation(recipe.model_copy(update={"seed": recipe.seed}), target, shared)
     run_trial(recipe, store, tmp_path / "trial2", objective=second, criterion="dev")
     assert len(shared) == 1 and second.last_target is next(iter(shared.values()))
+
+
+class _ClockPassesAfterTraining:
+    """Moves ``deadline`` into the past once training ends: the clock ran out between the last
+    batch and the scoring on the target."""
+
+    def __init__(self, deadline):
+        import keras
+
+        class _Mover(keras.callbacks.Callback):
+            def on_train_end(self, logs=None):
+                deadline.deadline = 0.0
+
+        self.callbacks = [_Mover(), deadline]
+
+
+def test_a_trial_past_its_plan01_deadline_is_not_scored(folders, tmp_path, monkeypatch):
+    import time
+
+    from autotransfer.train.splits import load_or_make
+    from autotransfer.tuning import trials
+    from autotransfer.tuning.hypermodel import Deadline, TrialFailed
+    from autotransfer.tuning.recipe_tuner import PAST_OWN_DEADLINE
+
+    source, target_dir = folders
+    recipe = _recipe("coral", weight=0.3)
+    store = trials.ActivationStore(load_or_make(source, recipe, tmp_path / "splits.json",
+                                                resume=False))
+
+    def never(*args, **kwargs):
+        raise AssertionError("a trial past its deadline was scored")
+
+    monkeypatch.setattr(trials, "outputs", never)
+    clock = _ClockPassesAfterTraining(Deadline(time.time() + 3600.0, PAST_OWN_DEADLINE))
+    with pytest.raises(TrialFailed, match=r"ran past its own deadline \(rule PLAN01\)"):
+        trials.run_trial(recipe, store, tmp_path / "trial", callbacks=clock.callbacks,
+                         objective=trials.TrialAdaptation(recipe, _untouchable_target(target_dir),
+                                                          {}), criterion="dev")
+
+
+def test_a_deadline_says_why_it_stopped_the_trial():
+    from autotransfer.tuning.hypermodel import Deadline, TrialFailed
+
+    for deadline, reason in ((Deadline(0.0), "end of the time budget"),
+                             (Deadline(0.0, "ran past its own deadline"), "own deadline")):
+        for hook in (deadline.on_train_begin, deadline.on_train_end,
+                     lambda: deadline.on_train_batch_end(0)):
+            with pytest.raises(TrialFailed, match=reason):
+                hook()
+    Deadline(time.time() + 60.0).on_train_end()  # before it: nothing
 
 
 def test_an_adabn_target_trial_reports_the_validation_metrics_train_reports(folders, tmp_path):

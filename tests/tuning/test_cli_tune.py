@@ -37,3 +37,17 @@ def test_tune_command_errors_exit_2(tmp_path, capsys):
                  str(tmp_path / "t"), "--only", "nope"])
     assert code == EXIT_USER_ERROR
     assert "include" in capsys.readouterr().err
+
+
+def test_tune_with_a_target_and_a_recipe_that_does_not_adapt_exits_2(tmp_path, capsys):
+    from tests.train.helpers import make_shifted_target
+
+    dataset = make_colour_dataset(tmp_path / "ds", {"red": 4, "green": 4})
+    target = make_shifted_target(tmp_path / "target", {"red": 2, "green": 2})
+    save_recipe(tiny_recipe(), tmp_path / "plain.yaml")  # domain_adaptation.method 'none'
+    code = main(["tune", str(dataset), "-r", str(tmp_path / "plain.yaml"), "-o",
+                 str(tmp_path / "t"), "--target", str(target)])
+    assert code == EXIT_USER_ERROR
+    err = " ".join(capsys.readouterr().err.split())
+    assert "domain_adaptation.method is 'none'" in err and "advise DATASET --target" in err
+    assert not (tmp_path / "t").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 from autotransfer.tuning.oracle import make_oracle
@@ -192,3 +193,40 @@ def test_a_trial_records_the_frozen_features_it_computed_or_reused():
                                                           shared=True, reused_seconds=30.0)),
               PhaseRecord("all", 0, 2)]  # nothing frozen
     assert feature_seconds(phases) == pytest.approx(70.5)
+
+
+def test_the_reserve_counts_features_the_store_has_evicted_whole(tmp_path):
+    """The final training reuses a trial's frozen features only while the search's store keeps
+    them: once later trials evicted them (LRU), its final training computes them again."""
+    import json
+
+    from autotransfer.tuning.activations import ActivationStore
+    from autotransfer.tuning.results import trial_dir
+
+    oracle, _ = oracle_for(tmp_path, "random")
+    oracle.tuning_dir = tmp_path
+    records = ({"seconds": 100.0, "cold_seconds": 300.0, "feature_seconds": 200.0},
+               {"seconds": 150.0, "cold_seconds": 150.0, "feature_seconds": 20.0})
+    completed(oracle, *records)
+    store = ActivationStore(splits=lambda: None, max_bytes=1024)
+    for n, trial_id in enumerate(sorted(oracle.trials)):
+        run = trial_dir(tmp_path, trial_id) / "run"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"store": {"keys": [f"k{n}"]}}))
+        store.target_features[f"k{n}"] = np.zeros(64, dtype=np.float32)  # 256 bytes each
+    oracle.keep_for_final(1.2)
+    assert oracle.reserve == pytest.approx(1.2 * 130.0)  # no store given: the records trusted
+    oracle.feature_store = store
+    oracle.keep_for_final(1.2)
+    assert oracle.reserve == pytest.approx(1.2 * 130.0)  # both kept: as before
+    store.target_features["later"] = np.zeros(150, dtype=np.float32)  # evicts k0, the oldest
+    assert not store.resident(["k0"]) and store.resident(["k1"])
+    oracle.keep_for_final(1.2)
+    assert oracle.reserve == pytest.approx(1.2 * 300.0)  # trial 0's final training: cold
+    growth = 1.25
+    oracle.keep_for_final(1.2 * growth, growth)
+    assert oracle.reserve == pytest.approx(1.2 * growth * 300.0)
+    (trial_dir(tmp_path, sorted(oracle.trials)[1]) / "run" / "metrics.json").unlink()
+    oracle.keep_for_final(1.2)  # a trial that recorded no keys: whole, with a store
+    assert oracle.reserve == pytest.approx(1.2 * 300.0)
+    assert not oracle.features_kept(sorted(oracle.trials)[1])

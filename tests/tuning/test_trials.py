@@ -65,6 +65,13 @@ def test_an_in_memory_trial_gives_the_trainers_records_and_shares_activations(sp
                                                         for p in second.phases)
     assert second.metrics["seconds_reused"] == pytest.approx(reused) and reused > 0
     assert (tmp_path / "trial2" / "recipe.yaml").is_file()
+    # each trial records the keys of what it took, all still kept; once evicted, no longer
+    keys = trial.metrics["store"]["keys"]
+    assert len(keys) == 4 and second.metrics["store"]["keys"] == keys  # 2 × (views, validation)
+    assert store.resident(keys)
+    store.max_bytes = 0
+    store.evict()
+    assert store.bytes() == 0 and not store.resident(keys)
 
 
 def test_adabn_before_a_later_phase_runs_in_memory_as_in_the_trainer(splits, tmp_path):

@@ -158,10 +158,11 @@ def test_a_later_trial_runs_under_the_oracles_deadline(dataset, tmp_path, monkey
     from autotransfer.tuning.hypermodel import Deadline
 
     real = trials.run_trial
-    deadlines = []
+    deadlines, reasons = [], []
 
     def recording(recipe, store, out, **kwargs):
         ends = [c.deadline for c in kwargs.get("callbacks", ()) if isinstance(c, Deadline)]
+        reasons.extend(c.reason for c in kwargs.get("callbacks", ()) if isinstance(c, Deadline))
         deadlines.append((time.time(), ends))
         return real(recipe, store, out, **kwargs)
 
@@ -173,6 +174,34 @@ def test_a_later_trial_runs_under_the_oracles_deadline(dataset, tmp_path, monkey
     (_, first), (at, later) = deadlines
     assert first == []  # trial 0 always runs to its end
     assert len(later) == 1 and at < later[0] <= (at + end) / 2.0  # not the hard 3990 s guard
+    assert len(reasons) == 1 and "ran past its own deadline (rule PLAN01)" in reasons[0]
+
+
+def test_the_reserve_asks_the_searchs_own_store_what_it_still_keeps(dataset, tmp_path,
+                                                                     monkeypatch):
+    """PLAN01: the oracle counts a trial's frozen features as reused only while the store the
+    trials shared still keeps them, so tune() hands it that store (none without sharing)."""
+    from autotransfer.tuning import oracle as oracle_module
+    from autotransfer.tuning.activations import ActivationStore
+
+    made = []
+    real = oracle_module.make_oracle
+
+    def recording(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(oracle_module, "make_oracle", recording)
+    result = tune(dataset, head_recipe(), tmp_path / "shared", trials=1, time_budget=3600.0,
+                  reserve_factor=1.0)
+    assert isinstance(made[-1].feature_store, ActivationStore)
+    first = result.trials[0].trial_id
+    assert made[-1].features_kept(first) is True  # trial 0's features: still in the store
+    made[-1].feature_store.max_bytes = 0
+    made[-1].feature_store.evict()
+    assert made[-1].features_kept(first) is False  # evicted: the final training recomputes
+    tune(dataset, head_recipe(), tmp_path / "alone", trials=1, shared_cache=False)
+    assert made[-1].feature_store is None
 
 
 def test_hyperband_starts_from_the_recipe_at_its_first_rung(dataset, tmp_path):

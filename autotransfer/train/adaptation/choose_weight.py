@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autotransfer.errors import InvalidParameterError
 from autotransfer.recipe.schema import N_GROUPS, Reason, Recipe
 
 #: the rule id the choice is explained by; its params give the λ grid and the criterion
@@ -109,15 +110,21 @@ def choose_weight(dataset: Any, recipe: Recipe, target: Any, out: str | os.PathL
     from autotransfer.train.run import read_run_info, train
 
     if not recipe.domain_adaptation.has_loss:
-        raise ValueError(f"method '{recipe.domain_adaptation.method}' has no weight to choose")
+        raise InvalidParameterError(
+            f"choose_weight needs a recipe whose domain_adaptation.method has a loss weight: "
+            f"method '{recipe.domain_adaptation.method}' of recipe '{recipe.name}' has no weight "
+            "to choose.")
     criterion = criterion or rule_criterion()
     weights = rule_weights() if weights is None else weights
-    target_set = resolve_target(target)
     candidates = sorted({0.0, *(float(w) for w in weights)})
     exact_head = exact_head_fits(recipe) if exact_head is None else exact_head
     if exact_head and not exact_head_fits(recipe):
-        raise ValueError("the exact head is a candidate only when every phase trains a linear "
-                         "head alone")
+        raise InvalidParameterError(
+            f"choose_weight(exact_head=True) needs a recipe whose every phase trains a linear "
+            f"head alone (head.hidden_units 0 and every phase's trainable_from {N_GROUPS}, the "
+            f"backbone frozen): recipe '{recipe.name}' does not. Pass exact_head=None (decide "
+            "from the recipe) or False, or give such a recipe.")
+    target_set = resolve_target(target)
     out = Path(out)
     runs: dict[float, Path] = {}
     outputs = {}
