@@ -148,12 +148,12 @@ class AdvisedFirstMixin(FirstValuesHook):
         return bool(keys) and bool(self.feature_store.resident(keys))
 
     def expected_seconds(self) -> float:
-        """What the next trial is judged to take: the median completed trial's seconds as run or
-        cold, whichever is costlier — the next trial may need its frozen prefix recomputed (a
-        deeper fine-tuning, another augmentation), which the trials that reused it did not pay."""
-        medians = [statistics.median(s) for s in (self.trial_seconds(),
-                                                  self.trial_seconds("cold_seconds")) if s]
-        return max(medians, default=0.0)
+        """What the next trial is judged to take: the median completed trial's cold seconds (as
+        run plus what it reused, never less than as run) — the next trial may need its frozen
+        prefix recomputed (a deeper fine-tuning, another augmentation), which the trials that
+        reused it did not pay."""
+        cold = self.trial_seconds("cold_seconds")
+        return statistics.median(cold) if cold else 0.0
 
     def trial_deadline(self, started: float | None = None) -> float | None:
         """When a trial after trial 0, started at ``started`` (now by default), must end (rule
