@@ -5,15 +5,18 @@ Pure Python (scikit-learn for the stratified split): no TensorFlow import.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from autotransfer._io import atomic_write_text
+from autotransfer._io import atomic_write_text, read_run_json
 from autotransfer.data.models import (DatasetProfile, FileProblem, ImageRecord, count_codes,
                                       problem)
 from autotransfer.errors import DatasetError, InvalidParameterError, RunDirectoryError
+
+#: what to do about a run's split manifest that cannot be read
+RELOAD_HINT = ("Delete it to have the splits made again from the dataset, or write the run to "
+               "a new folder.")
 
 
 class DataSplits(BaseModel):
@@ -54,17 +57,22 @@ class DataSplits(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> DataSplits:
-        """The split manifest a run saved (:meth:`save`); one that cannot be read as such
+        """The split manifest a run saved (:meth:`save`), read by
+        :func:`~autotransfer._io.read_run_json`; one that is missing or cannot be read as such
         (damaged, edited, or from an incompatible version) is a :class:`RunDirectoryError`
-        naming it."""
+        naming it and saying what to do."""
         file = Path(path)
+        data = read_run_json(file, fix=RELOAD_HINT)
+        if data is None:
+            raise RunDirectoryError(f"The split manifest '{file}' is missing: the run folder is "
+                                    "incomplete. Train again, or write the run to a new folder.")
         try:
-            return cls.model_validate(json.loads(file.read_text(encoding="utf-8")))
-        except (OSError, ValueError) as exc:  # JSON, UTF-8 and pydantic errors are ValueErrors
-            why = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-            raise RunDirectoryError(
-                f"The split manifest '{file}' cannot be read ({why}). Delete it to have the "
-                "splits made again from the dataset, or write the run to a new folder.") from None
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            why = f"not a split manifest: {where + ': ' if where else ''}{first['msg']}"[:200]
+            raise RunDirectoryError(f"'{file}' cannot be read ({why}). {RELOAD_HINT}") from None
 
 
 def make_splits(

@@ -128,15 +128,11 @@ def searched(recipe: Recipe, tuning: Any) -> Adaptation:
                       criterion=tuning.objective.get("criterion"), seconds=tuning.seconds)
 
 
-def reusable(record: Adaptation, final: Any, partial: Path) -> Path | None:
-    """The run folder of DA09's chosen candidate when the final training ``final`` would train
-    exactly it: the same recipe (reasons aside) on the same images; else ``None``."""
-    return reuse_decision(record, final, partial)[0]
-
-
 def reuse_decision(record: Adaptation, final: Any, partial: Path) -> tuple[Path | None, str]:
-    """:func:`reusable`, and why not when the candidate's files cannot be read (``""``
-    otherwise): an unreadable candidate is not reused, the final model is trained again."""
+    """The run folder of DA09's chosen candidate when the final training ``final`` would train
+    exactly it — the same recipe (name and reasons aside) on the same images — else ``None``;
+    and why not when the candidate's files cannot be read (``""`` otherwise): an unreadable
+    candidate is not reused, the final model is trained again."""
     from autotransfer.data.splits import DataSplits
     from autotransfer.errors import AutoTransferError
     from autotransfer.recipe.io import load_recipe

@@ -107,7 +107,9 @@ class ActivationStore:
 
     ``hits``/``misses`` count feature requests that reused something / nothing;
     ``extractions`` counts the prefix passes computed (one per view or validation set, partial
-    ones included); ``reused_seconds`` is what the current run saved (reset per trial).
+    ones included); ``evictions`` the entries dropped to stay within ``max_bytes`` (the oracle's
+    reserve follows it, rule PLAN01); ``reused_seconds`` is what the current run saved (reset
+    per trial).
     """
 
     def __init__(self, splits: DataSplits | Callable[[], DataSplits],
@@ -128,6 +130,7 @@ class ActivationStore:
         self.hits = 0
         self.misses = 0
         self.extractions = 0
+        self.evictions = 0
         self.reused_seconds = 0.0
 
     @property
@@ -161,6 +164,7 @@ class ActivationStore:
                 target.pop_oldest()
             else:
                 self._vals.popitem(last=False)
+            self.evictions += 1
 
     def resident(self, keys: Iterable[str]) -> bool:
         """Whether every entry under ``keys`` (a run's ``used``) is still kept."""

@@ -60,7 +60,9 @@ class NaNGuard(keras.callbacks.Callback):
 class Deadline(keras.callbacks.Callback):
     """Fail the trial with ``reason`` when the wall clock passes ``deadline`` (``time.time()``
     seconds): checked after every training batch, when each ``fit`` starts and ends (so no
-    scoring on the target starts past it) and by :meth:`check`."""
+    scoring on the target starts past it), when a ``predict`` it is given starts and after each
+    of its batches (an adapting trial's pass of the target images through the frozen prefix)
+    and by :meth:`check`."""
 
     def __init__(self, deadline: float, reason: str = "stopped at the end of the time budget"
                  ) -> None:
@@ -79,6 +81,12 @@ class Deadline(keras.callbacks.Callback):
         self.check()
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self.check()
+
+    def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.check()
+
+    def on_predict_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.check()
 
 
@@ -164,8 +172,8 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         adapting = self.target is not None and recipe.domain_adaptation.needs_target
         score = None
         if self.shared_cache:
-            adaptation = (trials.TrialAdaptation(recipe, self.target, self.target_features)
-                          if adapting else None)
+            adaptation = (trials.TrialAdaptation(recipe, self.target, self.target_features,
+                                                 callbacks=guards) if adapting else None)
             result = trials.run_trial(recipe, self.store, run_dir, callbacks=guards,
                                       progress=self.progress, objective=adaptation,
                                       criterion=self.criterion)

@@ -18,7 +18,10 @@ Both oracles also
   (a trial that would likely eat into the reserve is not started); trial 0 always runs;
 * give every later trial a deadline (:meth:`~AdvisedFirstMixin.trial_deadline`, rule PLAN01):
   past it, the trial could not leave the reserve free, or, should it win, its own final
-  training would not fit; the tuner fails it there;
+  training would not fit; the tuner fails it there. The reserve is computed again whenever
+  ``feature_store`` has evicted something since (:meth:`~AdvisedFirstMixin.follow_store`): a
+  running trial that evicts frozen features a completed trial's final training would reuse
+  moves its own deadline earlier by what computing them again takes;
 * stop creating trials once ``stop_reason`` is set: with ``stop_when_futile``, when trial 0 ends
   leaving no significant gain possible (rule TUNE02, :func:`~autotransfer.tuning.selection.futile`,
   from the per-image results in its folder under ``trials_dir``) — the oracle decides, so a
@@ -52,8 +55,12 @@ class AdvisedFirstMixin(FirstValuesHook):
 
     deadline: float | None = None
     reserve: float = 0.0
-    #: the final training's time over a trial's (``keep_for_final``'s ``factor``)
+    #: the final training's time over a trial's, and its images over the search's
+    #: (``keep_for_final``'s ``factor`` and ``growth``)
     final_factor: float = 0.0
+    final_growth: float = 1.0
+    #: ``feature_store``'s eviction count when the reserve was last computed
+    evictions_seen: int = 0
     stop_reason: str = ""
     #: stop after trial 0 when it leaves no significant gain possible (rule TUNE02)
     stop_when_futile: bool = False
@@ -113,6 +120,8 @@ class AdvisedFirstMixin(FirstValuesHook):
         features). A trial that recorded no ``feature_seconds`` counts whole, and so does one
         whose frozen features ``feature_store`` no longer keeps all of (evicted by later trials:
         the final training would compute them again)."""
+        self.final_factor, self.final_growth = factor, growth
+        self.evictions_seen = getattr(self.feature_store, "evictions", 0)
         costs = []
         for trial in self.trials.values():  # type: ignore[attr-defined]
             if trial.status != TrialStatus.COMPLETED:
@@ -128,9 +137,16 @@ class AdvisedFirstMixin(FirstValuesHook):
                 features = 0.0
             added = max(0.0, growth - 1.0) / max(growth, 1.0)
             costs.append(factor * (cold - features + features * added))
-        self.final_factor = factor
         if factor and costs:
             self.reserve = max(costs)
+
+    def follow_store(self) -> None:
+        """Compute the reserve again (:meth:`keep_for_final`, same factor and growth) when
+        ``feature_store`` evicted entries since it was last computed: a completed trial's frozen
+        features may be gone, and its final training would compute them again. Evictions happen
+        while a trial runs, after its deadline was set: :meth:`trial_deadline` follows them."""
+        if getattr(self.feature_store, "evictions", 0) != self.evictions_seen:
+            self.keep_for_final(self.final_factor, self.final_growth)
 
     def features_kept(self, trial_id: str) -> bool:
         """Whether ``feature_store`` still keeps all the frozen features trial ``trial_id`` took
@@ -160,9 +176,12 @@ class AdvisedFirstMixin(FirstValuesHook):
         PLAN01): by then the reserve for the trials already completed is still free, and, should
         the trial win, its own final training (``final_factor`` × its duration at most) still fits
         before ``deadline``. ``None`` without a deadline or a final training to keep room for
-        (``tune`` alone: the tuner's looser guard applies)."""
+        (``tune`` alone: the tuner's looser guard applies). The reserve is the current one: asked
+        again while the trial runs, the deadline moves earlier when the trial has evicted a
+        completed trial's frozen features from ``feature_store`` (:meth:`follow_store`)."""
         if self.deadline is None or not self.final_factor:
             return None
+        self.follow_store()
         start = time.time() if started is None else started
         left = max(0.0, self.deadline - start)
         return start + max(0.0, min(left - self.reserve, left / (1.0 + self.final_factor)))
@@ -170,6 +189,7 @@ class AdvisedFirstMixin(FirstValuesHook):
     def out_of_time(self) -> bool:
         if self.deadline is None or not self.trials:  # type: ignore[attr-defined]
             return False  # trial 0 always runs
+        self.follow_store()
         left = self.deadline - time.time()
         # a trial starts only when a typical one (the median) still leaves the reserve free: with
         # half the median, a 15-minute eurosat run started a 225 s trial with 390 s left and a

@@ -8,6 +8,7 @@ way). The chief of a distributed search serves its oracle behind the token check
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,30 @@ class FatalTrial(keras_tuner.errors.FatalError):
 #: why a trial stopped at the oracle's deadline for it (rule PLAN01), not the budget's end
 PAST_OWN_DEADLINE = ("ran past its own deadline (rule PLAN01): should it win, its final training "
                      "would no longer fit in the time budget")
+
+
+class OwnDeadline(Deadline):
+    """A later trial's deadline: the oracle's for it (``trial_deadline`` of its start, rule
+    PLAN01) while earlier than ``hard`` (the budget's guard), asked again at every check — the
+    trial may evict frozen features a completed trial's final training would reuse, which
+    grows the oracle's reserve and so moves the deadline earlier."""
+
+    def __init__(self, oracle: Any, started: float, hard: float) -> None:
+        super().__init__(hard)
+        self.oracle, self.started = oracle, started
+        self.hard, self.budget_reason = hard, self.reason
+        self.follow()
+
+    def follow(self) -> None:
+        """``deadline`` and ``reason`` as the oracle now sets them."""
+        ends = self.oracle.trial_deadline(self.started)
+        own = ends is not None and ends < self.hard
+        self.deadline = ends if own else self.hard
+        self.reason = PAST_OWN_DEADLINE if own else self.budget_reason
+
+    def check(self) -> None:
+        self.follow()
+        super().check()
 
 
 class RecipeTuner(BaseTuner):
@@ -86,11 +111,9 @@ class RecipeTuner(BaseTuner):
                 f"{k}={fmt(v)}" for k, v in changed.items())))
         callbacks = []
         if self.hard_deadline is not None and not first:  # and the oracle's (rule PLAN01)
-            ends = getattr(self.oracle, "trial_deadline", lambda: None)()
-            if ends is not None and ends < self.hard_deadline:
-                callbacks.append(Deadline(ends, PAST_OWN_DEADLINE))
-            else:
-                callbacks.append(Deadline(self.hard_deadline))
+            callbacks.append(OwnDeadline(self.oracle, time.time(), self.hard_deadline)
+                             if hasattr(self.oracle, "trial_deadline")  # not a worker's client
+                             else Deadline(self.hard_deadline))
         try:
             return self.hypermodel.fit(hp, recipe, trial_dir=trial_dir, callbacks=callbacks)
         except TrialFailed:

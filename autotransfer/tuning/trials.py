@@ -64,12 +64,17 @@ class TrialAdaptation(TargetAdaptation):
     features through it: trials that share the prefix compute them once (as the
     :class:`~autotransfer.tuning.activations.ActivationStore` does for the source images; its
     ``target_features`` keeps them in its budget, least recently used dropped first). The
-    last phase's target features are kept (``last_target``) for the trial's score.
+    last phase's target features are kept (``last_target``) for the trial's score. The
+    trial's deadlines among ``callbacks`` (:class:`~autotransfer.tuning.hypermodel.Deadline`,
+    rule PLAN01) are checked while those features are computed, after every batch.
     """
 
-    def __init__(self, recipe: Recipe, target: Any,
-                 shared: MutableMapping[str, np.ndarray]) -> None:
+    def __init__(self, recipe: Recipe, target: Any, shared: MutableMapping[str, np.ndarray],
+                 callbacks: Sequence[Any] = ()) -> None:
+        from autotransfer.tuning.hypermodel import Deadline
+
         super().__init__(recipe, target)
+        self.callbacks = [c for c in callbacks if isinstance(c, Deadline)]
         self.shared = shared
         self.last_target: np.ndarray | None = None
         #: the phase whose frozen features ``last_target`` matches

@@ -95,15 +95,26 @@ def test_splits_saved_before_left_out_was_recorded_still_load(unsplit_profile, t
     assert DataSplits.load(path).left_out == []
 
 
-@pytest.mark.parametrize("text", ["{\"train\": [", "[1, 2]", "{\"train\": 3}", "\udcff"])
-def test_a_split_manifest_that_cannot_be_read_is_a_clear_error(unsplit_profile, tmp_path, text):
+@pytest.mark.parametrize("text, why", [
+    ("{\"train\": [", "not valid JSON: Expecting value at line 1, column 12"),
+    ("[1, 2]", "it holds an array, not a JSON object"),
+    ("{\"root\": \"d\", \"class_names\": [], \"train\": 3, \"val\": [], \"test\": [], "
+     "\"val_source\": \"folder\"}", "not a split manifest: train: Input should be a valid list"),
+    ("{\"train\": []}", "not a split manifest: root: Field required"),
+    ("\udcff", "it is not UTF-8 text")])
+def test_a_split_manifest_that_cannot_be_read_is_a_clear_error(tmp_path, text, why):
     """A damaged or edited ``splits.json`` in a run's folder (read when the run resumes) is an
-    error naming the file and saying what to do, not a traceback."""
+    error naming the file, saying why and what to do, not a traceback."""
     path = tmp_path / "splits.json"
     path.write_bytes(text.encode("utf-8", "surrogateescape"))
-    with pytest.raises(RunDirectoryError, match="splits.json' cannot be read") as error:
+    with pytest.raises(RunDirectoryError) as error:
         DataSplits.load(path)
-    assert "Delete it" in str(error.value)
+    assert str(error.value) == (f"'{path}' cannot be read ({why}). Delete it to have the splits "
+                                "made again from the dataset, or write the run to a new folder.")
+    path.unlink()
+    with pytest.raises(RunDirectoryError, match="splits.json' is missing: the run folder is "
+                       "incomplete. Train again"):
+        DataSplits.load(path)
 
 
 def test_a_class_too_small_to_hold_out_names_the_dataset_and_what_to_do(tmp_path):

@@ -14,16 +14,8 @@ from PIL import Image
 from autotransfer.oneshot import adapt
 from autotransfer.train.adaptation.selection import CandidateOutputs
 from autotransfer.train.adaptation.trained_gap import features_gap
-from tests.train.helpers import make_colour_dataset, make_shifted_target, tiny_recipe
-
-
-class _Untouchable(dict):
-    """Target labels that fail the test when anything reads them (their count alone is allowed)."""
-
-    def _read(self, *args, **kwargs):
-        raise AssertionError("the target's class folders were read")
-
-    __getitem__ = __iter__ = __contains__ = get = items = keys = values = _read
+from tests.train.helpers import (make_colour_dataset, source_and_target, tiny_recipe,
+                                 untouchable_target)
 
 
 def _outputs(shift: float, seed: int = 0) -> CandidateOutputs:
@@ -48,10 +40,7 @@ def test_the_trained_gap_grows_with_the_shift_and_the_report_shows_before_and_af
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    base = tmp_path_factory.mktemp("auto_adapt")
-    source = make_colour_dataset(base / "source", {"red": 8, "green": 8})
-    target = make_shifted_target(base / "target", {"red": 5, "green": 5})
-    return source, target
+    return source_and_target(tmp_path_factory.mktemp("auto_adapt"), source=8, target=5)
 
 
 def _recipe():
@@ -63,13 +52,10 @@ def _recipe():
 def test_the_weight_is_chosen_by_dev_with_da09_and_never_reads_the_target_labels(
         folders, tmp_path, monkeypatch):
     from autotransfer.data.splits import DataSplits
-    from autotransfer.data.target import read_target
     from autotransfer.train.run import train
 
     source, target_dir = folders
-    target = read_target(target_dir)
-    assert target.labelled
-    target = target.model_copy(update={"eval_labels": _Untouchable(target.eval_labels)})
+    target = untouchable_target(target_dir)
     monkeypatch.setattr(adapt, "grid", lambda: ("dev", (1.0,)))
     said = []
     recipe, record = adapt.choose_in_budget(source, _recipe(), target, tmp_path,
@@ -97,12 +83,15 @@ def test_the_weight_is_chosen_by_dev_with_da09_and_never_reads_the_target_labels
 
     folder = tmp_path / adapt.FOLDER / record.candidate
     same = DataSplits.load(folder / "splits.json")
-    assert adapt.reusable(record, FinalTraining(recipe, same, "", ""), tmp_path) == folder
+    renamed = recipe.model_copy(update={"name": "final", "reasons": {}})
+    assert adapt.reuse_decision(record, FinalTraining(renamed, same, "", ""),
+                                tmp_path) == (folder, "")
     merged = FinalTraining(recipe, merge_train_val(same), "", "")  # PLAN04: train + validation
-    assert adapt.reusable(record, merged, tmp_path) is None
+    assert adapt.reuse_decision(record, merged, tmp_path) == (None, "")
     longer = recipe.model_copy(update={"phases": [recipe.phases[0].model_copy(
         update={"epochs": 3})]})
-    assert adapt.reusable(record, FinalTraining(longer, same, "", ""), tmp_path) is None
+    assert adapt.reuse_decision(record, FinalTraining(longer, same, "", ""),
+                                tmp_path) == (None, "")
     assert "trained again" in adapt.reuse_note(record, None)
     assert "not trained again" in adapt.reuse_note(record, folder)
     # the final training with the choice, then the gap before (λ = 0 run) and after
@@ -142,7 +131,6 @@ def test_an_unreadable_candidate_is_trained_again_and_the_note_says_why(tmp_path
         (folder / name).write_text(damage, encoding="utf-8")
         reused, unreadable = adapt.reuse_decision(record, final, tmp_path)
         assert reused is None and name in unreadable
-        assert adapt.reusable(record, final, tmp_path) is None
         note = adapt.reuse_note(record, reused, unreadable)
         assert "could not be read" in note and name in note and "trained again" in note
         (folder / name).write_text(intact, encoding="utf-8")

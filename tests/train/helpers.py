@@ -39,6 +39,33 @@ def make_shifted_target(root: Path, counts: dict[str, int], shift: int = 70,
     return root
 
 
+def source_and_target(base: Path, *, source: int, target: int) -> tuple[Path, Path]:
+    """The adaptation tests' folders: a red/green :func:`make_colour_dataset` of ``source``
+    images per class in ``base/source`` and its :func:`make_shifted_target` of ``target`` per
+    class in ``base/target``."""
+    return (make_colour_dataset(base / "source", {"red": source, "green": source}),
+            make_shifted_target(base / "target", {"red": target, "green": target}))
+
+
+class Untouchable(dict):
+    """Target labels that fail the test when anything reads them (their count alone is allowed)."""
+
+    def _read(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the target's class folders were read")
+
+    __getitem__ = __iter__ = __contains__ = get = items = keys = values = _read  # type: ignore
+
+
+def untouchable_target(path: Path) -> Any:
+    """The target images in ``path`` (a ``TargetSet``) whose evaluation labels, which its class
+    folders give, fail the test when read."""
+    from autotransfer.data.target import read_target
+
+    target = read_target(path)
+    assert target.labelled  # class folders: evaluation labels exist, and must stay unread
+    return target.model_copy(update={"eval_labels": Untouchable(target.eval_labels)})
+
+
 def tiny_recipe(**overrides: Any) -> Recipe:
     """A recipe for ``test_tiny`` at 32 px; ``overrides`` replace top-level keys."""
     data: dict[str, Any] = {

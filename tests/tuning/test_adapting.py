@@ -13,16 +13,7 @@ from autotransfer.recipe.schema import Reason
 from autotransfer.tuning import adapting
 from autotransfer.tuning.results import TrialRecord
 from autotransfer.tuning.space import apply, search_space
-from tests.train.helpers import make_colour_dataset, make_shifted_target, tiny_recipe
-
-
-class _Untouchable(dict):
-    """Target labels that fail the test when anything reads them (their count alone is allowed)."""
-
-    def _read(self, *args, **kwargs):
-        raise AssertionError("the target's class folders were read")
-
-    __getitem__ = __iter__ = __contains__ = get = items = keys = values = _read
+from tests.train.helpers import source_and_target, tiny_recipe, untouchable_target
 
 
 def _recipe(method: str = "coral", weight: float = 1.0, **overrides):
@@ -90,18 +81,7 @@ def test_an_unchanged_trial_that_wins_says_the_recipe_as_given_is_kept(tmp_path)
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    base = tmp_path_factory.mktemp("tune_adapt")
-    source = make_colour_dataset(base / "source", {"red": 10, "green": 10})
-    target = make_shifted_target(base / "target", {"red": 6, "green": 6})
-    return source, target
-
-
-def _untouchable_target(path):
-    from autotransfer.data.target import read_target
-
-    target = read_target(path)
-    assert target.labelled  # class folders: evaluation labels exist, and must stay unread
-    return target.model_copy(update={"eval_labels": _Untouchable(target.eval_labels)})
+    return source_and_target(tmp_path_factory.mktemp("tune_adapt"), source=10, target=6)
 
 
 def test_a_search_with_a_target_runs_adapting_trials_ranked_by_da09s_criterion(
@@ -119,7 +99,7 @@ def test_a_search_with_a_target_runs_adapting_trials_ranked_by_da09s_criterion(
 
     monkeypatch.setattr(selection, "scores", spy)
     result = tune(source, _recipe("coral"), tmp_path / "t", trials=4, algorithm="random",
-                  include=["dropout", adapting.DIMENSION], target=_untouchable_target(target_dir),
+                  include=["dropout", adapting.DIMENSION], target=untouchable_target(target_dir),
                   stop_when_futile=True, verbose=0)
     criterion = str(rule_params("DA09")["criterion"])
     assert asked and set(asked) == {(criterion,)}  # the rule's criterion, nothing else
@@ -193,7 +173,7 @@ def test_in_memory_scores_match_the_trainers_and_share_the_target_features(folde
     from autotransfer.tuning.trials import ActivationStore, TrialAdaptation, run_trial
 
     source, target_dir = folders
-    target = _untouchable_target(target_dir)
+    target = untouchable_target(target_dir)
     recipe = _recipe("coral", weight=0.3)
     run = train(source, recipe, tmp_path / "run", target=target, progress=False)
     splits = DataSplits.load(run.out / "splits.json")
@@ -242,8 +222,48 @@ def test_a_trial_past_its_plan01_deadline_is_not_scored(folders, tmp_path, monke
     clock = _ClockPassesAfterTraining(Deadline(time.time() + 3600.0, PAST_OWN_DEADLINE))
     with pytest.raises(TrialFailed, match=r"ran past its own deadline \(rule PLAN01\)"):
         trials.run_trial(recipe, store, tmp_path / "trial", callbacks=clock.callbacks,
-                         objective=trials.TrialAdaptation(recipe, _untouchable_target(target_dir),
+                         objective=trials.TrialAdaptation(recipe, untouchable_target(target_dir),
                                                           {}), criterion="dev")
+
+
+def test_an_in_memory_trial_checks_its_deadline_while_the_target_features_are_computed(
+        folders, tmp_path, monkeypatch):
+    """The target images' pass through the frozen prefix is under the trial's deadline, batch by
+    batch (rule PLAN01): a trial whose time runs out during it stops there, keeping no target
+    features, rather than at the next fit's start. The hypermodel gives the trial its
+    deadlines."""
+    from autotransfer.train.splits import load_or_make
+    from autotransfer.tuning import trials
+    from autotransfer.tuning.hypermodel import Deadline, NaNGuard, RecipeHyperModel, TrialFailed
+    from autotransfer.tuning.recipe_tuner import PAST_OWN_DEADLINE
+
+    class _RunsOutOnTheTargetPass(Deadline):
+        def on_predict_batch_begin(self, batch, logs=None):
+            self.deadline = 0.0  # the clock runs out while the target images pass the prefix
+
+    source, target_dir = folders
+    recipe, target = _recipe("coral", weight=0.3), untouchable_target(target_dir)
+    splits = load_or_make(source, recipe, tmp_path / "splits.json", resume=False)
+    store, shared = trials.ActivationStore(splits), {}
+    deadline = _RunsOutOnTheTargetPass(time.time() + 3600.0, PAST_OWN_DEADLINE)
+    adaptation = trials.TrialAdaptation(recipe, target, shared, callbacks=[NaNGuard(), deadline])
+    assert adaptation.callbacks == [deadline]  # the deadlines alone run with the pass
+    with pytest.raises(TrialFailed, match=r"ran past its own deadline \(rule PLAN01\)"):
+        trials.run_trial(recipe, store, tmp_path / "trial", callbacks=[deadline],
+                         objective=adaptation, criterion="dev")
+    assert shared == {}  # stopped during the pass, before the features were kept
+    given = []
+
+    def recording(recipe, store, out, *, objective=None, **kwargs):
+        given.append(objective.callbacks)
+        raise TrialFailed("recorded")
+
+    monkeypatch.setattr(trials, "run_trial", recording)
+    model = RecipeHyperModel(recipe, splits, store=store, target=target, criterion="dev")
+    in_time = Deadline(time.time() + 3600.0)
+    with pytest.raises(TrialFailed, match="recorded"):
+        model.fit(None, recipe, trial_dir=tmp_path / "fit", callbacks=[in_time])
+    assert given == [[in_time]]
 
 
 def test_a_deadline_says_why_it_stopped_the_trial():
@@ -266,7 +286,7 @@ def test_an_adabn_target_trial_reports_the_validation_metrics_train_reports(fold
     from autotransfer.tuning.trials import ActivationStore, TrialAdaptation, run_trial
 
     source, target_dir = folders
-    target = _untouchable_target(target_dir)
+    target = untouchable_target(target_dir)
     recipe = _recipe("adabn_target")
     run = train(source, recipe, tmp_path / "run", target=target, progress=False)
     assert run.metrics["domain_adaptation"]["adabn_target"]["mean_abs_shift"] > 0
@@ -284,7 +304,7 @@ def test_trials_through_the_full_trainer_adapt_and_are_scored_too(folders, tmp_p
 
     source, target_dir = folders
     result = tune(source, _recipe("mcc", weight=0.3), tmp_path / "t", trials=1,
-                  shared_cache=False, target=_untouchable_target(target_dir), verbose=0)
+                  shared_cache=False, target=untouchable_target(target_dir), verbose=0)
     trial = result.trials[0]
     assert trial.status == "COMPLETED" and trial.score is not None
     run = tmp_path / "t" / "search" / f"trial_{trial.trial_id}" / "run"
@@ -304,7 +324,7 @@ def test_the_final_training_reuses_the_target_features_of_the_trials(folders, tm
     from autotransfer.tuning.tuner import tune
 
     source, target_dir = folders
-    target, recipe = _untouchable_target(target_dir), _recipe("coral")
+    target, recipe = untouchable_target(target_dir), _recipe("coral")
     splits = make_splits(profile_dataset(source), val_fraction=0.25, seed=0)
     store = ActivationStore(splits)
     tune(splits, recipe, tmp_path / "t", trials=1, store=store, target=target, verbose=0)

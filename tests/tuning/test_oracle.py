@@ -230,3 +230,47 @@ def test_the_reserve_counts_features_the_store_has_evicted_whole(tmp_path):
     oracle.keep_for_final(1.2)  # a trial that recorded no keys: whole, with a store
     assert oracle.reserve == pytest.approx(1.2 * 300.0)
     assert not oracle.features_kept(sorted(oracle.trials)[1])
+
+
+def test_a_trial_that_evicts_a_completed_trials_features_moves_its_own_deadline(tmp_path):
+    """PLAN01: the reserve counts trial 0's frozen features (200 s) as reused by its final
+    training. Trial 1 evicts them from the store while it runs, after its deadline was set: the
+    reserve grows by 1.2 × 200 s, and trial 1's deadline follows it at its next check, so the
+    grown reserve is still free when trial 1 ends (it overran by 240 s before)."""
+    import json
+
+    from autotransfer.tuning.activations import ActivationStore
+    from autotransfer.tuning.hypermodel import TrialFailed
+    from autotransfer.tuning.recipe_tuner import PAST_OWN_DEADLINE, OwnDeadline
+    from autotransfer.tuning.results import trial_dir
+
+    oracle, _ = oracle_for(tmp_path, "random")
+    oracle.tuning_dir = tmp_path
+    store = ActivationStore(splits=lambda: None, max_bytes=1024)
+    oracle.feature_store = store
+    completed(oracle, {"seconds": 100.0, "cold_seconds": 300.0, "feature_seconds": 200.0})
+    (first,) = oracle.trials
+    run = trial_dir(tmp_path, first) / "run"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"store": {"keys": ["trial 0"]}}))
+    store.target_features["trial 0"] = np.zeros(64, dtype=np.float32)  # 256 bytes
+    oracle.keep_for_final(1.2)
+    assert oracle.reserve == pytest.approx(1.2 * 100.0)
+    started = time.time() - 100.0  # trial 1 has run 100 s
+    oracle.deadline = started + 400.0
+    deadline = OwnDeadline(oracle, started, hard=started + 10_000.0)
+    assert deadline.reason == PAST_OWN_DEADLINE
+    assert deadline.deadline == pytest.approx(started + 400.0 / 2.2)  # 400 - 120 binds later
+    deadline.check()  # about 82 s to go
+    store.target_features["trial 1"] = np.zeros(200, dtype=np.float32)  # 800 bytes: evicts
+    assert not store.resident(["trial 0"]) and store.evictions == 1
+    assert oracle.trial_deadline(started) == pytest.approx(started + 400.0 - 1.2 * 300.0)
+    assert oracle.reserve == pytest.approx(1.2 * 300.0)
+    with pytest.raises(TrialFailed, match=r"ran past its own deadline \(rule PLAN01\)"):
+        deadline.check()  # 40 s after its start, 60 s ago
+    assert deadline.deadline + oracle.reserve <= oracle.deadline + 1e-6
+    oracle.keep_for_final(0.0)  # tune alone: the budget's guard only, with its own reason
+    late = OwnDeadline(oracle, started, hard=time.time() - 1.0)
+    assert late.deadline == late.hard and "end of the time budget" in late.reason
+    with pytest.raises(TrialFailed, match="end of the time budget"):
+        late.check()

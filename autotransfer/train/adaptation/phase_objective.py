@@ -44,6 +44,8 @@ class TargetAdaptation:
         self.input_size = int(recipe.backbone.input_size)
         self.crop = bool(recipe.data.crop)
         self._images: tf.data.Dataset | None = None
+        #: Keras callbacks of the target's pass through a frozen prefix (a search's deadlines)
+        self.callbacks: list[Any] = []
         #: what was done, for the run's metrics
         self.record: dict[str, Any] = {"method": self.config.method,
                                        "weight": self.config.weight if self.config.has_loss
@@ -61,8 +63,8 @@ class TargetAdaptation:
     def target_features(self, context: PhaseContext, prefix: keras.Model) -> np.ndarray:
         """The target images through the phase's frozen ``prefix`` (one unaugmented view);
         tuning trials override it to share them across the trials of a search."""
-        return np.asarray(prefix.predict(self.images().batch(context.batch_size), verbose=0),
-                          dtype=np.float32)
+        return np.asarray(prefix.predict(self.images().batch(context.batch_size), verbose=0,
+                                         callbacks=self.callbacks), dtype=np.float32)
 
     # ------------------------------------------------------------------ PhaseObjective
     def uses_frozen_features(self, recipe: Any, index: int) -> bool:
