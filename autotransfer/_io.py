@@ -71,6 +71,42 @@ def ensure_dir(path: str | os.PathLike[str], *,
     return folder
 
 
+def check_apart(out: str | os.PathLike[str], data: str | os.PathLike[str] | None, *,
+                option: str = "--out", what: str = "dataset", replaced: bool = True) -> None:
+    """Refuse an output folder ``out`` that is the dataset folder ``data``, lies inside it, or
+    (``replaced``: the folder may be deleted and made anew) holds it.
+
+    Results written inside a dataset folder change the user's data (and a run folder there is
+    read as a class folder next time); a folder that holds the dataset would be deleted with it
+    when replaced (``--overwrite``). For a CSV manifest only the files it lists are data, so only
+    its folder itself, or one holding it, is refused. Links are resolved, so a link to the data
+    is caught too. Raises :class:`OutputError` naming both and what to do; a ``data`` that does
+    not exist is left to the dataset reader to report.
+    """
+    if data is None or not os.path.exists(data):
+        return
+    root = os.path.realpath(data)
+    manifest = not os.path.isdir(root)
+    if manifest:
+        root = os.path.dirname(root)
+    place = os.path.realpath(out)
+    common = os.path.commonpath([root, place])
+    if place == root:
+        why = f"is the {what} folder"
+    elif common == root and not manifest:
+        why = f"lies inside the {what} folder"
+    elif common == place and replaced:
+        why = f"holds the {what} folder"
+    else:
+        return
+    given = "" if os.path.abspath(data) == root else f" ('{os.fspath(data)}')"
+    effect = ("replacing it would delete your data with it" if why.startswith("holds") else
+              "the results would be written into your data, and read as part of it next time")
+    raise OutputError(f"{option} '{os.fspath(out)}' {why} '{root}'{given}: {effect}. Choose a "
+                      f"folder outside the {what}, e.g. "
+                      f"'{os.path.join(os.path.dirname(root), 'runs')}'.")
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
     target = Path(path)
@@ -129,6 +165,73 @@ def unicode_safe(text: str) -> str:
     are shown as ``\\xNN`` (the byte), any other lone surrogate as ``\\uNNNN``.
     """
     return _SURROGATE.sub(_escape, text)
+
+
+_YAML_LOADER: Any = None
+
+
+def safe_yaml(text: str) -> Any:
+    """``text`` parsed as YAML by ``yaml.SafeLoader`` (no tag can build a Python object or run
+    code) that also refuses a key given twice in one mapping, which YAML would otherwise settle
+    silently by keeping the last value. Raises ``yaml.YAMLError`` naming the key and lines."""
+    global _YAML_LOADER
+    import yaml
+
+    if _YAML_LOADER is None:
+        class UniqueKeyLoader(yaml.SafeLoader):
+            def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+                first: dict[Any, int] = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *base' may override
+                        continue
+                    key = self.construct_object(key_node, deep=deep)
+                    try:
+                        line = first.setdefault(key, key_node.start_mark.line)
+                    except TypeError:  # an unhashable key: the constructor's own error names it
+                        continue
+                    if line != key_node.start_mark.line:
+                        raise yaml.constructor.ConstructorError(
+                            "while constructing a mapping", node.start_mark,
+                            f"found the key {key!r} a second time (first on line {line + 1}); "
+                            "keep one", key_node.start_mark)
+                return super().construct_mapping(node, deep=deep)
+
+        _YAML_LOADER = UniqueKeyLoader
+    return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a SafeLoader
+
+
+#: what a spreadsheet reads as the start of a formula (ASCII, and the full-width forms some read)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def spreadsheet_safe(cell: str, *, path: bool = False) -> str:
+    """``cell`` as a CSV field that a spreadsheet shows as text, never runs as a formula.
+
+    A file or class named ``=HYPERLINK(…)``, ``+cmd|…`` or ``@SUM(…)`` would otherwise be
+    evaluated when ``predictions.csv`` is opened in Excel or LibreOffice (CSV injection). Such a
+    cell gets a leading ``'`` (what spreadsheets read as "text follows"; :func:`spreadsheet_value`
+    removes it), a relative path ``./`` (the same file, and still a path). Numbers such as
+    ``-1`` are left as they are: a spreadsheet reads them as numbers, never as formulas.
+    """
+    text = unicode_safe(cell)
+    if not text.startswith(_FORMULA_START) or _is_number(text):
+        return text
+    return ("./" if path else "'") + text
+
+
+def spreadsheet_value(cell: str) -> str:
+    """The value :func:`spreadsheet_safe` (``path=False``) was given for the field ``cell``."""
+    if cell.startswith("'") and cell[1:].startswith(_FORMULA_START):
+        return cell[1:]
+    return cell
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip() == text
 
 
 def json_safe(obj: Any) -> Any:

@@ -90,3 +90,31 @@ def test_a_sound_or_missing_run_file_reads(tmp_path):
     (tmp_path / "metrics.json").write_text('{"class_names": "cat"}')
     with pytest.raises(AutoTransferError, match="--overwrite"):  # auto's folder: start over
         read_json(tmp_path / "metrics.json")
+
+
+def test_an_output_folder_inside_or_around_the_data_is_refused(tmp_path):
+    from autotransfer._io import check_apart
+
+    data = tmp_path / "photos"
+    (data / "cat").mkdir(parents=True)
+    (data / "labels.csv").write_text("path,label\n")
+    (tmp_path / "link_to_photos").symlink_to(data, target_is_directory=True)
+    refused = [  # (out, data, replaced) -> the words the message must hold
+        (data / "runs" / "r1", data, False, "lies inside the dataset folder"),
+        (data, data, False, "is the dataset folder"),
+        (tmp_path / "link_to_photos" / "run", data, False, "lies inside"),
+        (data, data / "labels.csv", False, "is the dataset folder"),  # a manifest's folder
+        (tmp_path, data / "labels.csv", True, "holds the dataset"),
+        (tmp_path, data, True, "holds the dataset"),  # --overwrite would delete the data
+    ]
+    for out, source, replaced, words in refused:
+        with pytest.raises(OutputError) as caught:
+            check_apart(out, source, option="--out", replaced=replaced)
+        message = str(caught.value)
+        assert words in message and str(out) in message and "Choose a folder outside" in message
+    for out, source, replaced in [(tmp_path / "runs", data, True), (tmp_path, data, False),
+                                  (tmp_path / "photos_run", data, True),  # a prefix, not inside
+                                  (data / "run", tmp_path / "missing", True),
+                                  (data / "runs" / "r1", data / "labels.csv", True)]:  # unlisted
+        check_apart(out, source, replaced=replaced)
+    assert sorted(p.name for p in data.iterdir()) == ["cat", "labels.csv"]  # nothing made

@@ -105,8 +105,9 @@ def build_backbone(
     except AutoTransferError:
         raise
     except Exception as exc:
-        if weights_arg is not None and weights_arg != "imagenet" and isinstance(
-                exc, (OSError, ValueError)):  # a damaged or mismatched weights file of the user's
+        if weights_arg is not None and weights_arg != "imagenet" and not isinstance(
+                exc, MemoryError):  # a damaged or mismatched weights file of the user's (OSError,
+            # ValueError; KeyError: a .keras zip without model.weights.h5; anything Keras raises)
             raise WeightsFileError(
                 f"The weights file '{weights_arg}' cannot be loaded into {spec.name}: "
                 f"{type(exc).__name__}: {str(exc)[:300]}. Check that it is {spec.name}'s "

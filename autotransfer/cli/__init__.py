@@ -97,6 +97,27 @@ def _environment_problem(exc: BaseException) -> str | None:
             "the free disk space, then run the command again.")
 
 
+def _user_error_inside(exc: BaseException) -> str | None:
+    """The message of an autotransfer error that TensorFlow wrapped in its own (an image that
+    cannot be read any more when the input pipeline decodes it: changed or damaged since it was
+    profiled), or ``None``."""
+    if not type(exc).__module__.startswith("tensorflow"):
+        return None
+    from autotransfer.errors import AutoTransferError
+
+    kinds, found = [AutoTransferError], []
+    while kinds:
+        kind = kinds.pop()
+        kinds += kind.__subclasses__()
+        found.append(kind.__name__)
+    text = str(exc)
+    for name in found:
+        at = text.find(f"{name}: ")
+        if at >= 0:
+            return text[at + len(name) + 2:].split("\n", 1)[0].strip()
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and map errors to clean messages and exit codes."""
     from autotransfer.errors import AutoTransferError
@@ -123,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one place that catches everything
         if debug:
             raise
-        problem = _environment_problem(exc)
+        problem = _environment_problem(exc) or _user_error_inside(exc)
         if problem:
             click.secho(f"Error: {problem}", fg="red", err=True)
             return EXIT_USER_ERROR

@@ -115,17 +115,23 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def check_writable(path: str | os.PathLike[str], *, option: str = "--out",
-                   folder: bool = False) -> Path:
+                   folder: bool = False, apart_from: dict[str, Path | None] | None = None,
+                   replaced: bool = True) -> Path:
     """Refuse at once (before any work) an output path that cannot be written.
 
     ``path`` is a file to write (``folder=False``) or a folder to create or fill (``folder=True``,
     assembled next to it, so its parent must be writable too). Missing parent folders are fine:
-    they are created when the result is written. Raises
+    they are created when the result is written. A folder is also refused where it lies inside
+    one of ``apart_from`` (what -> path: the dataset, the target folder) or, ``replaced``, holds
+    it (:func:`autotransfer._io.check_apart`). Raises
     :class:`~autotransfer.errors.OutputError` naming the path, why and what to do.
     """
+    from autotransfer._io import check_apart
     from autotransfer.errors import OutputError
 
     target = Path(path)
+    for kind, data in (apart_from or {}).items():
+        check_apart(target, data, option=option, what=kind, replaced=replaced)
     what = f"{option} '{target}'"
     try:
         if target.exists() and folder != target.is_dir():

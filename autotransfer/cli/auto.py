@@ -62,7 +62,8 @@ def command(dataset: Path, out: Path | None, time_budget: str, trials: int, pres
     """
     from autotransfer.oneshot import auto
 
-    check_writable(out if out is not None else Path("runs") / dataset.resolve().name, folder=True)
+    check_writable(out if out is not None else Path("runs") / dataset.resolve().name, folder=True,
+                   apart_from={"dataset": dataset, "target": target})
     names = [b.strip() for b in backbones.split(",") if b.strip()] if backbones else None
     if onnx:  # before the work, not after it
         from autotransfer.train.export import require_onnx
@@ -84,19 +85,22 @@ def command(dataset: Path, out: Path | None, time_budget: str, trials: int, pres
     if as_json:
         echo_json(result.to_dict())
         return
+    from autotransfer.report.text import shown
+
     console_out = stdout_console()
     t = result.tuning
+    where = shown(result.out)
     if t is None:
-        console_out.print(f"[bold]{result.out}[/bold]: the advised recipe, no search "
+        console_out.print(f"[bold]{where}[/bold]: the advised recipe, no search "
                           f"({result.budget['search_skipped']})")
     else:
-        console_out.print(f"[bold]{result.out}[/bold]: {t.refined.backbone.name}, "
+        console_out.print(f"[bold]{where}[/bold]: {t.refined.backbone.name}, "
                           f"{len(t.trials)} tuning trial(s), gain over the advised recipe "
-                          f"{t.gain:+.4f}" if t.gain is not None else f"[bold]{result.out}[/bold]")
+                          f"{t.gain:+.4f}" if t.gain is not None else f"[bold]{where}[/bold]")
     choice = result.linear_probe  # rule SEL02: a sentence when nothing was compared
     if choice is not None and not isinstance(choice, str):
         console_out.print(f"Kept the {choice.winner} (rule SEL02): {choice.why}.")
     numbers = f"validation accuracy {result.val_accuracy:.4f}"
     if result.test_accuracy is not None:
         numbers += f", test accuracy {result.test_accuracy:.4f}"
-    console_out.print(numbers + f" ({result.final}); report: {result.report_path}")
+    console_out.print(numbers + f" ({result.final}); report: {shown(result.report_path)}")

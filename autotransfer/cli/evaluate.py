@@ -40,7 +40,7 @@ def command(model: Path, dataset: Path, split: str, batch_size: int, out: Path |
     from autotransfer.train.inference import check_evaluation_folder, evaluate
 
     if out is not None:  # refused before the work, not after
-        check_writable(out, folder=True)
+        check_writable(out, folder=True, apart_from={"dataset": dataset}, replaced=False)
         check_evaluation_folder(out)
     with stderr_console().status("Evaluating"):
         result = evaluate(model, dataset, split=split, batch_size=batch_size)
@@ -65,22 +65,24 @@ def command(model: Path, dataset: Path, split: str, batch_size: int, out: Path |
         return
     from rich.table import Table
 
+    from autotransfer.report.text import shown
+
     m = result.metrics
     table = Table(title=f"{split}: accuracy {m['accuracy']:.4f}, balanced "
                   f"{m['balanced_accuracy']:.4f}, macro F1 {m['macro_f1']:.4f} ({m['n_images']} images)")
     for column in ("class", "precision", "recall", "F1", "support"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name, c in m["per_class"].items():
-        table.add_row(name, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}",
+        table.add_row(shown(name), f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}",
                       str(c["support"]))
     console = stdout_console()
     console.print(table)
     _print_confusion(console, m)
     if analysis is not None:
         console.print(f"Wrote {', '.join(['metrics.json', 'confusion_matrix.png', *analysis.files])}"
-                      f" to {out}")
+                      f" to {shown(out)}")
         for note in analysis.notes:
-            console.print(note)
+            console.print(shown(note))
 
 
 def _short(name: str, width: int = 12) -> str:

@@ -41,6 +41,8 @@ def _is_image(path: str) -> bool:
     if looks_like_image_name(os.path.basename(path)):
         return True
     try:
+        if not os.path.isfile(path):  # a pipe would block the read below forever
+            return not os.path.exists(path)  # a broken link: predicted, so that it is named
         with open(path, "rb") as handle:
             return sniff_format(handle.read(SNIFF_BYTES)) is not None
     except OSError:
@@ -126,7 +128,7 @@ def _check_output(path: str | None, option: str, suffix: str, inputs: set[str]) 
 
 
 def _csv_text(predictions: list[Any], k: int) -> str:
-    from autotransfer._io import unicode_safe
+    from autotransfer._io import spreadsheet_safe
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -135,13 +137,13 @@ def _csv_text(predictions: list[Any], k: int) -> str:
         header += [f"label_{i}", f"probability_{i}"]
     writer.writerow([*header, "error"])
     for p in predictions:
-        cells = [unicode_safe(p.path)]
+        cells = [spreadsheet_safe(p.path, path=True)]
         for i in range(k):
             if i < len(p.top):
-                cells += [unicode_safe(p.top[i][0]), f"{p.top[i][1]:.6f}"]
+                cells += [spreadsheet_safe(p.top[i][0]), f"{p.top[i][1]:.6f}"]
             else:
                 cells += ["", ""]
-        writer.writerow([*cells, unicode_safe(p.error or "")])
+        writer.writerow([*cells, spreadsheet_safe(p.error or "")])
     return buffer.getvalue()
 
 

@@ -49,7 +49,7 @@ def command(dataset: Path, recipe: Path | None, out: Path, resume: bool, savedmo
     """
     from autotransfer.train.run import train
 
-    check_writable(out, folder=True)
+    check_writable(out, folder=True, apart_from={"dataset": dataset, "target": target})
     if onnx:  # before training, not after it
         from autotransfer.train.export import require_onnx
 
@@ -105,16 +105,18 @@ def command(dataset: Path, recipe: Path | None, out: Path, resume: bool, savedmo
         return
     from rich.table import Table
 
-    table = Table(title=f"Run {result.out}")
+    from autotransfer.report.text import shown
+
+    table = Table(title=f"Run {shown(result.out)}")
     for column in ("phase", "epochs", "best val", "s/epoch", "feature cache"):
         table.add_column(column)
     for phase in result.phases:
         best = "–" if phase.best_value is None else f"{phase.best_value:.4f}"
-        table.add_row(phase.name, f"{phase.epochs_run}/{phase.epochs_planned}"
+        table.add_row(shown(phase.name), f"{phase.epochs_run}/{phase.epochs_planned}"
                       + (" (early stop)" if phase.stopped_early else ""), best,
                       f"{phase.seconds_per_epoch:.2f}", "yes" if phase.features.used else "no")
     out_console = stdout_console()
     out_console.print(table)
     val = result.metrics["val"]
     out_console.print(f"Validation accuracy {val['accuracy']:.4f}, balanced accuracy "
-                      f"{val['balanced_accuracy']:.4f}. Model: {result.model_path}")
+                      f"{val['balanced_accuracy']:.4f}. Model: {shown(result.model_path)}")

@@ -24,7 +24,9 @@ def print_trials(result: Any, console: Any) -> None:
     """The trial table and the changes, as rich tables."""
     from rich.table import Table
 
-    table = Table(title=f"Trials ({result.algorithm}; {result.stopped_because})")
+    from autotransfer.report.text import shown
+
+    table = Table(title=f"Trials ({result.algorithm}; {shown(result.stopped_because)})")
     for column in ("trial", "tuner", "status", "val acc", "val loss", "s", "changed"):
         table.add_column(column)
     for t in result.trials:
@@ -36,18 +38,18 @@ def print_trials(result: Any, console: Any) -> None:
         table.add_row(t.trial_id + best, t.tuner_id or "", t.status.lower(),
                       "–" if t.val_accuracy is None else f"{t.val_accuracy:.4f}",
                       "–" if t.val_loss is None else f"{t.val_loss:.4f}",
-                      "–" if t.seconds is None else f"{t.seconds:.0f}", changed)
+                      "–" if t.seconds is None else f"{t.seconds:.0f}", shown(changed))
     console.print(table)
     if result.objective:  # an adapting search (rule DA11): ranked by a score on the target
         console.print(f"Kept trial {result.best_trial} ({result.objective['rule']}, by "
                       f"{result.objective['criterion']} on the target): "
-                      f"{result.selection.get('why', '')}.")
+                      f"{shown(result.selection.get('why', ''))}.")
     elif result.gain is not None:
         console.print(f"Best trial {result.best_trial}: validation accuracy "
                       f"{result.best_accuracy:.4f}, {result.gain:+.4f} over trial 0 (the recipe "
                       "as given).")
     for change in result.changes:
-        console.print(f"  {change['path']}: {change['before']} -> {change['after']}")
+        console.print(shown(f"  {change['path']}: {change['before']} -> {change['after']}"))
     if result.refined is not None and not result.changes:
         console.print("No trial beat the recipe as given; it is kept.")
 
@@ -112,7 +114,8 @@ def command(dataset: Path, recipe: Path | None, out: Path, trials: int, time_bud
     """
     from autotransfer.tuning.tuner import tune
 
-    check_writable(out, folder=True)
+    check_writable(out, folder=True, apart_from={"dataset": dataset, "target": target},
+                   replaced=overwrite)  # --overwrite deletes search/, logs/trials/ … in --out
     if recipe is not None:  # the refined recipe is also written next to it
         check_writable(recipe, option="the refined recipe next to --recipe")
     names = _names(backbones)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import warnings
 from collections.abc import Sequence
 
@@ -56,11 +57,16 @@ def open_image(
 ) -> Image.Image:
     """Open an image lazily (header only) after checking its format and pixel count.
 
-    Raises :class:`ImageDecodeError` for unsupported formats, unreadable headers and bombs.
+    Raises :class:`ImageDecodeError` for unsupported formats, unreadable headers and bombs, and
+    for a path that is not a regular file (reading a pipe blocks forever; a device may never
+    end).
     """
     label = name or (os.fspath(source) if not isinstance(source, bytes) else "<bytes>")
     data = source if isinstance(source, bytes) else None
     if data is None:
+        if not stat.S_ISREG(os.stat(source).st_mode):
+            raise ImageDecodeError(f"{label}: not a regular file (a folder, pipe, socket or "
+                                   "device), so not an image. Pass image files.")
         with open(source, "rb") as handle:
             head = handle.read(16)
     else:
@@ -183,9 +189,9 @@ def load_image(
                 else:
                     rgb = rgb.resize((width, height), Image.Resampling.BILINEAR)
             return np.asarray(rgb, dtype=np.uint8)
-    except ImageDecodeError:
+    except (ImageDecodeError, MemoryError):
         raise
-    except (OSError, ValueError, SyntaxError) as exc:
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, IndexError, EOFError …
         raise ImageDecodeError(
             f"{os.fspath(path)}: cannot be decoded ({exc}). Run 'autotransfer profile' on the "
             "dataset to list every broken file, then fix or remove them."

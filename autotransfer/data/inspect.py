@@ -99,22 +99,24 @@ def inspect_file(candidate: Candidate, check: Check, max_pixels: int) -> Inspect
             code = "truncated" if "truncat" in text.lower() else "undecodable"
         return fail(code, text.removeprefix(f"{rel}: "))
     with img:
-        width, height = img.size
-        if exif_orientation(img) in (5, 6, 7, 8):
-            width, height = height, width
+        width, height = img.size  # the header's (a JPEG's draft decode below shrinks img.size)
         mode = img.mode
-        frames = int(getattr(img, "n_frames", 1) or 1)
-        has_alpha = mode in ("RGBA", "LA", "PA") or "transparency" in img.info
         grayscale: bool | None = None
-        if check == "decode":
-            try:
+        try:
+            # decoded first, exactly as training reads it (to_rgb): a PNG's EXIF lookup decodes
+            # it too, and a failure swallowed there would leave a broken file looking whole
+            if check == "decode":
                 grayscale = _decode_and_test_gray(img)
-            except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError …
-                text = str(exc)
-                code = "truncated" if ("truncat" in text.lower() or not complete) else "undecodable"
-                return fail(code, f"Decoding failed: {text}")
-            if not complete:
-                problems.append(problem(rel, "missing_end_marker", f"No {fmt} end marker."))
+            if exif_orientation(img) in (5, 6, 7, 8):
+                width, height = height, width
+            frames = int(getattr(img, "n_frames", 1) or 1)  # seeks through every frame
+            has_alpha = mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+        except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError, IndexError …
+            text = str(exc) or type(exc).__name__
+            code = "truncated" if ("truncat" in text.lower() or not complete) else "undecodable"
+            return fail(code, f"Decoding failed: {text}")
+        if check == "decode" and not complete:
+            problems.append(problem(rel, "missing_end_marker", f"No {fmt} end marker."))
         elif not complete:
             return fail("truncated", f"The {fmt} end marker is missing: the file is cut short.")
     if min(width, height) < TINY_SIDE:
@@ -128,16 +130,18 @@ def inspect_file(candidate: Candidate, check: Check, max_pixels: int) -> Inspect
 
 
 def _decode_and_test_gray(img: Image.Image) -> bool:
-    """Decode the whole file (at reduced scale for JPEG) and tell whether it is grayscale."""
-    if img.mode in ("L", "LA", "1", "I", "I;16", "I;16L", "I;16B", "F"):
-        img.load()
-        return True
+    """Decode the whole file as training does (:func:`to_rgb`; JPEG at reduced scale) and tell
+    whether it is grayscale."""
+    gray_mode = img.mode in ("L", "LA", "1", "I", "I;16", "I;16L", "I;16B", "F")
     if img.format == "JPEG":
         img.draft(img.mode, (_PROBE_SIDE, _PROBE_SIDE))
-    rgb = np.asarray(to_rgb(img), dtype=np.int16)
-    if rgb.size == 0:
+    rgb = to_rgb(img)
+    if gray_mode:
         return True
-    spread = np.abs(rgb[..., 0] - rgb[..., 1]) + np.abs(rgb[..., 1] - rgb[..., 2])
+    pixels = np.asarray(rgb, dtype=np.int16)
+    if pixels.size == 0:
+        return True
+    spread = np.abs(pixels[..., 0] - pixels[..., 1]) + np.abs(pixels[..., 1] - pixels[..., 2])
     return bool(np.count_nonzero(spread > _GRAY_TOLERANCE) <= 0.01 * spread.size)
 
 

@@ -8,6 +8,7 @@ Nothing outside the dataset folder is read: see :mod:`.walk` for how links are t
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,15 @@ PATH_COLUMNS = ("path", "filepath", "file_path", "file", "filename", "file_name"
                 "image_path", "img", "img_path")  # fmt: skip
 LABEL_COLUMNS = ("label", "class", "class_name", "category", "target", "y")
 SPLIT_COLUMNS = ("split", "subset", "set", "fold", "partition")
+
+
+def class_name_problem(label: str) -> str | None:
+    """Why ``label`` cannot name a class (it holds a line break: ``labels.txt`` keeps one class
+    name per line, so the run's model could never be used), or ``None``."""
+    if len(f"x{label}x".splitlines()) == 1:
+        return None
+    return (f"The class name {label!r} holds a line break, so no labels.txt can hold it; its "
+            "images are left out.")
 
 
 @dataclass(frozen=True)
@@ -229,7 +239,9 @@ def _from_manifest(csv_path: Path) -> Layout:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    reader = csv.DictReader(text.splitlines(), dialect=dialect)
+    # a file-like reader, not text.splitlines(): that split quoted fields holding a line break,
+    # and rows at U+2028 or U+0085, silently changing labels
+    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect)
     header = reader.fieldnames or []
     path_col = _pick_column(header, PATH_COLUMNS)
     label_col = _pick_column(header, LABEL_COLUMNS)
@@ -254,6 +266,11 @@ def _from_manifest(csv_path: Path) -> Layout:
             layout.problems.append(problem(
                 raw_path or where, "bad_manifest_row",
                 f"Row {line_no} of {csv_path.name} lacks a path or label."))
+            continue
+        bad_label = class_name_problem(label)
+        if bad_label:
+            layout.problems.append(problem(raw_path, "bad_class_name",
+                                           f"Row {line_no} of {csv_path.name}: {bad_label}"))
             continue
         if "\0" in raw_path:
             layout.problems.append(problem(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 Severity = Literal["error", "warning", "info"]
 
@@ -44,6 +44,11 @@ PROBLEM_CODES: dict[str, tuple[Severity, str]] = {
         "keep one row per file. The file is left out until then.",
     ),
     "bad_manifest_row": ("error", "Fill in both the path and the label of this manifest row."),
+    "bad_class_name": (
+        "error",
+        "Rename the class (its folder, or its label in the manifest) without line breaks: a run "
+        "keeps one class name per line of labels.txt. Its images are left out until then.",
+    ),
     "unknown_split": (
         "error",
         "Use a split name such as train, val/valid/validation or test in the manifest.",
@@ -141,6 +146,15 @@ class ImageRecord(_Model):
     sha: str = Field(description="BLAKE2b-128 of the file's bytes.")
     grayscale: bool | None = Field(description="All channels equal; None when not decoded.")
     has_alpha: bool
+
+    @field_validator("path")
+    @classmethod
+    def _inside_the_root(cls, value: str) -> str:
+        """A record names a file inside its dataset: never an absolute path or one through
+        '..' (a split manifest read back, e.g. on --resume, cannot send the reader elsewhere)."""
+        if not value or value.startswith("/") or "\0" in value or ".." in value.split("/"):
+            raise ValueError(f"'{value}' is not a path inside the dataset folder")
+        return value
 
     @field_serializer("path", "label")
     def _text(self, value: str) -> str:

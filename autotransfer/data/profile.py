@@ -209,7 +209,8 @@ def unusable_reasons(profile: DatasetProfile) -> list[str]:
         return [f"no usable images were found ({seen} files seen, {len(profile.errors)} broken)"]
     if len(profile.classes) < 2:
         names = ", ".join(f"'{c}'" for c in profile.classes) or "none"
-        reasons.append(f"it has {len(profile.classes)} class ({names}); at least 2 are needed")
+        reasons.append(f"it has {len(profile.classes)} class ({names}); at least 2 are needed: "
+                       "put each class's images in a folder of its own, named after the class")
     for split in profile.splits:
         if split.n_images == 0:
             reasons.append(f"the {split.name} split ('{split.folder}') has no usable images")
@@ -220,6 +221,9 @@ def unusable_reasons(profile: DatasetProfile) -> list[str]:
             listing = ", ".join(f"'{c}' ({n})" for c, n in sorted(short.items()))
             reasons.append(
                 f"class{'es' if len(short) > 1 else ''} {listing} "
-                f"{'have' if len(short) > 1 else 'has'} fewer than 2 usable training images"
+                f"{'have' if len(short) > 1 else 'has'} fewer than 2 usable training images "
+                "(one to train on and one to validate with, at least): add images to "
+                f"{'them' if len(short) > 1 else 'it'}, or move "
+                f"{'their folders' if len(short) > 1 else 'its folder'} out of the dataset"
             )
     return reasons

@@ -79,6 +79,12 @@ class FolderWalk:
     def class_folder(self, entry: os.DirEntry[str], rel: str, split: str | None,
                      parent_real: str) -> None:
         """Take a class folder (its name is the label); links wait for :meth:`finish`."""
+        from autotransfer.data.layout import class_name_problem
+
+        bad = class_name_problem(entry.name)
+        if bad:  # named as a whole; its files are not read
+            self.layout.problems.append(problem(rel, "bad_class_name", bad))
+            return
         self.class_folders.append((rel, entry.name, split))
         if entry.is_symlink():
             self._defer(entry.path, rel, entry.name, split, parent_real)

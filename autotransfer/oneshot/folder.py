@@ -26,7 +26,10 @@ class RunFolder:
     def prepare(cls, dataset: Path, out: str | os.PathLike[str] | None,
                 overwrite: bool) -> RunFolder:
         """``out`` [default: ``runs/<dataset name>``] checked, ``<out>.partial`` created."""
+        from autotransfer._io import check_apart
+
         out = Path(out) if out is not None else Path("runs") / dataset.resolve().name
+        check_apart(out, dataset, option="out")  # never written into, nor deleted with, the data
         partial = out.with_name(out.name + ".partial")
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             if not overwrite:

@@ -10,17 +10,45 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from autotransfer._io import atomic_write_text
+from autotransfer._io import atomic_write_text, safe_yaml
 from autotransfer.errors import InvalidConfigError
 from autotransfer.recipe.schema import Recipe
 
 M = TypeVar("M", bound=BaseModel)
 
+#: a recipe, rule base or preset is a few KiB; a larger file is not one (and is not read whole)
+MAX_DATA_FILE_BYTES = 16 * 2**20
+
+
+class _DuplicateJsonKey(ValueError):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateJsonKey(f"the key {key!r} is given twice in one object; keep one")
+        data[key] = value
+    return data
+
 
 def read_data_file(path: str | os.PathLike[str]) -> Any:
-    """Parse a YAML (.yaml/.yml) or JSON file; errors name the file and the position."""
+    """Parse a YAML (.yaml/.yml) or JSON file; errors name the file and the position.
+
+    YAML is read by a safe loader (no tag can build a Python object or run code); in either
+    format a key given twice in one mapping is an error, never settled silently.
+    """
     file = Path(path)
     try:
+        size = file.stat().st_size
+        if not file.is_file():  # a pipe or device would be read forever
+            raise InvalidConfigError(f"'{file}' is not a regular file (a folder, pipe or device). "
+                                     "Pass a YAML or JSON file.")
+        if size > MAX_DATA_FILE_BYTES:
+            raise InvalidConfigError(
+                f"File '{file}' has {size:,} bytes, more than any recipe or rule file "
+                f"({MAX_DATA_FILE_BYTES:,} at most): it is not one. Pass a YAML or JSON file.")
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InvalidConfigError(f"File '{file}' does not exist.") from None
@@ -28,9 +56,10 @@ def read_data_file(path: str | os.PathLike[str]) -> Any:
         raise InvalidConfigError(f"File '{file}' cannot be read as UTF-8 text: {exc}.") from None
     try:
         if file.suffix.lower() == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError, RecursionError) as exc:  # too deep: Recursion
+            return json.loads(text, object_pairs_hook=_unique_pairs)
+        return safe_yaml(text)
+    except (json.JSONDecodeError, _DuplicateJsonKey, yaml.YAMLError,
+            RecursionError) as exc:  # too deep: RecursionError
         kind = file.suffix.lstrip(".").upper() or "YAML"
         raise InvalidConfigError(f"File '{file}' is not valid {kind}: {exc}") from None
 

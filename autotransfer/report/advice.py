@@ -18,6 +18,7 @@ from autotransfer.advisor.rules import Firing
 from autotransfer.backbones.spec import GROUP_NAMES
 from autotransfer.recipe.schema import N_GROUPS, Recipe
 from autotransfer.report.probe import render_probe
+from autotransfer.report.text import shown
 
 
 def _trainable(phase_from: int) -> str:
@@ -112,11 +113,11 @@ def render_recipe(recipe: Recipe, console: Console) -> None:
         table.add_column(col)
     for p in recipe.phases:
         if recipe.solves_head(p):
-            table.add_row(p.name, "1 exact fit", _trainable(p.trainable_from),
+            table.add_row(shown(p.name), "1 exact fit", _trainable(p.trainable_from),
                           "L-BFGS, L2 by CV", "-", "-")
             continue
         mult = "-" if p.trainable_from >= N_GROUPS else " ".join(f"{m:g}" for m in p.group_lr_multipliers[p.trainable_from:])
-        table.add_row(p.name, str(p.epochs), _trainable(p.trainable_from),
+        table.add_row(shown(p.name), str(p.epochs), _trainable(p.trainable_from),
                       f"{p.learning_rate:.1e}", f"{p.warmup_epochs:g}", mult)
     console.print(table)
     gradient = [p for p in recipe.phases if not recipe.solves_head(p)]
@@ -146,12 +147,13 @@ def render_recipe(recipe: Recipe, console: Console) -> None:
 def render_advice(advice: Advice, console: Console, *, show_probes: bool = True) -> None:
     f = advice.facts
     console.print(
-        f"[bold]Data[/bold] {advice.profile.root}: {f['n_classes']} classes, {f['n_train']} training "
+        f"[bold]Data[/bold] {shown(advice.profile.root)}: {f['n_classes']} classes, "
+        f"{f['n_train']} training "
         f"images ({f['per_class']:.0f} per class, imbalance {f['imbalance']:.2f}:1), median side "
         f"{f['median_side']:.0f} px, grayscale {f['grayscale']:.0%}"
     )
     for warning in advice.warnings:
-        console.print(f"[bold red]Warning:[/bold red] {warning}")
+        console.print(f"[bold red]Warning:[/bold red] {shown(warning)}")
     if show_probes:
         render_probe(advice.probes, console)
     for p in advice.probes.probes:

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from autotransfer.probes.domain_gap import DomainGap
 from autotransfer.probes.models import ProbeReport
+from autotransfer.report.text import shown
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -15,8 +16,9 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 def render_probe(report: ProbeReport, console: Console) -> None:
     """Ranked transferability, BN shift by depth, and the ImageNet view of each class."""
-    per_class = ", ".join(f"{c} {n}" for c, n in report.sample_per_class.items())
-    console.print(f"[bold]Probe[/bold] {report.root}: {report.n_samples} sampled training images "
+    per_class = ", ".join(f"{shown(c)} {n}" for c, n in report.sample_per_class.items())
+    console.print(f"[bold]Probe[/bold] {shown(report.root)}: {report.n_samples} sampled "
+                  "training images "
                   f"(seed {report.seed}; {per_class}) in {report.elapsed_s:.1f}s")
 
     console.print("[bold]Transferability[/bold] (ranked by LogME; accuracies are cross-validated on the sample)")
@@ -53,24 +55,25 @@ def render_probe(report: ProbeReport, console: Console) -> None:
         console.print(shift)
     for p in report.probes:
         if not p.bn_shift.applicable:
-            console.print(f"[dim]BN shift n/a for {p.backbone}: {p.bn_shift.reason}.[/dim]")
+            console.print(f"[dim]BN shift n/a for {p.backbone}: {shown(p.bn_shift.reason)}.[/dim]")
 
     viewer = next((p for p in report.ranked() if p.imagenet), None)
     if viewer is not None and viewer.imagenet is not None:
         console.print(f"[bold]What ImageNet sees[/bold] (top-1 predictions of {viewer.backbone})")
         for cls, concepts in viewer.imagenet.top_concepts.items():
             seen = ", ".join(f"{name.split(',')[0]} {share:.0%}" for name, share in concepts)
-            console.print(f"  your '{cls}' look like: {seen}")
+            console.print(f"  your '{shown(cls)}' look like: {shown(seen)}")
     for p in report.probes:
         if p.imagenet is None and p.imagenet_note:
-            console.print(f"[dim]No ImageNet view from {p.backbone}: {p.imagenet_note}.[/dim]")
+            console.print(f"[dim]No ImageNet view from {p.backbone}: "
+                          f"{shown(p.imagenet_note)}.[/dim]")
     if report.domain_gap is not None:
         render_gap(report.domain_gap, console)
 
 
 def render_gap(gap: DomainGap, console: Console) -> None:
     """Source against the unlabelled target images (``--target``)."""
-    console.print(f"[bold]Gap to the target[/bold] {gap.target_root} ({gap.n_target_images} "
+    console.print(f"[bold]Gap to the target[/bold] {shown(gap.target_root)} ({gap.n_target_images} "
                   f"images; {gap.n_source} source and {gap.n_target} target images measured with "
                   f"{gap.backbone}" + (", cached" if gap.cached else "") + ")")
     table = Table()

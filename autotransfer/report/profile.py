@@ -7,7 +7,8 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
-from autotransfer.data.models import DatasetProfile, Stats, printable
+from autotransfer.data.models import DatasetProfile, Stats
+from autotransfer.report.text import shown
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
@@ -21,7 +22,8 @@ def _fmt_stats(stats: Stats | None, unit: str = "", digits: int = 0) -> list[str
 
 def render_profile(profile: DatasetProfile, console: Console, max_problems: int | None = 20) -> None:
     """Print the profile: summary, counts, image statistics, duplicates and problems."""
-    where = profile.root + (f" (manifest {profile.manifest})" if profile.manifest else "")
+    manifest = f" (manifest {shown(profile.manifest)})" if profile.manifest else ""
+    where = shown(profile.root) + manifest
     console.print(f"[bold]Dataset[/bold] {where}")
     console.print(
         f"{profile.layout.replace('_', ' ')} · {len(profile.classes)} classes · "
@@ -35,7 +37,7 @@ def render_profile(profile: DatasetProfile, console: Console, max_problems: int 
     for split in profile.splits:
         counts.add_column(split.name, justify="right")
     for cls in profile.classes:
-        counts.add_row(printable(cls), *[str(s.class_counts.get(cls, 0)) for s in profile.splits])
+        counts.add_row(shown(cls), *[str(s.class_counts.get(cls, 0)) for s in profile.splits])
     counts.add_row("[bold]total", *[f"[bold]{s.n_images}" for s in profile.splits])
     console.print(counts)
     style = "bold red" if profile.imbalance_ratio >= 3 else ("yellow" if profile.imbalance_ratio >= 1.5 else "green")
@@ -84,7 +86,7 @@ def _render_duplicates(profile: DatasetProfile, console: Console) -> None:
     table.add_column("files")
     for group in profile.duplicates[:10]:
         kind = "label conflict" if group.cross_class else ("leakage" if group.cross_split else "same class")
-        table.add_row(kind, "\n".join(printable(f) for f in group.files))
+        table.add_row(kind, "\n".join(shown(f) for f in group.files))
     console.print(table)
     if len(profile.duplicates) > 10:
         console.print(f"… and {len(profile.duplicates) - 10} more group(s) (use --json).")
@@ -102,9 +104,11 @@ def _render_problems(profile: DatasetProfile, console: Console, limit: int | Non
     table = Table(show_header=True)
     for col in ("severity", "code", "file", "what", "what to do"):
         table.add_column(col, overflow="fold")
-    shown = profile.problems if limit is None else profile.problems[:limit]
-    for p in shown:
-        table.add_row(f"[{_SEVERITY_STYLE[p.severity]}]{p.severity}", p.code, printable(p.path), p.message, p.hint)
+    listed = profile.problems if limit is None else profile.problems[:limit]
+    for p in listed:
+        table.add_row(f"[{_SEVERITY_STYLE[p.severity]}]{p.severity}", p.code, shown(p.path),
+                      shown(p.message), shown(p.hint))
     console.print(table)
-    if len(shown) < len(profile.problems):
-        console.print(f"… {len(profile.problems) - len(shown)} more (use --all-problems or --json).")
+    if len(listed) < len(profile.problems):
+        console.print(f"… {len(profile.problems) - len(listed)} more "
+                      "(use --all-problems or --json).")

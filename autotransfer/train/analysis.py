@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from autotransfer._io import atomic_write_text
+from autotransfer._io import atomic_write_text, spreadsheet_safe, spreadsheet_value
 
 PREDICTIONS_FILE = "predictions.csv"
 MISTAKES_FILE = "mistakes.png"
@@ -141,7 +141,8 @@ def predictions_csv_text(predictions: Sequence[SplitPredictions]) -> str:
     writer.writerow(CSV_COLUMNS)
     for split in predictions:
         for r in split.rows():
-            writer.writerow([r.split, r.path, r.true_label, r.predicted_label,
+            writer.writerow([r.split, spreadsheet_safe(r.path, path=True),
+                             spreadsheet_safe(r.true_label), spreadsheet_safe(r.predicted_label),
                              f"{r.confidence:.6f}", r.correct, f"{r.true_label_probability:.6f}"])
     return buffer.getvalue()
 
@@ -155,7 +156,8 @@ def write_predictions_csv(path: str | os.PathLike[str],
 def read_predictions_csv(path: str | os.PathLike[str]) -> list[PredictionRow]:
     """The rows of a ``predictions.csv``."""
     with open(path, encoding="utf-8", newline="") as f:
-        return [PredictionRow(r["split"], r["path"], r["true_label"], r["predicted_label"],
+        return [PredictionRow(r["split"], r["path"], spreadsheet_value(r["true_label"]),
+                              spreadsheet_value(r["predicted_label"]),
                               float(r["confidence"]), r["correct"] == "True",
                               float(r["true_label_probability"]))
                 for r in csv.DictReader(f)]

@@ -108,6 +108,8 @@ class CheckpointManager:
         if not isinstance(files, dict) or STATE not in files:
             return f"{MANIFEST} lists no {STATE}"
         for name, expected in sorted(files.items()):
+            if not isinstance(expected, dict) or Path(name).name != name or name in ("", ".", ".."):
+                return f"{MANIFEST} is malformed (its entry {name!r})"  # never a path elsewhere
             path = folder / name
             try:
                 size = path.stat().st_size

@@ -177,13 +177,21 @@ def _load_keras(model_file: Path) -> Any:
                              f"archive). {damaged}")
     try:
         return load_model(model_file)
-    except (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # a hostile or damaged file can make Keras raise anything
         if "safe_mode" in str(exc) or "arbitrary code" in str(exc):
             raise ModelFileError(
                 f"'{model_file}' was not loaded: it holds Python code (a Lambda layer or a "
                 "function saved by value), which Keras' safe mode refuses and autotransfer never "
                 "runs. Models that autotransfer writes have none: pass a model.keras made by "
                 "'autotransfer train' or 'autotransfer auto'.") from exc
+        if "could not be deserialized" in str(exc) or "Could not locate" in str(exc):
+            raise ModelFileError(
+                f"'{model_file}' was not loaded: it names a layer, class or function that is "
+                "neither Keras' nor autotransfer's, and autotransfer never imports one a model "
+                "file names. Pass a model.keras made by 'autotransfer train' or 'autotransfer "
+                "auto' (or a copy of it that is not damaged).") from exc
         lines = str(exc).strip().splitlines()
         reason = lines[0].rstrip(".")[:300] if lines else type(exc).__name__
         raise ModelFileError(f"'{model_file}' cannot be loaded as a Keras model ({reason}). "

@@ -149,6 +149,11 @@ def train(
     # a bad target folder fails before any folder is made (overlap with a dataset path: below)
     target_set = resolve_target(target, dataset if isinstance(dataset, DataSplits) else None)
     out = Path(out)
+    from autotransfer._io import check_apart
+
+    # never written into the data, whose next read would take the run folder for a class
+    check_apart(out, dataset.root if isinstance(dataset, DataSplits) else dataset, option="out",
+                replaced=False)
     partial = partial_dir(out)
     recipe = _resumed_recipe(out, partial, recipe) if resume else _started(out, partial, recipe)
     runner, metrics = _run_in_partial(

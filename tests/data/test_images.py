@@ -158,3 +158,24 @@ def test_reading_never_modifies_the_file(tmp_path):
     load_image(path, 16)
     assert (path.read_bytes(), path.stat().st_mtime_ns) == before
     assert Image.open(io.BytesIO(before[0])).getexif()[0x0112] == 6
+
+
+@pytest.mark.timeout(30)  # before the fix, reading the pipe blocked forever
+def test_a_pipe_or_folder_named_like_an_image_is_refused_without_blocking(tmp_path):
+    import os
+
+    from autotransfer.cli.predict import expand_images
+
+    pipe = tmp_path / "photos" / "pipe.png"
+    pipe.parent.mkdir()
+    os.mkfifo(pipe)
+    os.mkfifo(tmp_path / "photos" / "unnamed_pipe")
+    folder = tmp_path / "photos" / "folder.jpg"
+    folder.mkdir()
+    for path in (pipe, folder):
+        with pytest.raises(ImageDecodeError, match=f"{path.name}: not a regular file"):
+            load_image(path)
+    write_image(tmp_path / "photos" / "real.png")
+    found = expand_images([str(tmp_path / "photos")])  # the unnamed pipe is never opened
+    assert [os.path.basename(f) for f in found.files] == ["pipe.png", "real.png"]
+    assert found.not_images == {str(tmp_path / "photos"): 1}

@@ -286,3 +286,21 @@ def test_manifest_putting_a_file_in_two_splits_is_a_conflict(tmp_path):
     assert [c.rel for c in layout.candidates] == ["1.png"]
     (conflict,) = layout.problems
     assert conflict.code == "split_conflict" and "row 3 says 'val'" in conflict.message
+
+
+def test_a_class_name_with_a_line_break_is_named_and_left_out(tmp_path):
+    """labels.txt keeps one class name per line: a class 'ca\\nt' would give a run whose model
+    no command could use (it was trained, then refused by predict as 'from another run')."""
+    folders = make_class_folders(tmp_path / "folders", {"ca\nt": 2, "dog": 2, "bird": 2})
+    layout = discover(folders)
+    assert {c.label for c in layout.candidates} == {"dog", "bird"}
+    assert [(p.path, p.code) for p in layout.problems] == [("ca\nt", "bad_class_name")]
+    manifest = tmp_path / "manifest"
+    make_class_folders(manifest, {"a": 3})
+    (manifest / "labels.csv").write_text(
+        'path,label\na/img_000.png,"x\ny"\na/img_001.png,a\u2028b\na/img_002.png,a\n',
+        encoding="utf-8")
+    layout = discover(manifest / "labels.csv")
+    assert [c.rel for c in layout.candidates] == ["a/img_002.png"]
+    assert sorted((p.path, p.code) for p in layout.problems) == [
+        ("a/img_000.png", "bad_class_name"), ("a/img_001.png", "bad_class_name")]

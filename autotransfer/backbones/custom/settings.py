@@ -110,12 +110,15 @@ def _text(preprocessing: Any) -> str:
 
 
 def read_backbone_file(path: str | os.PathLike[str]) -> BackboneFile:
-    """Read and validate a backbone YAML (``yaml.safe_load``; unknown keys are refused)."""
+    """Read and validate a backbone YAML (a safe loader; unknown and repeated keys are
+    refused)."""
     import yaml
+
+    from autotransfer._io import safe_yaml
 
     file = Path(path)
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = safe_yaml(file.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InvalidConfigError(f"Cannot read backbone file '{file}': "
                                  f"{exc.strerror or exc}.") from None
