@@ -12,6 +12,9 @@ one row per ``--precision`` value; ``auto`` times float32 and mixed_bfloat16 and
 
 Each run is a fresh process (Python start, TensorFlow import, profiling, decoding, extraction,
 measurements), so the figures are what a user waits for. Appends to docs/benchmarks/probe_speed.md.
+For ``probe``, each cold run also prints where its time went (its JSON report's own timings).
+A warm run reads the features and the figures measured on them from the cache
+(``AUTOTRANSFER_CACHE``, a fresh temporary folder per repeat) and imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ def main() -> None:
                         sys.exit(f"{' '.join(command)} exited {done.returncode}:\n"
                                  + done.stderr[-4000:])
                     bucket.append(time.perf_counter() - started)
+                    if bucket is cold:
+                        print(f"  cold run: {breakdown(done.stdout)}", flush=True)
         machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python "
                    f"{platform.python_version()}, load {load_before:.1f} → "
                    f"{os.getloadavg()[0]:.1f}")
@@ -88,6 +93,22 @@ def main() -> None:
     with args.out.open("a") as handle:
         handle.write("".join(line + "\n" for line in lines))
     print("\n".join(lines))
+
+
+def breakdown(stdout: str) -> str:
+    """Where a cold ``probe --json`` run's time went (its report's own timings), or ``""``."""
+    import json
+
+    try:
+        report = json.loads(stdout)
+    except ValueError:
+        return ""
+    if not isinstance(report, dict) or "probes" not in report or "elapsed_s" not in report:
+        return ""  # advise's JSON: the wall time alone
+    parts = [f"{p['backbone']} extract {p['extract_s']:.1f} s + figures {p['measure_s']:.1f} s"
+             for p in report["probes"]]
+    return (f"probe_dataset {report['elapsed_s']:.1f} s (decoding {report['decode_s']:.1f} s, in "
+            "the background): " + ", ".join(parts))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,14 @@ after AdaBN. So the probe measures it: the sample's pooled features are extracte
 BN statistics are re-estimated on the sample (:func:`autotransfer.backbones.adabn.adapt_batchnorm`,
 the trainer's own code), and the cross-validated linear probe of both feature sets (same folds)
 is compared. Rules DA01–DA03 read the difference.
+
+The statistics are re-estimated on ``ADAPT_IMAGES`` of the sample's images, evenly spread over
+it (the sample is sorted by class, so every class takes part in proportion), and the features of
+the whole sample are extracted with them: a population mean and variance per channel need far
+fewer images than a linear probe, and this pass was about half of the check's forward passes.
+On the four shared datasets checked, the gain of AdaBN has the same sign (DA02/DA03 decide the
+same) with 256 or 128 images as with the whole sample (``tools/bench_adabn_subset.py``,
+docs/benchmarks/probe_speed.md).
 """
 
 from __future__ import annotations
@@ -18,8 +26,21 @@ from autotransfer.probes.models import AdaBNCheck
 from autotransfer.probes.transferability import knn_accuracy, linear_probe_accuracy
 
 
-def adapted_features(plan: ExtractionPlan, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Pooled features of ``images`` (uint8) after AdaBN on those same images."""
+#: Sample images on which the BN statistics are re-estimated (see the module's docstring).
+ADAPT_IMAGES = 256
+
+
+def adaptation_subset(n: int, limit: int = ADAPT_IMAGES) -> np.ndarray:
+    """Indices of at most ``limit`` of ``n`` images, evenly spaced over them."""
+    if n <= limit:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(int))
+
+
+def adapted_features(plan: ExtractionPlan, images: np.ndarray, batch_size: int = 32,
+                     adapt_images: int = ADAPT_IMAGES) -> np.ndarray:
+    """Pooled features of ``images`` (uint8) after AdaBN on ``adapt_images`` of them
+    (:func:`adaptation_subset`)."""
     import keras
     import tensorflow as tf
 
@@ -27,7 +48,8 @@ def adapted_features(plan: ExtractionPlan, images: np.ndarray, batch_size: int =
     from autotransfer.backbones.adabn import adapt_batchnorm
 
     model = build_backbone(plan.spec, plan.input_size, weights=plan.weights, include_top=False)
-    adapt_batchnorm(model, tf.data.Dataset.from_tensor_slices(images).batch(batch_size))
+    subset = images[adaptation_subset(len(images), adapt_images)]
+    adapt_batchnorm(model, tf.data.Dataset.from_tensor_slices(subset).batch(batch_size))
     (features,) = run_model(model, images, batch_size)
     keras.backend.clear_session(free_memory=True)
     return np.asarray(features, dtype=np.float32)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,13 +62,26 @@ def _top_available(spec: BackboneSpec, size: int) -> tuple[bool, str]:
 
 
 def decode_sample(records: list[ImageRecord], root: str | os.PathLike[str], size: int,
-                  batch_size: int = 64) -> np.ndarray:
-    """Decode ``records`` at ``size`` (parallel tf.data map) into one uint8 array N × H × W × 3."""
-    from autotransfer.data.pipeline import make_dataset
+                  workers: int | None = None) -> np.ndarray:
+    """Decode ``records`` at ``size`` into one uint8 array N × H × W × 3.
 
-    labels = sorted({r.label for r in records})
-    ds = make_dataset(records, root, labels, size, batch_size=batch_size, cache=False)
-    return np.concatenate([images.numpy() for images, _ in ds], axis=0)
+    The training pipeline's reader (:func:`~autotransfer.data.images.load_image`, centre crop),
+    so the pixels are the pipeline's, in a pool of threads (Pillow releases the GIL while it
+    decodes and resizes): no TensorFlow, so decoding can run while TensorFlow loads.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from autotransfer.data.images import load_image
+
+    out = np.empty((len(records), size, size, 3), dtype=np.uint8)
+
+    def one(i: int) -> None:
+        out[i] = load_image(Path(root, records[i].path), (size, size))
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        for _ in pool.map(one, range(len(records))):
+            pass
+    return out
 
 
 def _probe_model(plan: ExtractionPlan) -> tuple[Any, list[Any], dict[str, str]]:
@@ -95,17 +109,32 @@ def _probe_model(plan: ExtractionPlan) -> tuple[Any, list[Any], dict[str, str]]:
     return keras.Model(base.inputs, outputs, name=f"probe_{spec.name}"), bn_layers, group_of
 
 
-def extract(plan: ExtractionPlan, images: np.ndarray, batch_size: int = 32) -> dict[str, np.ndarray]:
-    """Build the probe model for ``plan`` and run it over ``images`` (uint8 RGB).
+def extract(plan: ExtractionPlan, images: np.ndarray | Callable[[], np.ndarray],
+            batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Build the probe model for ``plan`` and run it over ``images`` (uint8 RGB; or a callable
+    that returns them, called once the model is built, so that decoding in the background
+    overlaps TensorFlow's start and the model's construction).
 
     Returns ``features`` (N × D), ``probs`` (N × 1000, with a classifier only), and for BN layer
     ``i``: ``bn_mean_i``/``bn_sq_i`` (the data's per-channel mean and mean square) and
     ``bn_moving_mean_i``/``bn_moving_var_i`` (stored), with ``bn_names``, ``bn_groups``, ``bn_eps``,
     and ``seconds_per_image`` (the steady-state forward pass).
     """
+    return extract_with_views(plan, images, None, batch_size)[0]
+
+
+def extract_with_views(plan: ExtractionPlan, images: np.ndarray | Callable[[], np.ndarray],
+                       subset: Sequence[int] | None, batch_size: int = 32
+                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """:func:`extract`, and with ``subset`` (indices of ``images``) :func:`extract_views`' arrays
+    of those images from the same model: one model built and loaded instead of two, and the
+    unrotated views' features are the extraction's own (the model's pooled features, as
+    :func:`extract_views`' backbone without classifier computes them)."""
     import keras
 
     model, bn_layers, group_of = _probe_model(plan)
+    if callable(images):
+        images = images()
     clock: dict[str, float] = {}
     outputs = run_model(model, images, batch_size, clock=clock)
     result: dict[str, np.ndarray] = {"features": np.asarray(outputs.pop(0), dtype=np.float32)}
@@ -122,23 +151,44 @@ def extract(plan: ExtractionPlan, images: np.ndarray, batch_size: int = 32) -> d
     result["bn_names"] = np.asarray([l.name for l in bn_layers], dtype=str)
     result["bn_groups"] = np.asarray([group_of.get(l.name, last_group) for l in bn_layers], dtype=str)
     result["bn_eps"] = np.asarray([float(l.epsilon) for l in bn_layers], dtype=np.float64)
+    views = None
+    if subset is not None:
+        pooled = keras.Model(model.inputs, model.outputs[0])
+        views = _views_of(pooled, images[np.asarray(subset, dtype=int)],
+                          result["features"][np.asarray(subset, dtype=int)], batch_size)
     keras.backend.clear_session(free_memory=True)
-    return result
+    return result, views
 
 
-def extract_views(plan: ExtractionPlan, images: np.ndarray, batch_size: int = 32) -> dict[str, np.ndarray]:
-    """Pooled features of the rotated and mirrored views of ``images`` (see
+def _views_of(pooled: Any, images: np.ndarray, unrotated: np.ndarray | None,
+              batch_size: int) -> dict[str, np.ndarray]:
+    """:func:`extract_views`' arrays from the model ``pooled`` (image → pooled features); the
+    unrotated view's features are ``unrotated`` when given."""
+    from autotransfer.probes.orientation import views
+
+    stacked, view, source = views(images)
+    todo = view != 0 if unrotated is not None else np.ones(len(view), dtype=bool)
+    (computed,) = run_model(pooled, stacked[todo], batch_size)
+    features = np.empty((len(view), computed.shape[1]), dtype=np.float32)
+    features[todo] = computed
+    if unrotated is not None:
+        features[~todo] = unrotated
+    return {"features": features, "view": view, "source": source}
+
+
+def extract_views(plan: ExtractionPlan, images: np.ndarray | Callable[[], np.ndarray],
+                  batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Pooled features of the rotated and mirrored views of ``images`` (or of what a callable
+    returns once the model is built; see :func:`extract`) (see
     :mod:`autotransfer.probes.orientation`), with each view's index and source image."""
     import keras
 
     from autotransfer.backbones.build import build_backbone
-    from autotransfer.probes.orientation import views
 
-    stacked, view, source = views(images)
     model = build_backbone(plan.spec, plan.input_size, weights=plan.weights, include_top=False)
-    (features,) = run_model(model, stacked, batch_size)
+    arrays = _views_of(model, images() if callable(images) else images, None, batch_size)
     keras.backend.clear_session(free_memory=True)
-    return {"features": features.astype(np.float32), "view": view, "source": source}
+    return arrays
 
 
 def run_model(model: Any, images: np.ndarray, batch_size: int = 32,

@@ -58,7 +58,7 @@ class AdaBNCheck(_Model):
     def describe(self) -> str:
         return (f"linear probe {self.linear_probe_accuracy:.1%} with ImageNet's BatchNorm "
                 f"statistics, {self.adapted_linear_probe_accuracy:.1%} with statistics "
-                f"re-estimated on the {self.n_samples} sample images (AdaBN)")
+                f"re-estimated on the sample (AdaBN; {self.n_samples} images)")
 
 
 class BackboneProbe(_Model):

@@ -16,13 +16,16 @@ from autotransfer.backbones.spec import BackboneSpec
 from autotransfer.backbones.weights import WeightStatus, weight_status
 from autotransfer.data.models import DatasetProfile
 from autotransfer.probes.bn_shift import is_folded, overall_shift, shift_by_group
-from autotransfer.probes.cache import FeatureCache, feature_key, weights_identity
+from autotransfer.probes.cache import (FeatureCache, code_digest, feature_key, library_versions,
+                                       weights_identity)
 from autotransfer.probes.extract import ExtractionPlan, plan_extraction
 from autotransfer.probes.imagenet_view import prediction_entropy, top_concepts
-from autotransfer.probes.models import BackboneProbe, BNShift, ImageNetView, ProbeReport
-from autotransfer.probes.orientation import measure_orientation
+from autotransfer.probes.models import (AdaBNCheck, BackboneProbe, BNShift, ImageNetView,
+                                        ProbeReport)
+from autotransfer.probes.orientation import Orientation, measure_orientation
 from autotransfer.probes.precision import policy_scope
-from autotransfer.probes.sample import DEFAULT_PER_CLASS, DEFAULT_TOTAL, sample_records
+from autotransfer.probes.sample import (DEFAULT_PER_CLASS, DEFAULT_TOTAL, SampleImages,
+                                        sample_images, sample_records)
 from autotransfer.probes.transferability import measure_transferability
 
 #: Probed when the user names no backbone and none has weights on this machine (Keras downloads).
@@ -75,77 +78,91 @@ def probe_dataset(
     specs = [get_backbone(name) for name in (backbones or default_candidates())]
     records, classes, labels, hashes = _sample(profile, per_class, total, seed)
     store = _store(cache)
+    images = sample_images(records, profile.root)
+    measured = _measured_id(labels, classes, seed)
 
-    decoded: dict[int, np.ndarray] = {}
-    decode_time = [0.0]
+    plans = {s.name: plan_extraction(s, input_size, weights) for s in specs}
+    keys = {name: _key(plan, hashes, seed, extra=f"top={plan.with_top}")
+            for name, plan in plans.items()}
+    found = {name: _load_record(store, BackboneProbe, keys[name], measured) for name in plans}
+    for name, plan in plans.items():  # decode in the background while TensorFlow starts
+        if found[name] is None and not (store and store.path(keys[name]).is_file()):
+            images.start(plan.input_size)
 
-    def images_at(size: int) -> np.ndarray:
-        if size not in decoded:
-            from autotransfer.probes.extract import decode_sample  # TensorFlow from here on
-
-            say("", f"decoding {len(records)} images at {size}px")
-            t0 = time.perf_counter()
-            decoded[size] = decode_sample(records, profile.root, size)
-            decode_time[0] += time.perf_counter() - t0
-        return decoded[size]
+    orientation = view_arrays = o_plan = o_name = o_key = None
+    subset = _orientation_subset(labels, ORIENTATION_IMAGES)
+    if measure_orientation_with != "none":
+        smallest = min(specs, key=lambda s: s.params)
+        o_name = (smallest.name if measure_orientation_with == "smallest"
+                  else measure_orientation_with)
+        o_plan = plans.get(o_name) or plan_extraction(get_backbone(o_name), input_size, weights)
+        o_key = _key(o_plan, [hashes[i] for i in subset], seed, extra="orientation")
+        orientation = _load_record(store, Orientation, o_key, measured)
+        if orientation is None and store:
+            view_arrays = store.load(o_key)
 
     probes = []
-    plans = {}
     for spec in specs:
-        plan = plans[spec.name] = plan_extraction(spec, input_size, weights)
-        key = _key(plan, hashes, seed, extra=f"top={plan.with_top}")
+        plan, key = plans[spec.name], keys[spec.name]
+        if found[spec.name] is not None:  # features and statistics cached: nothing to compute
+            probes.append(found[spec.name])
+            continue
         arrays = store.load(key) if store else None
         cached = arrays is not None
         extract_s = 0.0
         if arrays is None:
-            images = images_at(plan.input_size)
-            say(spec.name, "extracting features")
+            # the orientation's views from the same model, when they are to be extracted too
+            views = spec.name == o_name and orientation is None and view_arrays is None
+            say(spec.name, "extracting features" + (" and the orientation views" if views else ""))
             t0 = time.perf_counter()
             _seed_random_init(weights, seed)
-            from autotransfer.probes.extract import extract
+            from autotransfer.probes.extract import extract_with_views  # TensorFlow from here on
 
             with policy_scope("float32"):  # the key says float32: never a caller's mixed policy
-                arrays = extract(plan, images)
+                arrays, made = extract_with_views(
+                    plan, lambda: _decoded(images, plan.input_size, say), subset if views else None)
             extract_s = time.perf_counter() - t0
             if store:
                 store.save(key, arrays)
+            if made is not None:
+                view_arrays = made
+                if store:
+                    store.save(o_key, made)  # type: ignore[arg-type]
         say(spec.name, "measuring")
         t0 = time.perf_counter()
-        probes.append(_measure(spec, plan.input_size, arrays, labels, classes, plan.top_note,
-                               seed, extract_s, cached, t0))
+        probe = _measure(spec, plan.input_size, arrays, labels, classes, plan.top_note, seed,
+                         extract_s, cached, t0)
+        _save_record(store, key, measured, probe)
+        probes.append(probe)
 
     for name in adabn_for:
         i = next((i for i, p in enumerate(probes) if p.backbone == name), None)
         if i is not None and probes[i].bn_shift.applicable:
-            probes[i] = _with_adabn(probes[i], plans[name], images_at, hashes, labels, seed,
+            probes[i] = _with_adabn(probes[i], plans[name], images, hashes, labels, seed,
                                     store, say)
 
-    orientation = None
-    if measure_orientation_with != "none":
-        smallest = min(specs, key=lambda s: s.params)
-        name = smallest.name if measure_orientation_with == "smallest" else measure_orientation_with
-        plan = plans.get(name) or plan_extraction(get_backbone(name), input_size, weights)
-        subset = _orientation_subset(labels, ORIENTATION_IMAGES)
-        key = _key(plan, [hashes[i] for i in subset], seed, extra="orientation")
-        arrays = store.load(key) if store else None
-        if arrays is None:
-            images = images_at(plan.input_size)[subset]
-            say(name, f"measuring orientation on {len(subset)} images × 5 views")
+    if o_plan is not None and orientation is None:
+        if view_arrays is None:
+            images.start(o_plan.input_size)
+            say(o_name, f"measuring orientation on {len(subset)} images × 5 views")
             _seed_random_init(weights, seed)
             from autotransfer.probes.extract import extract_views
 
+            size = o_plan.input_size
             with policy_scope("float32"):
-                arrays = extract_views(plan, images)
+                view_arrays = extract_views(o_plan, lambda: _decoded(images, size, say)[subset])
             if store:
-                store.save(key, arrays)
-        orientation = measure_orientation(name, arrays["features"], arrays["view"], arrays["source"])
+                store.save(o_key, view_arrays)  # type: ignore[arg-type]
+        orientation = measure_orientation(o_name, view_arrays["features"], view_arrays["view"],
+                                          view_arrays["source"])
+        _save_record(store, o_key, measured, orientation)  # type: ignore[arg-type]
     return ProbeReport(
         root=profile.root,
         seed=seed,
         weights="none" if weights is None else weights,
         n_samples=len(records),
         sample_per_class=dict(sorted(Counter(r.label for r in records).items())),
-        decode_s=round(decode_time[0], 3),
+        decode_s=round(images.decode_s, 3),
         elapsed_s=round(time.perf_counter() - started, 3),
         probes=probes,
         orientation=orientation,
@@ -165,16 +182,10 @@ def measure_adabn(report: ProbeReport, profile: DatasetProfile, backbone: str, *
         return report
     say = progress or (lambda backbone, what: None)
     records, labels, hashes = _probed_sample(profile, probe, per_class, total, report.seed)
-
-    def images_at(size: int) -> np.ndarray:
-        from autotransfer.probes.extract import decode_sample
-
-        return decode_sample(records, profile.root, size)
-
     plan = plan_extraction(get_backbone(backbone), probe.input_size, weights)
     probes = list(report.probes)
-    probes[i] = _with_adabn(probe, plan, images_at, hashes, labels, report.seed, _store(cache),
-                            say)
+    probes[i] = _with_adabn(probe, plan, sample_images(records, profile.root), hashes, labels,
+                            report.seed, _store(cache), say)
     return report.model_copy(update={"probes": probes})
 
 
@@ -207,15 +218,14 @@ def measure_precision(report: ProbeReport, profile: DatasetProfile, backbone: st
                 measured=False, reason="a GPU is present: training uses the GPU's own mixed "
                 "precision (mixed_float16), so bfloat16 on the CPU is not in question")
             return _with_probe(report, i, probe.model_copy(update={"precision": check}))
-        from autotransfer.probes.extract import decode_sample
-
         say(backbone, "timing the forward pass in float32 and mixed_bfloat16")
         t0 = time.perf_counter()
         timed = (TIMED_BATCHES + 1) * 32  # decode the rest only if bfloat16 is faster
-        images = decode_sample(records[:timed], profile.root, plan.input_size)
+        decoded = sample_images(records, profile.root)
+        images = decoded.at(plan.input_size, timed)
         _seed_random_init(weights, report.seed)
         arrays = extract_timed(plan, images, sample=lambda: images if len(records) <= timed
-                               else decode_sample(records, profile.root, plan.input_size))
+                               else decoded.at(plan.input_size))
         seconds = time.perf_counter() - t0
         if store:
             store.save(key, arrays)
@@ -232,11 +242,13 @@ def measure_step(report: ProbeReport, profile: DatasetProfile, backbone: str, *,
                  input_size: int, trainable_from: int, batch_size: int, bn_frozen: bool,
                  mixes: bool, precision: str = "float32", per_class: int = DEFAULT_PER_CLASS,
                  total: int = DEFAULT_TOTAL, cache: FeatureCache | bool = True,
-                 progress: ProgressCallback | None = None) -> ProbeReport:
+                 progress: ProgressCallback | None = None,
+                 augmentation: Any = None) -> ProbeReport:
     """``report`` with one training step of ``backbone`` timed as the trainer would run the
     recipe (its input size, batch size, deepest ``trainable_from``, BatchNorm policy, precision
     ``float32`` or ``bfloat16``, and whether it mixes images), on the probe's sample (pass its ``per_class`` and ``total``); see
-    :mod:`.step_time`. Cached with the probe's features; unchanged when this step is already
+    :mod:`.step_time`. With the recipe's ``augmentation``, its image transform is timed too
+    (the input pipeline's share of an uncached epoch). Cached with the probe's features; unchanged when this step is already
     timed."""
     from autotransfer.probes.precision import KERAS_POLICIES
     from autotransfer.probes.step_time import TIMED_STEPS, step_timing, time_training_step
@@ -255,25 +267,32 @@ def measure_step(report: ProbeReport, profile: DatasetProfile, backbone: str, *,
     store = _store(cache)
     key = _key(plan, hashes, report.seed,
                extra=f"train-step:from={trainable_from}:batch={batch_size}:bn_frozen={bn_frozen}"
-                     f":mixes={mixes}:n_train={n_train}:precision={precision}:v3")
+                     f":mixes={mixes}:n_train={n_train}:precision={precision}"
+                     f":aug={_augmentation_key(augmentation)}:v4")
     arrays = store.load(key) if store else None
     seconds = 0.0
     if arrays is None:
-        from autotransfer.probes.extract import decode_sample
-
         say(backbone, f"timing a training step from group {trainable_from} at {input_size} px")
         t0 = time.perf_counter()
-        images = decode_sample(records[:(TIMED_STEPS + 1) * batch_size], profile.root,
-                               input_size)
+        images = sample_images(records, profile.root).at(input_size,
+                                                         (TIMED_STEPS + 1) * batch_size)
         with policy_scope(KERAS_POLICIES.get(precision, "float32")):
             arrays = time_training_step(plan.spec, images, len(np.unique(labels)),
                                         trainable_from, batch_size=batch_size,
-                                        bn_frozen=bn_frozen, mixes=mixes, n_train=n_train)
+                                        bn_frozen=bn_frozen, mixes=mixes, n_train=n_train,
+                                        augmentation=augmentation)
         seconds = time.perf_counter() - t0
         if store:
             store.save(key, arrays)
     step = step_timing(arrays, seconds=seconds, **setting)
     return _with_probe(report, i, probe.model_copy(update={"step": step}))
+
+
+def _augmentation_key(augmentation: Any) -> str:
+    """The augmentation's settings in a cache key (a pydantic model, or None: not timed)."""
+    if augmentation is None:
+        return "none"
+    return ",".join(f"{k}={v}" for k, v in sorted(augmentation.model_dump().items()))
 
 
 def _with_probe(report: ProbeReport, i: int, probe: BackboneProbe) -> ProbeReport:
@@ -296,27 +315,85 @@ def _store(cache: FeatureCache | bool) -> FeatureCache | None:
     return FeatureCache() if cache is True else (cache or None)
 
 
-def _with_adabn(probe: BackboneProbe, plan: ExtractionPlan, images_at: Callable[[int], np.ndarray],
+def _with_adabn(probe: BackboneProbe, plan: ExtractionPlan, images: SampleImages,
                 hashes: list[str], labels: np.ndarray, seed: int, store: FeatureCache | None,
                 say: ProgressCallback) -> BackboneProbe:
-    from autotransfer.probes.adabn_check import adapted_features, compare
+    from autotransfer.probes.adabn_check import ADAPT_IMAGES, adapted_features, compare
 
-    key = _key(plan, hashes, seed, extra="adabn")
+    key = _key(plan, hashes, seed, extra=f"adabn:on={ADAPT_IMAGES}")
+    t = probe.transferability
+    measured = (f"{_measured_id(labels, [], seed)}|{t.linear_probe_accuracy!r}|"
+                f"{t.knn_accuracy!r}|{code_digest('autotransfer.probes.adabn_check')}")
+    check = _load_record(store, AdaBNCheck, key, measured)
+    if check is not None:
+        return probe.model_copy(update={"adabn": check})
     arrays = store.load(key) if store else None
     seconds = 0.0
     if arrays is None:
-        images = images_at(plan.input_size)
+        images.start(plan.input_size)
         say(probe.backbone, "re-estimating BatchNorm statistics (AdaBN) and extracting again")
         t0 = time.perf_counter()
         with policy_scope("float32"):
-            arrays = {"features": adapted_features(plan, images)}
+            arrays = {"features": adapted_features(plan, _decoded(images, plan.input_size,
+                                                                  say))}
         seconds = time.perf_counter() - t0
         if store:
             store.save(key, arrays)
-    t = probe.transferability
     check = compare(arrays["features"], labels, imagenet_linear=t.linear_probe_accuracy,
                     imagenet_knn=t.knn_accuracy, seed=seed, seconds=seconds)
+    _save_record(store, key, measured, check)
     return probe.model_copy(update={"adabn": check})
+
+
+#: The code that turns cached features into a probe's figures: a change to it is a cache miss.
+MEASURING_MODULES = ("autotransfer.probes.probe", "autotransfer.probes.models",
+                     "autotransfer.probes.transferability", "autotransfer.probes.logme",
+                     "autotransfer.probes.bn_shift", "autotransfer.probes.imagenet_view",
+                     "autotransfer.probes.orientation", "autotransfer.probes.precision",
+                     "autotransfer.probes.step_time", "autotransfer.probes.domain_gap",
+                     "autotransfer.backbones.imagenet_labels")
+#: ... and the libraries it uses.
+MEASURING_LIBRARIES = ("numpy", "scipy", "scikit-learn", "pydantic")
+
+
+def _measured_id(labels: np.ndarray, classes: list[str], seed: int) -> str:
+    """What a probe's figures depend on besides its features: the sample's labels and class
+    names, the seed (folds), and the measuring code and libraries."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update("\0".join(classes).encode() + b"\1" + np.asarray(labels, np.int64).tobytes())
+    h.update(f"{seed}|{code_digest(*MEASURING_MODULES)}|"
+             f"{library_versions(MEASURING_LIBRARIES)}".encode())
+    return h.hexdigest()
+
+
+def _load_record(store: FeatureCache | None, kind: type[Any], key: str, measured: str) -> Any:
+    """The figures measured on the features of ``key`` and cached (marked as cached), or None."""
+    text = store.load_json(feature_key([key, measured], "measured", "", 0)) if store else None
+    if text is None:
+        return None
+    try:
+        record = kind.model_validate_json(text)
+    except ValueError:  # an entry of an older shape: measured again
+        return None
+    if isinstance(record, BackboneProbe):
+        record = record.model_copy(update={"cached": True, "extract_s": 0.0, "measure_s": 0.0})
+    elif isinstance(record, AdaBNCheck):
+        record = record.model_copy(update={"seconds": 0.0})  # its documented "cached"
+    return record
+
+
+def _save_record(store: FeatureCache | None, key: str, measured: str, record: Any) -> None:
+    if store:
+        store.save_json(feature_key([key, measured], "measured", "", 0),
+                        record.model_dump_json())
+
+
+def _decoded(images: SampleImages, size: int, say: ProgressCallback) -> np.ndarray:
+    if not images.ready(size):
+        say("", f"decoding {len(images.records)} images at {size}px")
+    return images.at(size)
 
 
 def _key(plan: ExtractionPlan, hashes: list[str], seed: int, extra: str) -> str:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
 
 from autotransfer.data.models import DatasetProfile, ImageRecord
 from autotransfer.errors import InvalidParameterError
@@ -43,3 +48,71 @@ def sample_records(
         picked = members if len(members) <= share else rng.sample(members, share)
         chosen.extend(sorted(picked, key=lambda r: r.path))
     return chosen
+
+
+class SampleImages:
+    """The sample's images, decoded once per input size in a background thread.
+
+    :meth:`start` begins decoding at once (no TensorFlow: :func:`.extract.decode_sample`), so it
+    overlaps TensorFlow's start and the model's construction; :meth:`at` waits for the result.
+    The last sample decoded is kept for the later measurements of the same process (AdaBN,
+    precision, step timing: :func:`sample_images`) until :func:`forget_sample_images`.
+    """
+
+    def __init__(self, records: list[ImageRecord], root: str) -> None:
+        self.records = list(records)
+        self.root = root
+        self.identity = (root, tuple((r.path, r.sha) for r in self.records))
+        self.decode_s = 0.0  # seconds spent decoding (in the background thread)
+        self._futures: dict[int, Future[np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def start(self, size: int) -> None:
+        """Begin decoding at ``size`` (once)."""
+        with self._lock:
+            if size not in self._futures:
+                self._futures[size] = _BACKGROUND.submit(self._decode, size)
+
+    def ready(self, size: int) -> bool:
+        """Whether the images at ``size`` are decoded (:meth:`at` returns at once)."""
+        future = self._futures.get(size)
+        return future is not None and future.done()
+
+    def at(self, size: int, n: int | None = None) -> np.ndarray:
+        """The first ``n`` (all) images at ``size``, read-only; only those are decoded when the
+        whole sample is not decoded or decoding at that size."""
+        if n is not None and n < len(self.records) and size not in self._futures:
+            from autotransfer.probes.extract import decode_sample
+
+            return decode_sample(self.records[:n], self.root, size)
+        self.start(size)
+        return self._futures[size].result()[:n]
+
+    def _decode(self, size: int) -> np.ndarray:
+        from autotransfer.probes.extract import decode_sample
+
+        t0 = time.perf_counter()
+        images = decode_sample(self.records, self.root, size)
+        images.flags.writeable = False
+        self.decode_s += time.perf_counter() - t0
+        return images
+
+
+_BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autotransfer-decode")
+_last: SampleImages | None = None
+
+
+def sample_images(records: list[ImageRecord], root: str) -> SampleImages:
+    """The decoded images of ``records`` under ``root``: the last ones kept when they are the
+    same files (same paths and contents), else a new :class:`SampleImages` (then kept)."""
+    global _last
+    fresh = SampleImages(records, root)
+    if _last is None or _last.identity != fresh.identity:
+        _last = fresh
+    return _last
+
+
+def forget_sample_images() -> None:
+    """Release the kept decoded images (the advisor calls it when it has measured)."""
+    global _last
+    _last = None

@@ -47,3 +47,36 @@ def test_measure_adabn_leaves_a_backbone_without_bn_statistics_alone_and_checks_
     check = measured.get("test_tiny").adabn
     assert check is not None and check.n_samples == 8 and check.seconds > 0
     assert check.linear_probe_accuracy == report.get("test_tiny").transferability.linear_probe_accuracy
+
+
+def test_the_statistics_come_from_an_even_spread_subset_and_every_image_is_extracted():
+    from autotransfer.probes.adabn_check import adaptation_subset
+
+    picked = adaptation_subset(640, 256)
+    assert len(picked) == 256 and picked[0] == 0 and picked[-1] == 639
+    assert np.all(np.diff(picked) >= 2) and np.all(np.diff(picked) <= 3)  # no class left out
+    assert list(adaptation_subset(5, 256)) == [0, 1, 2, 3, 4]
+
+    keras = pytest.importorskip("keras")
+    import tensorflow as tf
+
+    from autotransfer.backbones.adabn import adapt_batchnorm
+    from autotransfer.backbones.build import build_backbone
+    from autotransfer.backbones.catalog import get_backbone
+    from autotransfer.probes.adabn_check import adapted_features
+    from autotransfer.probes.extract import plan_extraction, run_model
+
+    plan = plan_extraction(get_backbone("test_tiny"), weights=None)
+    images = np.random.default_rng(1).integers(0, 256, size=(12, 32, 32, 3), dtype=np.uint8)
+    images[::2] //= 4  # two kinds of image: the subset's statistics differ from the whole's
+    keras.utils.set_random_seed(0)
+    features = adapted_features(plan, images, batch_size=4, adapt_images=4)
+    keras.utils.set_random_seed(0)
+    model = build_backbone(plan.spec, plan.input_size, weights=None)
+    adapt_batchnorm(model, tf.data.Dataset.from_tensor_slices(images[[0, 4, 7, 11]]).batch(4))
+    (expected,) = run_model(model, images, 4)
+    assert features.shape == (12, 32)
+    np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)
+    keras.utils.set_random_seed(0)
+    whole = adapted_features(plan, images, batch_size=4, adapt_images=12)
+    assert not np.allclose(whole, features)

@@ -45,3 +45,26 @@ def test_weights_identity_follows_content(tmp_path):
     second.write_bytes(b"weights two")
     assert weights_identity(first, "x") != weights_identity(second, "x")
     assert weights_identity(None, "download:url") == "download:url"
+
+
+def test_keys_follow_the_library_versions_and_the_measuring_code(tmp_path, monkeypatch):
+    import autotransfer.probes.cache as cache_module
+    from autotransfer.probes.cache import code_digest, library_versions
+
+    assert "keras==" in library_versions() and "numpy==" in library_versions()
+    key = feature_key(["a"], "b", "w", 1)
+    monkeypatch.setattr(cache_module, "library_versions", lambda *names: "keras==0.0.1")
+    assert feature_key(["a"], "b", "w", 1) != key
+    (tmp_path / "measuring_mod_x.py").write_text("A = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = code_digest("measuring_mod_x")
+    (tmp_path / "measuring_mod_x.py").write_text("A = 2\n")
+    assert code_digest("measuring_mod_x") != before
+
+
+def test_json_records_round_trip_and_are_not_confused_with_arrays(tmp_path):
+    cache = FeatureCache(tmp_path)
+    cache.save_json("k", '{"a": 1}')
+    assert cache.load_json("k") == '{"a": 1}'
+    cache.save("arrays", {"features": np.ones(2)})
+    assert cache.load_json("arrays") is None and cache.load_json("absent") is None

@@ -39,6 +39,24 @@ def test_extracted_bn_statistics_equal_the_activations_measured_directly():
     assert set(arrays["bn_groups"]) <= set(get_backbone("test_tiny").group_names)
 
 
+def test_the_orientation_views_from_the_probe_model_equal_those_of_their_own_model():
+    from autotransfer.probes.extract import extract_views, extract_with_views
+
+    plan = plan_extraction(get_backbone("test_tiny"), weights=None)
+    images = np.random.default_rng(2).integers(0, 256, size=(9, 32, 32, 3), dtype=np.uint8)
+    keras.utils.set_random_seed(0)
+    arrays, views = extract_with_views(plan, lambda: images, [1, 4, 8], batch_size=4)
+    keras.utils.set_random_seed(0)
+    alone = extract_views(plan, images[[1, 4, 8]], batch_size=4)
+    keras.utils.set_random_seed(0)
+    assert extract_with_views(plan, images, None)[1] is None
+    np.testing.assert_array_equal(views["view"], alone["view"])
+    np.testing.assert_array_equal(views["source"], alone["source"])
+    np.testing.assert_allclose(views["features"], alone["features"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(views["features"][views["view"] == 0],
+                                  arrays["features"][[1, 4, 8]])  # the extraction's own
+
+
 def test_probe_report_cache_hit_and_corrupt_entry_rebuilt(dataset, tmp_path):
     cache = FeatureCache(tmp_path / "cache")
     first = probe_dataset(dataset, ["test_tiny"], weights=None, per_class=6, cache=cache)
@@ -53,13 +71,65 @@ def test_probe_report_cache_hit_and_corrupt_entry_rebuilt(dataset, tmp_path):
     assert second.get("test_tiny").transferability == probe.transferability
 
     entries = list((tmp_path / "cache").iterdir())
-    assert len(entries) == 2  # the features, and the rotated/mirrored views for orientation
+    assert len(entries) == 4  # features, rotated/mirrored views, and the figures of each
     for entry in entries:
         entry.write_bytes(entry.read_bytes()[:100])
     third = probe_dataset(dataset, ["test_tiny"], weights=None, per_class=6, cache=cache)
     assert not third.get("test_tiny").cached
     assert third.get("test_tiny").transferability == probe.transferability
     assert third.orientation == first.orientation
+
+
+def test_a_warm_probe_loads_no_tensorflow_and_computes_nothing(dataset, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    cache = FeatureCache(tmp_path / "cache")
+    cold = probe_dataset(dataset, ["test_tiny"], weights=None, per_class=6, cache=cache)
+    script = (
+        "import json, sys\n"
+        "from autotransfer.probes.cache import FeatureCache\n"
+        "from autotransfer.probes.probe import probe_dataset\n"
+        f"r = probe_dataset({str(dataset)!r}, ['test_tiny'], weights=None, per_class=6, "
+        f"cache=FeatureCache({str(tmp_path / 'cache')!r}))\n"
+        "heavy = sorted(m for m in ('tensorflow', 'keras', 'sklearn') if m in sys.modules)\n"
+        "print(json.dumps({'heavy': heavy, 'report': r.model_dump(mode='json')}))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=True)
+    warm = json.loads(done.stdout.strip().splitlines()[-1])
+    assert warm["heavy"] == []
+    probe = warm["report"]["probes"][0]
+    assert probe["cached"] and probe["extract_s"] == 0
+    assert probe["transferability"] == cold.get("test_tiny").model_dump(mode="json")[
+        "transferability"]
+    assert warm["report"]["orientation"] == cold.model_dump(mode="json")["orientation"]
+
+
+def test_the_cached_figures_follow_the_labels_and_the_library_versions(dataset, tmp_path,
+                                                                      monkeypatch):
+    import shutil
+
+    import autotransfer.probes.cache as cache_module
+    import autotransfer.probes.probe as probe_module
+
+    calls = []
+    measure = probe_module.measure_transferability
+    monkeypatch.setattr(probe_module, "measure_transferability",
+                        lambda *a, **k: calls.append(1) or measure(*a, **k))
+    cache = FeatureCache(tmp_path / "cache")
+    args = dict(weights=None, per_class=6, cache=cache, measure_orientation_with="none")
+    probe_dataset(dataset, ["test_tiny"], **args)
+    probe_dataset(dataset, ["test_tiny"], **args)
+    assert len(calls) == 1  # the figures were cached with the features
+    relabelled = tmp_path / "relabelled"  # the same files under other class names
+    shutil.copytree(dataset, relabelled)
+    (relabelled / "c").rename(relabelled / "d")  # same order, another name
+    again = probe_dataset(relabelled, ["test_tiny"], **args).get("test_tiny")
+    assert len(calls) == 2 and again.cached  # same images: features reused, figures measured
+    monkeypatch.setattr(cache_module, "library_versions", lambda *names: "keras==99")
+    upgraded = probe_dataset(dataset, ["test_tiny"], **args).get("test_tiny")
+    assert len(calls) == 3 and not upgraded.cached  # another library version: extracted again
 
 
 def test_unknown_backbone_is_a_clear_error(dataset):

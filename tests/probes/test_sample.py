@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+
 import pytest
 
 from autotransfer.data.profile import profile_dataset
@@ -39,3 +41,23 @@ def test_seeded_and_independent_of_listing_order(profile):
 def test_too_small_a_sample_is_refused(profile):
     with pytest.raises(InvalidParameterError, match="at least 2 images per class"):
         sample_records(profile, per_class=1)
+
+
+def test_sample_images_are_decoded_once_and_kept_for_the_same_files(profile):
+    from autotransfer.data.images import load_image
+    from autotransfer.probes.sample import forget_sample_images, sample_images
+
+    records = sample_records(profile, per_class=4, total=100)
+    decoded = sample_images(records, profile.root)
+    decoded.start(16)
+    images = decoded.at(16)
+    assert images.shape == (len(records), 16, 16, 3) and images.dtype == np.uint8
+    assert not images.flags.writeable and decoded.decode_s > 0
+    np.testing.assert_array_equal(images[5], load_image(f"{profile.root}/{records[5].path}", 16))
+    assert sample_images(list(records), profile.root) is decoded  # same files: kept
+    assert np.shares_memory(decoded.at(16, 3), images)  # a prefix of what is decoded: not decoded again
+    assert decoded.at(8, 3).shape == (3, 8, 8, 3)  # another size: only those three
+    assert 8 not in decoded._futures
+    assert sample_images(records[1:], profile.root) is not decoded  # other files: a new sample
+    forget_sample_images()
+    assert sample_images(records[1:], profile.root) is not sample_images(records, profile.root)
