@@ -206,7 +206,8 @@ class PhaseExecutor:
             self.clf, self.recipe.phases[p].trainable_from, views, self.inputs, augmentation,
             self.recipe.seed, p, state.batch_size,
             state_key=prefix_state_key(self.recipe, self.inputs, adabn, state.batch_size),
-            shareable=prefix_shareable(self.recipe, p), verbose=self.verbose)
+            shareable=prefix_shareable(self.recipe, p), verbose=self.verbose,
+            callbacks=tuple(self.callbacks))
 
     def _features(self, state: ExecState, plan: CachePlan,
                   augmentation: Any) -> tuple[FrozenFeatures, FeatureUse]:

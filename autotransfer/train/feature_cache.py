@@ -106,6 +106,9 @@ class FeatureRequest:
     state_key: str = ""
     shareable: bool = False
     verbose: int = 0
+    #: the run's callbacks; a source may pass some of them to its ``predict`` passes (a search's
+    #: store its trial deadlines), never all (``predict`` would rebind them to the prefix)
+    callbacks: tuple[Any, ...] = ()
 
     def prefix(self) -> keras.Model:
         return keras.Model(self.clf.model.input, self.clf.boundary(self.trainable_from),
@@ -123,10 +126,13 @@ class FeatureRequest:
         return self.inputs.eval_set("val", self.batch_size).map(lambda x, y: x)
 
 
-def predict_features(prefix: keras.Model, ds: tf.data.Dataset, verbose: int = 0) -> np.ndarray:
+def predict_features(prefix: keras.Model, ds: tf.data.Dataset, verbose: int = 0,
+                     callbacks: Sequence[Any] = ()) -> np.ndarray:
+    """``prefix``'s outputs on ``ds``; ``callbacks`` see the pass (a trial's deadline stops it)."""
     # float32 even under mixed_bfloat16 (exact: bfloat16 values are float32 values), so that
     # the exact head's statistics are not accumulated in bfloat16
-    return np.asarray(prefix.predict(ds, verbose=verbose), dtype=np.float32)
+    return np.asarray(prefix.predict(ds, verbose=verbose, callbacks=list(callbacks)),
+                      dtype=np.float32)
 
 
 class FrozenFeatures:
@@ -174,13 +180,14 @@ class FeatureSource(Protocol):
         ...
 
 
-def compute_features(request: FeatureRequest) -> FrozenFeatures:
-    """Compute the request's views and validation features (nothing reused)."""
+def compute_features(request: FeatureRequest, callbacks: Sequence[Any] = ()) -> FrozenFeatures:
+    """Compute the request's views and validation features (nothing reused), ``callbacks``
+    seeing each pass."""
     started = time.perf_counter()
     prefix = request.prefix()
-    views = [predict_features(prefix, request.view_data(v), request.verbose)
+    views = [predict_features(prefix, request.view_data(v), request.verbose, callbacks)
              for v in range(request.views)]
-    val = predict_features(prefix, request.val_data(), request.verbose)
+    val = predict_features(prefix, request.val_data(), request.verbose, callbacks)
     return FrozenFeatures(views, val, request.inputs,
                           build_seconds=time.perf_counter() - started)
 

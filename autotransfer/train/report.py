@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,27 @@ def left_out_summary(metrics: dict[str, Any]) -> str:
     return f"Left out {len(left_out)} of {total} files: {count_codes(left_out)}."
 
 
+#: characters that start Markdown markup inside a line (emphasis, code, links, autolinks, entities,
+#: strikethrough, table cells); a backslash makes each one literal (CommonMark's escapes)
+_MARKUP = re.compile(r"([\\`*_\[\]<>&~|])")
+
+
+def markdown_literal(text: str) -> str:
+    """``text`` on one line with every Markdown markup character backslash-escaped, so a file's
+    message shows as written in report.md's table and in report.html."""
+    return _MARKUP.sub(r"\\\1", " ".join(text.splitlines()))
+
+
+def markdown_code(text: str) -> str:
+    """``text`` as a one-line code span for a table cell: shown literally, whatever it holds
+    (a fence longer than any run of backticks in it; ``|`` escaped, as tables need even there)."""
+    text = " ".join(text.splitlines())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    if text[:1] in "` " or text[-1:] in "` ":  # CommonMark strips one space each side
+        text = f" {text} "
+    return fence + text.replace("|", "\\|") + fence
+
+
 def _left_out_section(metrics: dict[str, Any]) -> list[str]:
     if "left_out" not in metrics:  # a run made before files left out were recorded
         return []
@@ -85,8 +107,8 @@ def _left_out_section(metrics: dict[str, Any]) -> list[str]:
     lines = ["", f"**{left_out_summary(metrics)}**", "", "| file | reason | what to do |",
              "| --- | --- | --- |"]
     for p in left_out[:REPORT_LEFT_OUT_ROWS]:
-        cells = [p["path"], f"{p['code']}: {p['message']}", p["hint"]]
-        cells = [c.replace("|", "\\|").replace("\n", " ") for c in cells]
+        cells = [markdown_code(p["path"]), markdown_literal(f"{p['code']}: {p['message']}"),
+                 markdown_literal(p["hint"])]
         lines.append("| " + " | ".join(cells) + " |")
     if len(left_out) > REPORT_LEFT_OUT_ROWS:
         lines.append(f"\n… and {len(left_out) - REPORT_LEFT_OUT_ROWS} more: every one is listed "

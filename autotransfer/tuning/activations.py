@@ -191,11 +191,14 @@ class ActivationStore:
         from autotransfer.train.executor import images_key
         from autotransfer.train.feature_cache import (FrozenFeatures, compute_features,
                                                       predict_features)
+        from autotransfer.tuning.hypermodel import Deadline
 
+        # a trial past its deadline stops during these passes, not at the next fit's start
+        deadlines = [c for c in request.callbacks if isinstance(c, Deadline)]
         if not request.shareable:
             self.misses += 1
             self.extractions += request.views + 1
-            return compute_features(request)
+            return compute_features(request, deadlines)
         started = time.perf_counter()
         splits = request.inputs.splits
         base = _key(request.state_key, request.trainable_from, request.batch_size)
@@ -205,7 +208,7 @@ class ActivationStore:
             nonlocal prefix
             prefix = prefix if prefix is not None else request.prefix()
             self.extractions += 1
-            return predict_features(prefix, ds, request.verbose)
+            return predict_features(prefix, ds, request.verbose, deadlines)
 
         reused = 0.0
         hit = False

@@ -58,7 +58,7 @@ def test_train_names_every_file_it_leaves_out(flawed, capsys):
     report = (out / "report.md").read_text()
     assert "Left out 6 of 24 files" in report
     for path in left:
-        assert f"| {path} |" in report
+        assert f"| `{path}` |" in report  # a code span: the name shows as written
 
 
 def test_evaluate_names_every_file_it_leaves_out(flawed, capsys):

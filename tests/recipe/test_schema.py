@@ -64,3 +64,34 @@ def test_syntax_errors_and_missing_files_name_the_file(tmp_path):
     deep.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(InvalidConfigError, match="deep.json' is not valid JSON"):
         load_recipe(deep)
+
+
+@pytest.mark.parametrize(("line", "where", "kind"), [
+    ("epochs: true", "phases.0.epochs", "whole number"),
+    ("learning_rate: false", "phases.0.learning_rate", "number"),
+    ("group_lr_multipliers: [1, 1, 1, 1, true]", "phases.0.group_lr_multipliers", "number"),
+])
+def test_booleans_are_refused_in_number_fields(tmp_path, line, where, kind):
+    """Pydantic reads ``true`` as 1: ``epochs: true`` would quietly train one epoch."""
+    fields = {"name": "head", "epochs": 2, "trainable_from": 5, "learning_rate": 0.001}
+    key = line.split(":")[0]
+    body = ", ".join(f"{k}: {v}" for k, v in fields.items() if k != key)
+    path = tmp_path / "bool.yaml"
+    path.write_text(f"backbone: {{name: mobilenet_v2, input_size: 96}}\n"
+                    f"phases:\n  - {{{body}, {line}}}\n")
+    with pytest.raises(InvalidConfigError) as info:
+        load_recipe(path)
+    text = str(info.value)
+    assert f"{path}: {where}: expects a {kind}, not true/false" in text
+    assert f"write the {kind} itself" in text
+
+
+def test_number_fields_refuse_booleans_in_every_section():
+    base = recipe().model_dump()
+    for section, key in (("data", "batch_size"), ("head", "lbfgs_c"), ("head", "dropout"),
+                         ("domain_adaptation", "weight"), ("augmentation", "zoom")):
+        data = {**base, section: {**base[section], key: True}}
+        with pytest.raises(ValueError, match=f"{key}\n.*expects a (whole )?number"):
+            Recipe.model_validate(data)
+    assert Recipe.model_validate({**base, "data": {**base["data"], "crop": False}})  # a bool field
+    assert Recipe.model_validate({**base, "seed": 3}).seed == 3
