@@ -21,20 +21,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from autotransfer.probes.extract import ExtractionPlan, run_model
+from autotransfer.probes.extract import BN_IMAGES, ExtractionPlan, run_model, stats_subset
 from autotransfer.probes.models import AdaBNCheck
 from autotransfer.probes.transferability import knn_accuracy, linear_probe_accuracy
 
-
-#: Sample images on which the BN statistics are re-estimated (see the module's docstring).
-ADAPT_IMAGES = 256
-
-
-def adaptation_subset(n: int, limit: int = ADAPT_IMAGES) -> np.ndarray:
-    """Indices of at most ``limit`` of ``n`` images, evenly spaced over them."""
-    if n <= limit:
-        return np.arange(n)
-    return np.unique(np.linspace(0, n - 1, limit).round().astype(int))
+#: Sample images on which the BN statistics are re-estimated (see the module's docstring): the
+#: same subset rule as the probe's BN-shift statistics (:func:`.extract.stats_subset`).
+ADAPT_IMAGES = BN_IMAGES
+adaptation_subset = stats_subset
 
 
 def adapted_features(plan: ExtractionPlan, images: np.ndarray, batch_size: int = 32,

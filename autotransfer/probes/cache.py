@@ -26,7 +26,7 @@ import numpy as np
 from autotransfer._io import atomic_write_bytes
 
 #: Bump when what extraction computes changes, to invalidate old entries.
-EXTRACTION_VERSION = "1"
+EXTRACTION_VERSION = "2"  # 2: BN statistics on an evenly spread subset of the sample
 _DIGEST = "__digest__"
 _JSON = "json"
 

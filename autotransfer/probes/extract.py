@@ -3,8 +3,12 @@
 A multi-output Keras model returns, for each image, the pooled features, the ImageNet class
 probabilities (when the backbone's classifier weights are available) and, for every BatchNorm
 layer, the per-channel mean and mean square of its input — small vectors, so the activations
-themselves are never kept. Everything a probe needs, including each BN layer's stored statistics
-and layer group, goes into one dict of arrays, so a cached extraction needs no model at all.
+themselves are never kept. The BN statistics are measured on ``BN_IMAGES`` of the sample's
+images, evenly spread over it (:func:`stats_subset`): a per-channel mean and variance need far
+fewer images than the features, and the in-graph reductions cost about 40 % of the forward pass;
+the other images go through a model over the same layers without them. Everything a probe needs,
+including each BN layer's stored statistics and layer group, goes into one dict of arrays, so a
+cached extraction needs no model at all.
 """
 
 from __future__ import annotations
@@ -25,6 +29,17 @@ from autotransfer.probes.bn_shift import BNLayerStats
 
 # TensorFlow and Keras are imported inside the functions that run models, so that planning and
 # reading cached extractions (a warm probe) never pay for importing them.
+
+#: Sample images on which BatchNorm input statistics are measured (the BN shift here, AdaBN's
+#: re-estimation in :mod:`.adabn_check`): evenly spread over the sample, which is sorted by class.
+BN_IMAGES = 256
+
+
+def stats_subset(n: int, limit: int = BN_IMAGES) -> np.ndarray:
+    """Indices of at most ``limit`` of ``n`` images, evenly spaced over them (sorted)."""
+    if n <= limit:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(int))
 
 
 @dataclass(frozen=True)
@@ -101,30 +116,28 @@ def _probe_model(plan: ExtractionPlan) -> tuple[Any, list[Any], dict[str, str]]:
         outputs = [base.output]
     group_of = {name: g.name for g in layer_group_ranges(base, spec) for name in g.layers}
     bn_layers = [l for l in base.layers if isinstance(l, keras.layers.BatchNormalization)]
-    for layer in bn_layers:
-        x = keras.ops.cast(layer.input, "float32")
-        axes = tuple(range(1, len(x.shape) - 1))
-        outputs.append(keras.ops.mean(x, axis=axes) if axes else x)
-        outputs.append(keras.ops.mean(keras.ops.square(x), axis=axes) if axes else keras.ops.square(x))
+    outputs += [layer.input for layer in bn_layers]  # reduced in the forward pass (_run_probe)
     return keras.Model(base.inputs, outputs, name=f"probe_{spec.name}"), bn_layers, group_of
 
 
 def extract(plan: ExtractionPlan, images: np.ndarray | Callable[[], np.ndarray],
-            batch_size: int = 32) -> dict[str, np.ndarray]:
+            batch_size: int = 32, bn_images: int = BN_IMAGES) -> dict[str, np.ndarray]:
     """Build the probe model for ``plan`` and run it over ``images`` (uint8 RGB; or a callable
     that returns them, called once the model is built, so that decoding in the background
     overlaps TensorFlow's start and the model's construction).
 
     Returns ``features`` (N × D), ``probs`` (N × 1000, with a classifier only), and for BN layer
-    ``i``: ``bn_mean_i``/``bn_sq_i`` (the data's per-channel mean and mean square) and
-    ``bn_moving_mean_i``/``bn_moving_var_i`` (stored), with ``bn_names``, ``bn_groups``, ``bn_eps``,
-    and ``seconds_per_image`` (the steady-state forward pass).
+    ``i``: ``bn_mean_i``/``bn_sq_i`` (the data's per-channel mean and mean square, over the
+    ``bn_images`` images of :func:`stats_subset`) and ``bn_moving_mean_i``/``bn_moving_var_i``
+    (stored), with ``bn_names``, ``bn_groups``, ``bn_eps``, ``bn_images`` (how many images the
+    statistics saw) and ``seconds_per_image`` (the steady-state forward pass).
     """
-    return extract_with_views(plan, images, None, batch_size)[0]
+    return extract_with_views(plan, images, None, batch_size, bn_images)[0]
 
 
 def extract_with_views(plan: ExtractionPlan, images: np.ndarray | Callable[[], np.ndarray],
-                       subset: Sequence[int] | None, batch_size: int = 32
+                       subset: Sequence[int] | None, batch_size: int = 32,
+                       bn_images: int = BN_IMAGES
                        ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
     """:func:`extract`, and with ``subset`` (indices of ``images``) :func:`extract_views`' arrays
     of those images from the same model: one model built and loaded instead of two, and the
@@ -135,13 +148,14 @@ def extract_with_views(plan: ExtractionPlan, images: np.ndarray | Callable[[], n
     model, bn_layers, group_of = _probe_model(plan)
     if callable(images):
         images = images()
-    clock: dict[str, float] = {}
-    outputs = run_model(model, images, batch_size, clock=clock)
+    outputs, clock = _run_probe(model, 2 if plan.with_top else 1, images,
+                                stats_subset(len(images), bn_images), batch_size)
     result: dict[str, np.ndarray] = {"features": np.asarray(outputs.pop(0), dtype=np.float32)}
     if "seconds_per_image" in clock:
         result["seconds_per_image"] = np.asarray(clock["seconds_per_image"], dtype=np.float64)
     if plan.with_top:
         result["probs"] = np.asarray(outputs.pop(0), dtype=np.float32)
+    result["bn_images"] = np.asarray(len(outputs[0]) if outputs else 0)
     last_group = plan.spec.group_names[-1]
     for i, layer in enumerate(bn_layers):
         result[f"bn_mean_{i}"] = np.asarray(outputs[2 * i], dtype=np.float64).mean(axis=0)
@@ -158,6 +172,64 @@ def extract_with_views(plan: ExtractionPlan, images: np.ndarray | Callable[[], n
                           result["features"][np.asarray(subset, dtype=int)], batch_size)
     keras.backend.clear_session(free_memory=True)
     return result, views
+
+
+def _run_probe(model: Any, n_heads: int, images: np.ndarray, stats_on: np.ndarray,
+               batch_size: int) -> tuple[list[np.ndarray], dict[str, float]]:
+    """The probe ``model``'s first ``n_heads`` outputs for every image (in their order), then each
+    BN input's per-image channel mean and mean square for ``images[stats_on]`` only.
+
+    The subset goes first and each batch reduces only its first ``k`` images' BN inputs (``k`` a
+    tensor: one ``tf.function``, traced once), so the other images cost the plain forward pass.
+    ``seconds_per_image``: the steady-state time of batches without BN statistics (after the
+    first, tracing batch), or of all batches where every image is in the subset.
+    """
+    import tensorflow as tf
+
+    order = np.concatenate([stats_on, np.setdiff1d(np.arange(len(images)), stats_on)]).astype(int)
+    spec = tf.TensorSpec((None, *images.shape[1:]), tf.as_dtype(images.dtype))
+
+    def forward_fn(x: Any, k: Any) -> list[Any]:
+        out = model(x, training=False)
+        out = list(out) if isinstance(out, list | tuple) else [out]
+        stats = []
+        for act in out[n_heads:]:
+            act = tf.cast(act[:k], tf.float32)
+            axes = list(range(1, len(act.shape) - 1))
+            stats += ([tf.reduce_mean(act, axis=axes), tf.reduce_mean(tf.square(act), axis=axes)]
+                      if axes else [act, tf.square(act)])
+        return out[:n_heads] + stats
+
+    forward = tf.function(forward_fn, input_signature=[spec, tf.TensorSpec((), tf.int32)])
+    batches: list[list[np.ndarray]] = []
+    timed: dict[bool, list[float]] = {True: [0.0, 0], False: [0.0, 0]}  # plain?: [s, images]
+
+    def run(start: int) -> tuple[list[np.ndarray], float, int]:
+        batch = tf.convert_to_tensor(images[order[start:start + batch_size]])
+        k = min(max(len(stats_on) - start, 0), int(batch.shape[0]))
+        t0 = time.perf_counter()
+        out = [o.numpy() for o in forward(batch, tf.constant(k, tf.int32))]
+        return out, time.perf_counter() - t0, k
+
+    for start in range(0, len(images), batch_size):
+        out, seconds, k = run(start)
+        batches.append(out)
+        if start:  # the first batch traces the function
+            timed[k == 0][0] += seconds
+            timed[k == 0][1] += len(out[0])
+    clock: dict[str, float] = {}
+    steady = timed[True] if timed[True][1] else timed[False]
+    if not steady[1] and len(images):  # one batch: time it again
+        out, seconds, _ = run(0)
+        steady = [seconds, len(out[0])]
+    if steady[1]:
+        clock["seconds_per_image"] = steady[0] / steady[1]
+    merged = [np.concatenate([b[i] for b in batches], axis=0) for i in range(len(batches[0]))]
+    for i in range(n_heads):
+        whole = np.empty_like(merged[i])
+        whole[order] = merged[i]
+        merged[i] = whole
+    return merged, clock
 
 
 def _views_of(pooled: Any, images: np.ndarray, unrotated: np.ndarray | None,

@@ -39,6 +39,29 @@ def test_extracted_bn_statistics_equal_the_activations_measured_directly():
     assert set(arrays["bn_groups"]) <= set(get_backbone("test_tiny").group_names)
 
 
+def test_bn_statistics_come_from_the_evenly_spread_subset_and_features_from_every_image():
+    from autotransfer.probes.extract import stats_subset
+
+    plan = plan_extraction(get_backbone("test_tiny"), weights=None)
+    images = np.random.default_rng(1).integers(0, 256, size=(10, 32, 32, 3), dtype=np.uint8)
+    subset = stats_subset(10, 4)
+    assert list(subset) == [0, 3, 6, 9] and list(stats_subset(3, 4)) == [0, 1, 2]
+    keras.utils.set_random_seed(0)
+    split = extract(plan, images, batch_size=4, bn_images=4)
+    keras.utils.set_random_seed(0)
+    whole = extract(plan, images, batch_size=4, bn_images=10)  # every image through one model
+    keras.utils.set_random_seed(0)
+    alone = extract(plan, images[subset], batch_size=4, bn_images=10)
+    assert int(split["bn_images"]) == 4 and int(whole["bn_images"]) == 10
+    np.testing.assert_allclose(split["features"], whole["features"], rtol=1e-5, atol=1e-6)
+    for i in range(len(split["bn_names"])):
+        for name in (f"bn_mean_{i}", f"bn_sq_{i}"):
+            np.testing.assert_allclose(split[name], alone[name], rtol=1e-5, atol=1e-7)
+    # the subset's statistics are not the whole sample's (so the rule is really applied)
+    assert any(not np.allclose(split[f"bn_mean_{i}"], whole[f"bn_mean_{i}"], rtol=1e-3)
+               for i in range(len(split["bn_names"])))
+
+
 def test_the_orientation_views_from_the_probe_model_equal_those_of_their_own_model():
     from autotransfer.probes.extract import extract_views, extract_with_views
 
