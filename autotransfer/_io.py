@@ -214,14 +214,15 @@ def spreadsheet_safe(cell: str, *, path: bool = False) -> str:
     ``-1`` are left as they are: a spreadsheet reads them as numbers, never as formulas.
     """
     text = unicode_safe(cell)
-    if not text.startswith(_FORMULA_START) or _is_number(text):
+    quoted = not path and text.startswith("'")  # escaped too, so the value reads back as given
+    if not (quoted or text.startswith(_FORMULA_START)) or _is_number(text):
         return text
     return ("./" if path else "'") + text
 
 
 def spreadsheet_value(cell: str) -> str:
     """The value :func:`spreadsheet_safe` (``path=False``) was given for the field ``cell``."""
-    if cell.startswith("'") and cell[1:].startswith(_FORMULA_START):
+    if cell.startswith("'") and cell[1:].startswith((*_FORMULA_START, "'")):
         return cell[1:]
     return cell
 

@@ -114,8 +114,9 @@ def command(dataset: Path, recipe: Path | None, out: Path, trials: int, time_bud
     """
     from autotransfer.tuning.tuner import tune
 
+    # --overwrite deletes only tune's own entries in --out (search/, logs/trials/ …), never --out
     check_writable(out, folder=True, apart_from={"dataset": dataset, "target": target},
-                   replaced=overwrite)  # --overwrite deletes search/, logs/trials/ … in --out
+                   replaced=False)
     if recipe is not None:  # the refined recipe is also written next to it
         check_writable(recipe, option="the refined recipe next to --recipe")
     names = _names(backbones)

@@ -14,6 +14,7 @@ import io
 import os
 import re
 import stat
+import threading
 import warnings
 from collections.abc import Sequence
 
@@ -28,6 +29,7 @@ DEFAULT_MAX_PIXELS = 100_000_000
 
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _HIGH_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
+_WARNINGS_LOCK = threading.Lock()  # warnings.catch_warnings swaps process-wide state
 
 
 def bomb_message(label: str, max_pixels: int, width: int | None = None,
@@ -78,7 +80,8 @@ def open_image(
             f"{', '.join(SUPPORTED_FORMATS)}). Convert it to PNG or JPEG, or remove it."
         )
     _pillow_allows(max_pixels)
-    with warnings.catch_warnings():
+    # catch_warnings swaps process-wide state: one thread at a time (the probe decodes in threads)
+    with _WARNINGS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             img = Image.open(io.BytesIO(data) if data is not None else source, formats=[fmt])

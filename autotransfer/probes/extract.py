@@ -182,7 +182,7 @@ def _run_probe(model: Any, n_heads: int, images: np.ndarray, stats_on: np.ndarra
     The subset goes first and each batch reduces only its first ``k`` images' BN inputs (``k`` a
     tensor: one ``tf.function``, traced once), so the other images cost the plain forward pass.
     ``seconds_per_image``: the steady-state time of batches without BN statistics (after the
-    first, tracing batch), or of all batches where every image is in the subset.
+    first, tracing batch); where every batch is in the subset, one more batch run without them.
     """
     import tensorflow as tf
 
@@ -218,10 +218,12 @@ def _run_probe(model: Any, n_heads: int, images: np.ndarray, stats_on: np.ndarra
             timed[k == 0][0] += seconds
             timed[k == 0][1] += len(out[0])
     clock: dict[str, float] = {}
-    steady = timed[True] if timed[True][1] else timed[False]
-    if not steady[1] and len(images):  # one batch: time it again
-        out, seconds, _ = run(0)
-        steady = [seconds, len(out[0])]
+    steady = timed[True]
+    if not steady[1] and len(images):  # no plain batch timed (all in the subset, or one batch):
+        batch = tf.convert_to_tensor(images[order[:batch_size]])  # time one without statistics
+        t0 = time.perf_counter()
+        [o.numpy() for o in forward(batch, tf.constant(0, tf.int32))]
+        steady = [time.perf_counter() - t0, int(batch.shape[0])]
     if steady[1]:
         clock["seconds_per_image"] = steady[0] / steady[1]
     merged = [np.concatenate([b[i] for b in batches], axis=0) for i in range(len(batches[0]))]

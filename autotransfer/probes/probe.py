@@ -268,7 +268,7 @@ def measure_step(report: ProbeReport, profile: DatasetProfile, backbone: str, *,
     key = _key(plan, hashes, report.seed,
                extra=f"train-step:from={trainable_from}:batch={batch_size}:bn_frozen={bn_frozen}"
                      f":mixes={mixes}:n_train={n_train}:precision={precision}"
-                     f":aug={_augmentation_key(augmentation)}:v4")
+                     f":aug={_augmentation_key(augmentation)}:v5")
     arrays = store.load(key) if store else None
     seconds = 0.0
     if arrays is None:
@@ -349,6 +349,7 @@ def _with_adabn(probe: BackboneProbe, plan: ExtractionPlan, images: SampleImages
 MEASURING_MODULES = ("autotransfer.probes.probe", "autotransfer.probes.models",
                      "autotransfer.probes.transferability", "autotransfer.probes.logme",
                      "autotransfer.probes.bn_shift", "autotransfer.probes.imagenet_view",
+                     "autotransfer.probes.extract",
                      "autotransfer.probes.orientation", "autotransfer.probes.precision",
                      "autotransfer.probes.step_time", "autotransfer.probes.domain_gap",
                      "autotransfer.backbones.imagenet_labels")
@@ -385,9 +386,21 @@ def _load_record(store: FeatureCache | None, kind: type[Any], key: str, measured
 
 
 def _save_record(store: FeatureCache | None, key: str, measured: str, record: Any) -> None:
-    if store:
+    # JSON has no NaN/inf (pydantic writes null): such a record would not read back the same
+    if store and _finite(record.model_dump()):
         store.save_json(feature_key([key, measured], "measured", "", 0),
                         record.model_dump_json())
+
+
+def _finite(value: Any) -> bool:
+    """Whether no float in ``value`` (nested dicts, lists, tuples) is NaN or infinite."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def _decoded(images: SampleImages, size: int, say: ProgressCallback) -> np.ndarray:

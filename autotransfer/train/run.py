@@ -151,9 +151,10 @@ def train(
     out = Path(out)
     from autotransfer._io import check_apart
 
-    # never written into the data, whose next read would take the run folder for a class
-    check_apart(out, dataset.root if isinstance(dataset, DataSplits) else dataset, option="out",
-                replaced=False)
+    # never written into the data, whose next read would take the run folder for a class (splits
+    # already made were checked against the path the user gave: a manifest's folder may hold runs)
+    if not isinstance(dataset, DataSplits):
+        check_apart(out, dataset, option="out", replaced=False)
     partial = partial_dir(out)
     recipe = _resumed_recipe(out, partial, recipe) if resume else _started(out, partial, recipe)
     runner, metrics = _run_in_partial(

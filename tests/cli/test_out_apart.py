@@ -19,7 +19,6 @@ def data(tmp_path):
 @pytest.mark.parametrize("args, words", [
     (["train", "{data}", "-o", "{data}/run"], "lies inside the dataset folder"),
     (["tune", "{data}", "-o", "{data}", "--trials", "1"], "is the dataset folder"),
-    (["tune", "{data}", "-o", "{tmp}", "--overwrite"], "holds the dataset"),
     (["auto", "{data}", "-o", "{data}/cat/auto"], "lies inside the dataset folder"),
     (["auto", "{data}", "-o", "{tmp}", "--overwrite"], "holds the dataset"),
     (["evaluate", "{tmp}/no_model", "{data}", "--out", "{data}/eval"], "lies inside"),

@@ -68,3 +68,11 @@ def test_json_records_round_trip_and_are_not_confused_with_arrays(tmp_path):
     assert cache.load_json("k") == '{"a": 1}'
     cache.save("arrays", {"features": np.ones(2)})
     assert cache.load_json("arrays") is None and cache.load_json("absent") is None
+
+
+def test_a_record_with_a_non_finite_figure_is_not_cached():
+    from autotransfer.probes.probe import _finite
+
+    assert _finite({"a": 1.0, "b": [0.5, {"c": 2.0}], "d": None, "e": "x"})
+    assert not _finite({"a": {"b": [1.0, float("nan")]}})
+    assert not _finite((float("inf"),))

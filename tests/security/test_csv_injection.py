@@ -39,6 +39,11 @@ def test_spreadsheet_safe_quotes_formulas_and_leaves_the_rest():
     assert spreadsheet_value("'quoted") == "'quoted"  # a quote that quotes no formula is data
 
 
+def test_a_value_that_starts_with_a_quote_reads_back_as_given():
+    for cell in ("'=x", "'-1", "'quoted", "'", "''"):
+        assert spreadsheet_value(spreadsheet_safe(cell)) == cell
+
+
 def test_predictions_csv_holds_no_formula_and_reads_back(tmp_path):
     names = [HOSTILE[0], HOSTILE[3], "-1"]
     paths = [f"{HOSTILE[1]}.png", "ok/b.png", f"{HOSTILE[2]}/c.png"]
