@@ -12,7 +12,10 @@ both see the same load), then the trainer runs it. For fine-tuning, the estimate
 model before COST01) is shown beside it. For the head, BUD03's head-only estimate (``head_views``
 forward passes over the training images) against the phase's measured seconds (its feature
 extraction included). The first epoch's excess over the steady ones (the phase's tracing, which
-the trainer does once per phase and the estimate leaves out) is shown beside it. The load average
+the trainer does once per phase and the estimate leaves out) is shown beside it, and a Keras
+callback in every ``fit`` splits each steady epoch into its training batches, its validation
+pass and the rest (``fit``'s set-up and wrap-up, timed around it), each against its term of the
+estimate (the second table). The load average
 is recorded before and after each run: rerun a row whose load changed a lot. Writes docs/benchmarks/cost_model_runs.{md,json} (other datasets' rows kept;
 docs/benchmarks/cost_model.md discusses them).
 
@@ -43,6 +46,86 @@ DEPTHS = ("head", "partial", "full")
 
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def epoch_spy() -> Any:
+    """A Keras callback that records, per ``fit`` (one epoch in the trainer), where its seconds
+    go: the training batches (step and the input pipeline that feeds it), the validation pass,
+    and the rest inside ``fit`` (set-up before the first batch, callbacks after the last)."""
+    import keras
+
+    class Spy(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epochs: list[dict[str, float]] = []
+            self.calls: list[tuple[float, float]] = []  # (start, return) of every fit call
+            self.set_at = 0.0
+
+        def set_model(self, model: Any) -> None:
+            super().set_model(model)
+            self.set_at = time.perf_counter()  # fit's callbacks are set up after its data
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.t = {"begin": time.perf_counter(), "batches": 0.0, "n": 0, "val": 0.0,
+                      "set": self.set_at}
+
+        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+            self.t["b"] = time.perf_counter()
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            self.t["batches"] += time.perf_counter() - self.t["b"]
+            self.t["n"] += 1
+
+        def on_test_begin(self, logs: Any = None) -> None:
+            self.t["v"] = time.perf_counter()
+
+        def on_test_end(self, logs: Any = None) -> None:
+            self.t["val"] += time.perf_counter() - self.t["v"]
+
+        def on_train_end(self, logs: Any = None) -> None:
+            t = self.t
+            inside = time.perf_counter() - t["begin"]
+            self.epochs.append({"batches_s": round(t["batches"], 3), "val_s": round(t["val"], 3),
+                                "rest_s": round(inside - t["batches"] - t["val"], 3),
+                                "fit_s": round(inside, 3), "steps": t["n"],
+                                "begin": t["begin"], "set": t["set"],
+                                "end": time.perf_counter()})
+
+    spy = Spy()
+    original = keras.Model.fit
+
+    def fit(model: Any, *args: Any, **kwargs: Any) -> Any:  # where fit's own seconds go
+        started = time.perf_counter()
+        try:
+            return original(model, *args, **kwargs)
+        finally:
+            spy.calls.append((started, time.perf_counter()))
+
+    keras.Model.fit = fit  # this benchmark's process only
+    return spy
+
+
+def breakdown(spy: Any, epoch_seconds: list[float] | None) -> dict[str, float] | None:
+    """The median over the epochs after the first of the spy's parts, and what the trainer's
+    epoch (``epoch_seconds``, timed around ``fit``) spent outside ``fit``'s callbacks."""
+    import statistics
+
+    eps = spy.epochs[1:] or spy.epochs
+    if not eps:
+        return None
+    out = {k: round(statistics.median(e[k] for e in eps), 3)
+           for k in ("batches_s", "val_s", "rest_s", "fit_s")}
+    if epoch_seconds and len(epoch_seconds) == len(spy.epochs):
+        outside = [s - e["fit_s"] for s, e in zip(epoch_seconds, spy.epochs)]
+        out["outside_fit_s"] = round(statistics.median(outside[1:] or outside), 3)
+    calls = spy.calls[-len(spy.epochs):]
+    if len(calls) == len(spy.epochs):  # fit's set-up (data, then callbacks) and wrap-up
+        parts = [(e["set"] - c0, e["begin"] - e["set"], c1 - e["end"])
+                 for (c0, c1), e in zip(calls, spy.epochs)]
+        parts = parts[1:] or parts
+        for i, k in enumerate(("fit_data_setup_s", "fit_callback_setup_s", "fit_wrap_up_s")):
+            out[k] = round(statistics.median(p[i] for p in parts), 3)
+    return out
 
 
 def one_phase(recipe: Any, trainable_from: int, epochs: int) -> Any:
@@ -96,14 +179,18 @@ def run_dataset(name: str, depths: list[str], epochs: int, work: Path) -> dict[s
                                   input_size=r.backbone.input_size, trainable_from=start,
                                   batch_size=r.data.batch_size, bn_frozen=r.bn_policy == "frozen",
                                   mixes=False, per_class=advisor.per_class,
-                                  total=advisor.max_total, cache=False)
+                                  total=advisor.max_total, cache=False,
+                                  augmentation=r.augmentation)
             step = probes.get(r.backbone.name).step
             evidence = {"forward_ms": facts["forward_ms"], "probe_size": facts["probe_size"],
                         "input_size": r.backbone.input_size, "step_ms": step.step_ms,
                         "step_eval_ms": step.eval_ms, "step_from": step.trainable_from,
-                        "step_size": step.input_size}
+                        "step_size": step.input_size,
+                        "step_overhead_s": step.overhead_s if step.overhead_s is not None
+                        else float("nan")}
         started = time.time()
-        run = train(splits, r, work / "runs" / name / depth)
+        spy = epoch_spy()
+        run = train(splits, r, work / "runs" / name / depth, callbacks=[spy])
         seconds = time.time() - started
         phases = run.metrics.get("phases", [])
         row: dict[str, Any] = {"trainable_from": start, "input_size": r.backbone.input_size,
@@ -113,6 +200,7 @@ def run_dataset(name: str, depths: list[str], epochs: int, work: Path) -> dict[s
             got = compare(evidence, phases, n_fit, n_eval, r.backbone.input_size)
             row.update(got or {})
             row["step_ms"], row["step_eval_ms"] = evidence["step_ms"], evidence["step_eval_ms"]
+            row["overhead_s"] = step.overhead_s
             row["epoch_seconds"] = phases[0].get("epoch_seconds") if phases else None
             if got and row["epoch_seconds"] and len(row["epoch_seconds"]) > 1:
                 row["first_epoch_excess_s"] = round(row["epoch_seconds"][0] - got["measured_s"], 2)
@@ -120,6 +208,7 @@ def run_dataset(name: str, depths: list[str], epochs: int, work: Path) -> dict[s
                 sum(fit_and_eval(n_fit, n_eval)), facts["forward_ms"], r.backbone.input_size,
                 facts["probe_size"], start), 2)
             row["cached"] = bool(phases and phases[0].get("feature_cache", {}).get("used"))
+            row["breakdown"] = breakdown(spy, row["epoch_seconds"])
         else:
             params = budget_floor.rule_params()
             head = budget_floor.head_seconds(facts, r.backbone.input_size, params)
@@ -144,28 +233,53 @@ def markdown(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
              f"{env['load']}; mobilenet_v2, preset quick, {env['epochs']} epochs per run. "
              "Fine-tuning: COST01's estimate from the training step timed right before the "
              "run, against the median epoch after the first; 'forward only' is the model "
-             "before COST01. Head: BUD03's estimate (head_views forward passes) against the "
-             "phase's seconds, feature extraction included. Ratio = measured / estimate.", "",
+             "before COST01. The step is timed inside fit with the trainer's input pipeline "
+             "(its ms/image include augmenting or feeding cached activations); 'fixed' is the "
+             "rest of that fit, the epoch's fixed cost. Head: BUD03's estimate (head_views "
+             "forward passes) against the phase's seconds, feature extraction included. "
+             "Ratio = measured / estimate.", "",
              "| dataset | depth | from | px | images fit / eval | step ms/img (eval) | "
-             "estimate | forward only | measured | ratio | first epoch − steady | "
+             "fixed | estimate | forward only | measured | ratio | first epoch − steady | "
              "load before → after |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         for depth, row in r["rows"].items():
             step = (f"{row['step_ms']:.2f} ({row['step_eval_ms']:.2f})" if "step_ms" in row
                     else "–")
+            fixed = row.get("overhead_s")
+            feed = "–" if fixed is None else f"{fixed:.2f} s"
             first = row.get("first_epoch_excess_s")
             est, ratio = row.get("estimate_s"), row.get("ratio")
             fwd = row.get("forward_only_s")
             lines.append(
                 f"| {r['dataset']} | {depth}{' (cached)' if row.get('cached') else ''} | "
                 f"{row['trainable_from']} | {row['input_size']} | {row['n_fit']} / "
-                f"{row['n_eval']} | {step} | {'–' if est is None else f'{est:.1f} s'} | "
+                f"{row['n_eval']} | {step} | {feed} | {'–' if est is None else f'{est:.1f} s'} | "
                 f"{'–' if fwd is None else f'{fwd:.1f} s'} | "
                 f"{row.get('measured_s', float('nan')):.1f} s | "
                 f"{'–' if ratio is None else f'{ratio:.2f}'} | "
                 f"{'–' if first is None else f'{first:.1f} s'} | {row['load_before']} → "
                 f"{row['load_after']} |")
+    lines += ["", "Where a steady epoch's seconds go (a Keras callback in every `fit`, the median "
+              "of the epochs after the first), each against its term of the estimate: the "
+              "training batches (steps and the input pipeline feeding them) against "
+              "n_fit × step, the validation pass against n_eval × eval, "
+              "and what is left inside and outside `fit` against the overhead term.", "",
+              "| dataset | depth | training batches: measured / estimated | validation: "
+              "measured / estimated | rest of fit + outside fit / overhead |",
+              "|---|---|---|---|---|"]
+    for r in results:
+        for depth, row in r["rows"].items():
+            b = row.get("breakdown")
+            if not b or "step_ms" not in row:
+                continue
+            n_fit, n_eval = row["n_fit"], row["n_eval"]
+            fit_est = n_fit * row["step_ms"] / 1000
+            val_est = n_eval * row["step_eval_ms"] / 1000
+            rest = b["rest_s"] + b.get("outside_fit_s", 0.0)
+            lines.append(f"| {r['dataset']} | {depth} | {b['batches_s']:.2f} / {fit_est:.2f} s | "
+                         f"{b['val_s']:.2f} / {val_est:.2f} s | {rest:.2f} / "
+                         f"{row.get('overhead_s') or 1.0:.2f} s |")
     return "\n".join(lines) + "\n"
 
 

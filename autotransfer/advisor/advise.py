@@ -158,7 +158,7 @@ def _time_step(advice: Advice, profile: DatasetProfile, advisor: Advisor,
                         mixes=aug.mixup_alpha > 0 or aug.cutmix_alpha > 0,
                         precision="bfloat16" if r.precision == "bfloat16" else "float32",
                         per_class=advisor.per_class, total=advisor.max_total,
-                        cache=advisor.cache, progress=progress)
+                        cache=advisor.cache, progress=progress, augmentation=aug)
 
 
 def _check_precision(precision: str) -> None:
@@ -319,6 +319,9 @@ class Advisor(BaseEstimator):
         if timed is not None:
             probes = timed
             self.advice_ = decided(probes)
+        from autotransfer.probes.sample import forget_sample_images
+
+        forget_sample_images()  # the sample's decoded images, kept for the measurements above
         self.target_ = target  # the TargetSet read (None without a target)
         self.profile_, self.probes_ = self.advice_.profile, self.advice_.probes
         self.candidates_, self.facts_ = self.advice_.candidates, self.advice_.facts

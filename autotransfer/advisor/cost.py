@@ -5,9 +5,16 @@ Two measurements feed the estimate:
 * the **training step** of the recipe (:mod:`autotransfer.probes.step_time`), timed as the
   trainer runs it — its input size, batch size and deepest trainable group, only the trainable
   suffix where the trainer trains on cached activations — on this machine at its load of the
-  moment. An epoch is then ``n_fit`` training steps and ``n_eval`` evaluation steps (the
-  validation pass) per image (scaled by the number of pixels where the input size differs), plus
-  :data:`EPOCH_OVERHEAD_S` (:func:`step_epoch_seconds`). That is a steady epoch: the trainer
+  moment. It is timed as an epoch runs it: ``fit`` over a few batches fed by the trainer's input
+  pipeline (augmenting each batch of images on the uncached path — on one core as long as the
+  step itself at 224 px — or slicing, shuffling and batching the cached activations), with a
+  validation pass, and split into the training batches (per image, the input included), the
+  validation pass (per image) and the rest of ``fit`` (the epoch's fixed cost, seconds). An
+  epoch is then ``n_fit`` training batches' worth and ``n_eval`` evaluation steps per image
+  (scaled by the number of pixels where the input size differs), plus that fixed cost
+  (:data:`EPOCH_OVERHEAD_S` for a step timed before it was measured; :func:`step_epoch_seconds`).
+  Each rate is measured on the machine that will train, while advising; nothing is fitted to the
+  shared datasets (docs/benchmarks/cost_model.md). That is a steady epoch: the trainer
   traces its training and evaluation functions once per phase, in the phase's first epoch, which
   the estimate leaves out as :func:`measured_epoch` leaves it out of the measured epochs (until
   the trainer stopped reseeding TensorFlow before every epoch, every epoch traced them again,
@@ -36,7 +43,8 @@ N_GROUPS = 5
 ESTIMATE_KEY = "estimate.epoch_seconds"
 #: backward pass / forward pass, for the layers that train
 BACKWARD_FACTOR = 2.0
-#: seconds an epoch costs beyond its steps (fit's set-up, callbacks, the logs)
+#: seconds an epoch costs beyond its steps (fit's set-up, callbacks, the logs), where the
+#: probe's timing did not measure it (records from before it did)
 EPOCH_OVERHEAD_S = 1.0
 #: the share of the training images held out for validation when the dataset has no split for it
 #: (the recipe's default ``data.val_fraction``)
@@ -70,20 +78,24 @@ def fit_and_eval(n_train: float, n_val: float) -> tuple[float, float]:
 
 
 def step_epoch_seconds(n_fit: float, n_eval: float, step_ms: float, eval_ms: float,
-                       step_size: float, input_size: float) -> float:
-    """Seconds of one steady epoch from the timed training step: ``n_fit`` training steps and
-    ``n_eval`` evaluation steps per image, scaled from ``step_size`` to ``input_size`` pixels,
-    and the epoch's overhead; NaN when the step was not timed."""
+                       step_size: float, input_size: float,
+                       overhead_s: float = math.nan) -> float:
+    """Seconds of one steady epoch from the timed training step: per training image a training
+    step (timed with the input pipeline that feeds it), per validation image an evaluation
+    step, scaled from ``step_size`` to ``input_size`` pixels, and the epoch's fixed cost
+    ``overhead_s`` as timed with them (:data:`EPOCH_OVERHEAD_S` where it was not: NaN, older
+    records); NaN when the step was not timed."""
     if not step_ms > 0 or not step_size > 0:
         return math.nan
     eval_ms = eval_ms if eval_ms > 0 else 0.0
+    overhead_s = overhead_s if overhead_s >= 0 else EPOCH_OVERHEAD_S
     scale = (input_size / step_size) ** 2
-    return (n_fit * step_ms + n_eval * eval_ms) / 1000.0 * scale + EPOCH_OVERHEAD_S
+    return (n_fit * step_ms + n_eval * eval_ms) / 1000.0 * scale + overhead_s
 
 
 def epoch_estimate(n_train: float, n_val: float, forward_ms: float, input_size: float,
                    probe_size: float, finetune_from: float, step_ms: float, step_eval_ms: float,
-                   step_from: float, step_size: float) -> float:
+                   step_from: float, step_size: float, step_overhead_s: float = math.nan) -> float:
     """The estimated seconds of one fine-tuning epoch from ``finetune_from`` (NaN: nothing
     timed).
 
@@ -93,14 +105,15 @@ def epoch_estimate(n_train: float, n_val: float, forward_ms: float, input_size: 
     """
     n_fit, n_eval = fit_and_eval(n_train, n_val)
     return split_estimate(n_fit, n_eval, forward_ms, input_size, probe_size, finetune_from,
-                          step_ms, step_eval_ms, step_from, step_size)
+                          step_ms, step_eval_ms, step_from, step_size, step_overhead_s)
 
 
 def split_estimate(n_fit: float, n_eval: float, forward_ms: float, input_size: float,
                    probe_size: float, finetune_from: float, step_ms: float, step_eval_ms: float,
-                   step_from: float, step_size: float) -> float:
+                   step_from: float, step_size: float, step_overhead_s: float = math.nan) -> float:
     """:func:`epoch_estimate` for ``n_fit`` training and ``n_eval`` validation images."""
-    measured = step_epoch_seconds(n_fit, n_eval, step_ms, step_eval_ms, step_size, input_size)
+    measured = step_epoch_seconds(n_fit, n_eval, step_ms, step_eval_ms, step_size, input_size,
+                                  step_overhead_s)
     if measured != measured:  # not timed
         return epoch_seconds(n_fit + n_eval, forward_ms, input_size, probe_size, finetune_from)
     if step_from == finetune_from:
@@ -136,13 +149,14 @@ def compare(evidence: Mapping[str, Any] | None, phases: Sequence[Mapping[str, An
     if not evidence or got is None:
         return None
     e = {k: _num(evidence.get(k)) for k in ("forward_ms", "input_size", "probe_size",
-                                             "step_ms", "step_eval_ms", "step_from", "step_size")}
+                                             "step_ms", "step_eval_ms", "step_from", "step_size",
+                                             "step_overhead_s")}
     measured, depth = got
     if input_size is not None:
         e["input_size"] = float(input_size)
     estimate = split_estimate(n_train, n_val, e["forward_ms"], e["input_size"], e["probe_size"],
                               depth, e["step_ms"], e["step_eval_ms"], e["step_from"],
-                              e["step_size"])
+                              e["step_size"], e["step_overhead_s"])
     if not estimate > 0:
         return None
     source = ("training step" if e["step_ms"] > 0 and e["step_from"] == depth else

@@ -72,6 +72,8 @@ FACTS: dict[str, str] = {
     "step_eval_ms": "milliseconds per image of the matching evaluation step (NaN: not timed)",
     "step_from": "the trainable_from at which the training step was timed (NaN: not timed)",
     "step_size": "the input size at which the training step was timed (NaN: not timed)",
+    "step_overhead_s": "seconds an epoch costs besides its training batches and validation "
+    "pass (fit's set-up, callbacks), measured with the training step (NaN: not measured)",
     "target_known": "unlabelled target images were given (--target) and the gap to them measured",
     "n_target": "usable images in the target folder (0 without one)",
     "gap_a": "proxy A-distance 2(1-2e) between source and target features, e the cross-validated "
@@ -159,9 +161,11 @@ def step_facts(probe: BackboneProbe) -> dict[str, Any]:
     turns it into an epoch time)."""
     s = probe.step
     if s is None:
-        return {"step_ms": NAN, "step_eval_ms": NAN, "step_from": NAN, "step_size": NAN}
+        return {"step_ms": NAN, "step_eval_ms": NAN, "step_from": NAN, "step_size": NAN,
+                "step_overhead_s": NAN}
     return {"step_ms": s.step_ms, "step_eval_ms": s.eval_ms, "step_from": s.trainable_from,
-            "step_size": s.input_size}
+            "step_size": s.input_size,
+            "step_overhead_s": NAN if s.overhead_s is None else s.overhead_s}
 
 
 def precision_facts(probe: BackboneProbe) -> dict[str, Any]:

@@ -7,9 +7,20 @@ trainer runs it: the recipe's input size and batch size, the layer groups before
 ``trainable_from`` frozen (BatchNorm as the recipe says), and, where the trainer caches the frozen
 part's activations (:mod:`autotransfer.train.feature_cache`: some groups frozen, no MixUp/CutMix,
 the activations within its memory limit), only the trainable suffix, on activations the prefix
-computed. A few steps are timed after one untimed step (tracing); the median per image decides, so
-one step slowed by another process does not. The evaluation step (forward and loss, as the
-validation pass runs it) is timed alike. The result is cached with the probe's features.
+computed.
+
+It is timed as an epoch runs, not as bare steps: ``fit`` over a few batches of the probe's sample
+fed through the trainer's input pipeline — on the uncached path every batch of images augmented
+by the recipe's transform (:func:`image_transform`: its augmentation and MixUp/CutMix, from
+:mod:`autotransfer.data.augment`, the trainer's own code), on the cached path the activations
+sliced, shuffled and batched — and a validation pass, after an untimed ``fit`` of one batch that
+traces both functions. A Keras callback splits the timed ``fit`` into its training batches (per
+image: the step *and* its input), the validation pass (per image) and the rest (seconds: the
+epoch's fixed cost). Bare ``train_on_batch`` steps on tensors already in place, as timed before,
+left out the input pipeline (augmentation alone took as long as the step at 224 px on one core)
+and the fixed cost, and erred both ways by up to 2× (docs/benchmarks/cost_model.md). The result
+is cached with the probe's features; a record or cached arrays from before (no ``overhead_s``)
+still load.
 
 Tracing is not timed: the trainer traces its functions once per phase, in the phase's first epoch
 (``train/executor.py`` seeds epochs without clearing TensorFlow's function caches), and the epoch
@@ -22,13 +33,14 @@ TensorFlow and Keras are imported inside the functions that run models.
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-#: timed training steps (after one untimed step that traces the function)
+#: training batches of the timed fit (after an untimed fit of one batch that traces the functions)
 TIMED_STEPS = 2
 #: the trainer's default limit on cached activations (train/feature_cache.DEFAULT_MAX_BYTES)
 CACHE_MAX_BYTES = 2 * 2**30
@@ -52,6 +64,14 @@ class StepTiming(BaseModel):
     eval_ms: float = Field(description="Milliseconds per image of the evaluation step "
                            "(forward and loss) of what trains: the validation pass.")
     timed_images: int = Field(description="Images timed per kind of step.")
+    overhead_s: float | None = Field(default=None, description="Seconds of the timed fit "
+                                     "beyond its training batches and validation pass (set-up, "
+                                     "callbacks): an epoch's fixed cost on this machine. None: "
+                                     "a record from before it was timed.")
+    fit_timed: bool = Field(default=False, description="True: timed inside fit, the training "
+                            "batches fed by the trainer's input pipeline (augmentation or "
+                            "cached activations), as an epoch runs; False: an older record "
+                            "of bare train_on_batch steps.")
     seconds: float = Field(default=0.0, description="Seconds spent measuring (0 when cached).")
 
     @model_validator(mode="before")
@@ -65,9 +85,13 @@ class StepTiming(BaseModel):
     def describe(self) -> str:
         what = ("the trainable groups on cached activations" if self.cached
                 else "the whole model")
-        return (f"training step {self.step_ms:.2f} ms/image, evaluation {self.eval_ms:.2f} "
-                f"ms/image ({what}, from group {self.trainable_from}, {self.input_size} px, "
-                f"batches of {self.batch_size}, {self.precision})")
+        feeding = ((" fed by the cached activations" if self.cached
+                    else " fed by the augmented images") if self.fit_timed else "")
+        overhead = "" if self.overhead_s is None else f", {self.overhead_s:.2f} s per epoch besides"
+        return (f"training step {self.step_ms:.2f} ms/image{feeding}, evaluation "
+                f"{self.eval_ms:.2f} ms/image{overhead} ({what}, from group "
+                f"{self.trainable_from}, {self.input_size} px, batches of {self.batch_size}, "
+                f"{self.precision})")
 
 
 def uses_cache(trainable_from: int, mixes: bool, boundary_bytes: float, n_train: int,
@@ -79,12 +103,17 @@ def uses_cache(trainable_from: int, mixes: bool, boundary_bytes: float, n_train:
 
 def time_training_step(spec: Any, images: np.ndarray, n_classes: int, trainable_from: int, *,
                        batch_size: int, bn_frozen: bool, mixes: bool, n_train: int,
+                       augmentation: Any = None,
                        steps: int = TIMED_STEPS) -> dict[str, np.ndarray]:
-    """Time ``steps`` training steps and evaluation steps of ``spec`` (random weights: the
-    compute does not depend on them) on batches of ``images``, trained from group
-    ``trainable_from``; see the module's docstring. Returns ``step_seconds_per_image``,
-    ``eval_seconds_per_image``, ``cached`` and ``timed_images`` (arrays, for the feature
-    cache).
+    """Time one short epoch of ``spec`` (random weights: the compute does not depend on them)
+    trained from group ``trainable_from`` as the trainer runs one: ``fit`` over ``steps``
+    batches of ``images`` fed through the trainer's input pipeline (the image transform of
+    ``augmentation``, a recipe's ``Augmentation``, on the uncached path; the cached activations
+    sliced, shuffled and batched on the cached one) and a validation pass of one batch, after an
+    untimed ``fit`` of one batch that traces the functions; see the module's docstring. Returns
+    ``step_seconds_per_image`` (the training batches, input pipeline included),
+    ``eval_seconds_per_image``, ``overhead_seconds`` (the rest of ``fit``), ``cached`` and
+    ``timed_images`` (arrays, for the feature cache).
     """
     import keras
     import tensorflow as tf
@@ -113,26 +142,85 @@ def time_training_step(spec: Any, images: np.ndarray, n_classes: int, trainable_
             inputs = prefix.predict(images, batch_size=batch_size, verbose=0)
             trained, cached = keras.Model(boundary, model.output), True
     trained.compile(optimizer=keras.optimizers.AdamW(1e-4),
-                    loss=keras.losses.CategoricalCrossentropy())
+                    loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
+    transform = None if cached else image_transform(augmentation)
     n = len(inputs)
-    labels = keras.utils.to_categorical(np.arange(n) % n_classes, n_classes)
-    chunks = [np.arange(i * batch_size, (i + 1) * batch_size) % n for i in range(steps + 1)]
-    step_s: list[float] = []
-    eval_s: list[float] = []
-    for i, idx in enumerate(chunks):
-        x, y = tf.convert_to_tensor(inputs[idx]), tf.convert_to_tensor(labels[idx])
-        t0 = time.perf_counter()
-        trained.train_on_batch(x, y)
-        t1 = time.perf_counter()
-        trained.test_on_batch(x, y)
-        t2 = time.perf_counter()
-        if i:  # the first step traces both functions
-            step_s.append((t1 - t0) / len(idx))
-            eval_s.append((t2 - t1) / len(idx))
+    labels = np.eye(n_classes, dtype=np.float32)[np.arange(n) % n_classes]
+
+    # one epoch as the trainer's: train/data.py (images), train/feature_cache.py (cached)
+    idx = np.arange(steps * batch_size) % n
+    epoch = tf.data.Dataset.from_tensor_slices((inputs[idx], labels[idx],
+                                                np.ones(len(idx), np.float32)))
+    epoch = epoch.shuffle(len(idx), seed=0, reshuffle_each_iteration=False).batch(batch_size)
+    if transform is not None:
+        epoch = epoch.map(transform)  # traced once, here, for both fits
+    epoch = epoch.prefetch(tf.data.AUTOTUNE)
+    val = tf.data.Dataset.from_tensor_slices((inputs[:batch_size],
+                                              labels[:batch_size])).batch(batch_size)
+    with tempfile.TemporaryDirectory(prefix="autotransfer-step-") as logs:
+        # as the trainer's (train/tensorboard.py), which closes, and so flushes, its event
+        # files at the end of every epoch's fit
+        board = keras.callbacks.TensorBoard(log_dir=logs, write_graph=False, profile_batch=0,
+                                            update_freq="epoch")
+        # one batch, untimed: traces the training and evaluation functions
+        trained.fit(epoch.take(1), validation_data=val, epochs=1, verbose=0, shuffle=False,
+                    callbacks=[board])
+        spy = _FitSpy()
+        started = time.perf_counter()
+        trained.fit(epoch, validation_data=val, epochs=1, verbose=0, shuffle=False,
+                    callbacks=[spy, board])
+        wall = time.perf_counter() - started
     keras.backend.clear_session(free_memory=True)
-    return {"step_seconds_per_image": np.asarray(np.median(step_s), dtype=np.float64),
-            "eval_seconds_per_image": np.asarray(np.median(eval_s), dtype=np.float64),
+    return {"step_seconds_per_image": np.asarray(spy.batches / (steps * batch_size)),
+            "eval_seconds_per_image": np.asarray(spy.val / min(batch_size, n)),
+            "overhead_seconds": np.asarray(max(0.0, wall - spy.batches - spy.val)),
             "cached": np.asarray(cached), "timed_images": np.asarray(steps * batch_size)}
+
+
+class _FitSpy:
+    """Seconds of a ``fit``'s training batches and of its validation pass (a Keras callback,
+    built on first use so that this module imports without Keras)."""
+
+    def __new__(cls) -> Any:
+        import keras
+
+        class Spy(keras.callbacks.Callback):
+            batches = 0.0
+            val = 0.0
+
+            def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+                self._t = time.perf_counter()
+
+            def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+                self.batches += time.perf_counter() - self._t
+
+            def on_test_begin(self, logs: Any = None) -> None:
+                self._v = time.perf_counter()
+
+            def on_test_end(self, logs: Any = None) -> None:
+                self.val += time.perf_counter() - self._v
+
+        return Spy()
+
+
+def image_transform(augmentation: Any, seed: int = 0) -> Any:
+    """The trainer's per-batch transform of ``(images, one-hot, weights)``: ``augmentation``'s
+    layers, then MixUp/CutMix (:mod:`autotransfer.data.augment`); None when it changes
+    nothing (or ``augmentation`` is None)."""
+    from autotransfer.data.augment import is_identity, make_augmenter, make_mixer
+
+    if augmentation is None:
+        return None
+    augmenter = None if is_identity(augmentation) else make_augmenter(augmentation, seed)
+    mixer = make_mixer(augmentation, seed)
+    if augmenter is None and mixer is None:
+        return None
+
+    def transform(x: Any, y: Any, w: Any) -> Any:
+        x = augmenter(x) if augmenter is not None else x
+        return mixer(x, y, w) if mixer is not None else (x, y, w)
+
+    return transform
 
 
 def step_timing(arrays: dict[str, np.ndarray], *, trainable_from: int, input_size: int,
@@ -144,4 +232,7 @@ def step_timing(arrays: dict[str, np.ndarray], *, trainable_from: int, input_siz
                       step_ms=round(1000 * float(arrays["step_seconds_per_image"]), 4),
                       eval_ms=round(1000 * float(arrays["eval_seconds_per_image"]), 4),
                       timed_images=int(arrays["timed_images"]),
+                      overhead_s=(round(float(arrays["overhead_seconds"]), 3)
+                                  if "overhead_seconds" in arrays else None),
+                      fit_timed="overhead_seconds" in arrays,
                       seconds=round(seconds, 3))

@@ -29,6 +29,7 @@ def facts(**overrides: Any) -> dict[str, Any]:
         gap_bn_early=NAN, gap_bn_deep=NAN, class_shift=NAN, pred_entropy_rise=NAN,
         target_entropy_rise=NAN,
         n_val=0, step_ms=NAN, step_eval_ms=NAN, step_from=NAN, step_size=NAN,
+        step_overhead_s=NAN,
     )
     unknown = set(overrides) - set(base)
     assert not unknown, unknown

@@ -130,3 +130,31 @@ def test_a_steady_epoch_is_estimated_and_old_tracing_evidence_is_ignored():
     got = compare(old, phases, n_train=800, n_val=200)
     assert got == compare(evidence, phases, n_train=800, n_val=200)
     assert got["estimate_s"] == pytest.approx(5.2) and got["ratio"] == pytest.approx(1.0)
+
+
+# --- the epoch's fixed cost, measured with the step (issue 17) -------------------------------
+
+def test_the_measured_fixed_cost_replaces_the_default_overhead():
+    # 800 training images at 5 ms, 200 validated at 1 ms: 4.2 s, and 0.3 s measured besides
+    assert step_epoch_seconds(800, 200, 5.0, 1.0, 224, 224, 0.3) == pytest.approx(4.5)
+    # the fixed cost does not scale with the pixels; the steps do
+    assert step_epoch_seconds(800, 200, 5.0, 1.0, 112, 224, 0.3) == pytest.approx(4 * 4.2 + 0.3)
+    # not measured (NaN: a step timed before it was) keeps the default overhead
+    assert step_epoch_seconds(800, 200, 5.0, 1.0, 224, 224, math.nan) == pytest.approx(
+        4.2 + EPOCH_OVERHEAD_S)
+    assert step_epoch_seconds(800, 200, 5.0, 1.0, 224, 224, 0.0) == pytest.approx(4.2)
+
+
+def test_cost01_and_compare_carry_the_fixed_cost():
+    assert epoch_estimate(1000, 0, 2.0, 224, 224, 3, 5.0, 1.0, 3, 224, 2.5) == pytest.approx(
+        4.2 + 2.5)
+    evidence = {"forward_ms": 2.0, "input_size": 224, "probe_size": 224, "step_ms": 5.0,
+                "step_eval_ms": 1.0, "step_from": 3, "step_size": 224, "step_overhead_s": 2.5}
+    got = compare(evidence, [_phase(3, [20.0, 6.7, 6.7])], n_train=800, n_val=200)
+    assert got["estimate_s"] == pytest.approx(6.7) and got["ratio"] == pytest.approx(1.0)
+    # a recipe advised before the fixed cost was measured: the old estimate, 1 s besides
+    old = {k: v for k, v in evidence.items() if k != "step_overhead_s"}
+    assert compare(old, [_phase(3, [20.0, 6.7])], 800, 200)["estimate_s"] == pytest.approx(5.2)
+    # a saved NaN is read as None (JSON): also the default
+    none = {**evidence, "step_overhead_s": None}
+    assert compare(none, [_phase(3, [20.0, 6.7])], 800, 200)["estimate_s"] == pytest.approx(5.2)

@@ -15,6 +15,7 @@ from autotransfer.probes import step_time  # noqa: E402
 from autotransfer.probes.cache import FeatureCache  # noqa: E402
 from autotransfer.probes.probe import measure_step, probe_dataset  # noqa: E402
 from autotransfer.probes.step_time import StepTiming, time_training_step, uses_cache  # noqa: E402
+from autotransfer.recipe.schema import Augmentation  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -30,17 +31,36 @@ def test_the_cached_path_is_timed_where_the_trainer_caches():
 
 
 @pytest.mark.parametrize("trainable_from, cached", [(0, False), (3, True)])
-def test_a_training_step_is_timed_per_image(trainable_from, cached):
+def test_a_training_step_is_timed_inside_fit_with_its_input_pipeline(trainable_from, cached,
+                                                                     monkeypatch):
+    transformed = []
+    original = step_time.image_transform
+
+    def counting(augmentation, seed=0):  # the timed epoch's pipeline calls the transform
+        transform = original(augmentation, seed)
+
+        def counted(x, y, w):
+            transformed.append(1)  # once per trace of the tf.data map
+            return transform(x, y, w)
+        return counted
+
+    monkeypatch.setattr(step_time, "image_transform", counting)
     images = np.random.default_rng(0).integers(0, 256, size=(12, 32, 32, 3), dtype=np.uint8)
     arrays = time_training_step(get_backbone("test_tiny"), images, 3, trainable_from,
-                                batch_size=4, bn_frozen=True, mixes=False, n_train=100)
+                                batch_size=4, bn_frozen=True, mixes=False, n_train=100,
+                                augmentation=Augmentation(zoom=0.0, translation=0.0))  # a flip
     assert bool(arrays["cached"]) is cached
     assert arrays["step_seconds_per_image"] > 0 and arrays["eval_seconds_per_image"] > 0
+    assert float(arrays["overhead_seconds"]) >= 0
     assert int(arrays["timed_images"]) == step_time.TIMED_STEPS * 4
+    # the uncached epoch augments every batch; the cached one augmented once, while caching
+    assert bool(transformed) is not cached
     timing = step_time.step_timing(arrays, trainable_from=trainable_from, input_size=32,
                                    batch_size=4, precision="float32", seconds=1.0)
-    assert isinstance(timing, StepTiming) and timing.step_ms > 0
+    assert isinstance(timing, StepTiming) and timing.step_ms > 0 and timing.fit_timed
+    assert timing.overhead_s == pytest.approx(float(arrays["overhead_seconds"]), abs=1e-3)
     assert str(trainable_from) in timing.describe()
+    assert ("cached activations" if cached else "augmented images") in timing.describe()
 
 
 def test_measured_once_then_cached_with_the_probe(dataset, tmp_path, monkeypatch):
@@ -49,17 +69,22 @@ def test_measured_once_then_cached_with_the_probe(dataset, tmp_path, monkeypatch
                            measure_orientation_with="none")
     profile = profile_dataset(dataset)
     setting = dict(input_size=32, trainable_from=2, batch_size=4, bn_frozen=True, mixes=False,
-                   per_class=6, cache=cache)
+                   per_class=6, cache=cache, augmentation=Augmentation())
     first = measure_step(report, profile, "test_tiny", **setting).get("test_tiny").step
     assert first.seconds > 0 and first.trainable_from == 2 and first.step_ms > 0
+    assert first.fit_timed and first.overhead_s is not None and first.cached
 
     monkeypatch.setattr(step_time, "time_training_step",
                         lambda *a, **k: pytest.fail("not cached"))
     again = measure_step(report, profile, "test_tiny", **setting).get("test_tiny").step
     assert again.seconds == 0 and again.step_ms == first.step_ms
-    # another depth is another measurement
+    assert again.overhead_s == first.overhead_s
+    # another depth is another measurement, and so is another augmentation
     with pytest.raises(pytest.fail.Exception):
         measure_step(report, profile, "test_tiny", **{**setting, "trainable_from": 1})
+    with pytest.raises(pytest.fail.Exception):
+        measure_step(report, profile, "test_tiny",
+                     **{**setting, "augmentation": Augmentation(rotate90=True)})
 
 
 def test_a_record_or_cache_from_when_a_retrace_was_timed_still_loads():
@@ -78,3 +103,33 @@ def test_a_record_or_cache_from_when_a_retrace_was_timed_still_loads():
     assert again.step_ms == pytest.approx(12.7) and again.cached
     with pytest.raises(ValueError):  # anything else unknown is still refused
         StepTiming.model_validate({**old, "typo": 1})
+
+
+# --- the input pipeline's share of an epoch (issue 17) ---------------------------------------
+
+def test_the_image_transform_is_the_trainers_where_there_is_one():
+    import tensorflow as tf
+
+    none = Augmentation(horizontal_flip=False, zoom=0.0, translation=0.0)
+    assert step_time.image_transform(None) is None and step_time.image_transform(none) is None
+    x = tf.constant(np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)), tf.float32)
+    y = tf.constant(np.eye(2, dtype=np.float32)[[0, 1, 0, 1]])
+    w = tf.ones([4])
+    mixing = step_time.image_transform(none.model_copy(update={"mixup_alpha": 0.4}))
+    mixed_x, mixed_y, _ = mixing(x, y, w)  # MixUp alone is a transform of the pipeline too
+    assert mixed_x.shape == x.shape and not np.allclose(mixed_y.numpy(), y.numpy())
+    shifted, same_y, _ = step_time.image_transform(Augmentation(translation=0.3))(x, y, w)
+    assert shifted.shape == x.shape and np.allclose(same_y.numpy(), y.numpy())
+
+
+def test_records_and_caches_from_before_the_fit_timing_load_without_it():
+    old = {"trainable_from": 0, "input_size": 224, "batch_size": 32, "cached": False,
+           "step_ms": 25.0, "eval_ms": 9.0, "timed_images": 64}
+    timing = StepTiming.model_validate(old)
+    assert timing.overhead_s is None and not timing.fit_timed
+    arrays = {"step_seconds_per_image": np.asarray(0.025), "eval_seconds_per_image":
+              np.asarray(0.009), "cached": np.asarray(False), "timed_images": np.asarray(64)}
+    timing = step_time.step_timing(arrays, trainable_from=0, input_size=224, batch_size=32,
+                                   precision="float32", seconds=0.0)
+    assert timing.overhead_s is None and not timing.fit_timed
+    assert "besides" not in timing.describe()
