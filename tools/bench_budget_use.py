@@ -2,30 +2,46 @@
 """What should spare budget buy? The advised recipe against three ways of spending more time.
 
 For each dataset, the advisor's recipe (preset ``quick``, no time budget: the schedule rule LR03's
-length at the preset's scale) is trained, and three variants that each spend more time:
+length at the preset's scale) is trained, and variants that each spend more time, named
+``KIND[:EPOCHS]`` (EPOCHS: the deepest fine-tuning phase's epochs; default in brackets):
 
-* **longer**: the deepest fine-tuning phase runs twice its epochs (same schedule shape);
-* **deeper**: that phase trains one more layer group (``trainable_from`` − 1);
-* **larger input**: the input size one step up (×1.5, rounded to 32 px, at most 320 px).
+* ``longer``: the deepest fine-tuning phase runs more epochs (2× the advised), same schedule shape;
+* ``deeper``: that phase trains one more layer group (``trainable_from`` − 1, the search's own
+  depth change, ``tuning/trial_recipe.apply``: the new group's rate follows the phase's decay)
+  [the advised epochs];
+* ``larger``: the input size one step up (×1.5, rounded to 32 px, at most 320 px) for every
+  phase [the advised epochs].
+
+A deeper or larger epoch costs more than a longer one, so giving ``deeper`` and ``larger`` fewer
+epochs than ``longer`` compares what the same extra *seconds* buy (the measured seconds are in
+the table: the comparison is per second, not per epoch).
 
 Each run trains on the dataset's ``train/`` folder (the recipe's stratified validation split held
 out of it, early stopping as advised) and is tested on its ``val``/``test`` folder, which nothing
-selects on. The probe features and the frozen activations are cached as in any run (the trainer's
-feature cache), so the head phase and partial fine-tuning cost little beyond the trainable part.
-Records test accuracy (with its 95% Wilson interval), training seconds, the median epoch of the
-deepest phase, and the load average before and after each run. Writes
-docs/benchmarks/budget_use_runs.{md,json} (rows of earlier runs for other datasets are kept;
-docs/benchmarks/budget_use.md discusses them).
+selects on; same splits and seeds for every variant (``--max-train``: a seeded,
+class-proportional sample of the training folder, the same for every variant). Records test accuracy (with its 95% Wilson
+interval, and each test image right or wrong, for a paired exact McNemar test between variants),
+training seconds, the deepest phase's epochs and median seconds per epoch, and the load average
+before and after each run.
 
-    python tools/bench_budget_use.py [--datasets eurosat_rgb_3k omniglot_scripts]
-                                     [--variants advised longer deeper larger]
+Resumable per variant: results are saved after each variant to ``<out>.json`` (and rendered to
+``<out>.md``); a rerun reuses the dataset's saved advised recipe (so it trains the same recipe
+without advising again) and skips the variants already measured (``--rerun`` measures them
+again, ``--fresh`` forgets the dataset's saved recipe and rows). So a long side by side can run
+in chunks, each stopped by ``timeout`` and continued by the next.
+
+    python tools/bench_budget_use.py [--datasets eurosat_rgb_3k]
+        [--variants advised longer:16 deeper:8 larger:8] [--max-train N] [--rerun] [--fresh]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -36,117 +52,243 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
-from _resumable import run_datasets  # noqa: E402
 from _shared_weights import use_shared_weights  # noqa: E402
 from bench_auto import held_out_layout, wilson  # noqa: E402
 
-VARIANTS = ("advised", "longer", "deeper", "larger")
+from autotransfer._io import atomic_write_json, atomic_write_text  # noqa: E402
+
+KINDS = ("advised", "longer", "deeper", "larger")
+DEFAULT_VARIANTS = ("advised", "longer:16", "deeper:8", "larger:8")
 
 
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def variant(recipe: Any, name: str) -> Any | None:
-    """``recipe`` changed to spend more time as ``name`` says; None when it cannot."""
-    from autotransfer.recipe.schema import Recipe
+def parse_variant(spec: str) -> tuple[str, int | None]:
+    """``KIND[:EPOCHS]`` as (kind, epochs or None)."""
+    kind, _, epochs = spec.partition(":")
+    if kind not in KINDS or (epochs and not epochs.isdigit()) or (kind == "advised" and epochs):
+        raise argparse.ArgumentTypeError(
+            f"variant {spec!r}: expected one of {', '.join(KINDS)}, optionally with ':EPOCHS' "
+            "(the deepest fine-tuning phase's epochs; not for 'advised')")
+    return kind, int(epochs) if epochs else None
 
-    d = recipe.to_dict()
-    d.pop("reasons", None)
+
+def _deepest(d: dict[str, Any]) -> int | None:
     tuned = [i for i, p in enumerate(d["phases"]) if p["trainable_from"] < 5]
-    if name == "advised":
-        return Recipe.model_validate(d)
-    if name == "larger":
+    return min(tuned, key=lambda i: d["phases"][i]["trainable_from"]) if tuned else None
+
+
+def variant(recipe: Any, kind: str, epochs: int | None = None) -> Any | None:
+    """``recipe`` changed to spend more time as ``kind`` says, its deepest fine-tuning phase
+    ``epochs`` long (None: the kind's default); None when it cannot."""
+    from autotransfer.recipe.schema import Recipe
+    from autotransfer.tuning.trial_recipe import apply
+
+    if kind == "advised":
+        return recipe
+    if kind == "deeper":
+        deepest = _deepest(recipe.to_dict())
+        if deepest is None or recipe.phases[deepest].trainable_from <= 0:
+            return None
+        recipe = apply(recipe, {"finetune_from": recipe.phases[deepest].trainable_from - 1})
+    d = recipe.to_dict()
+    d.pop("reasons", None)  # the advised recipe's reasons, which no longer describe it
+    deepest = _deepest(d)
+    if deepest is None:
+        return None
+    if kind == "larger":
         size = int(d["backbone"]["input_size"])
         bigger = min(320, int(round(size * 1.5 / 32)) * 32)
         if bigger <= size:
             return None
         d["backbone"]["input_size"] = bigger
-        return Recipe.model_validate(d)
-    if not tuned:
-        return None
-    deepest = min(tuned, key=lambda i: d["phases"][i]["trainable_from"])
     phase = d["phases"][deepest]
-    if name == "longer":
-        phase["epochs"] = 2 * int(phase["epochs"])
-    elif name == "deeper":
-        if phase["trainable_from"] <= 0:
-            return None
-        phase["trainable_from"] -= 1
+    old = int(phase["epochs"])
+    phase["epochs"] = epochs or (2 * old if kind == "longer" else old)
+    # the warm-up keeps its fraction of the phase (LR04), as when the advisor sizes the phase
+    phase["warmup_epochs"] = round(float(phase["warmup_epochs"]) * phase["epochs"] / old, 2)
+    if phase["warmup_epochs"] >= phase["epochs"]:
+        phase["warmup_epochs"] = 0.0
     return Recipe.model_validate(d)
 
 
-def run_dataset(name: str, variants: list[str], work: Path) -> dict[str, Any]:
+def variant_name(kind: str, recipe: Any) -> str:
+    """``advised``, or the kind and the deepest phase's epochs (``longer-8``)."""
+    if kind == "advised":
+        return kind
+    return f"{kind}-{recipe.phases[_deepest(recipe.to_dict())].epochs}"
+
+
+def test_correct(run_dir: Path) -> str:
+    """Each test image right (1) or wrong (0), in the order of their paths."""
+    from autotransfer.train.analysis import read_predictions_csv
+
+    found = sorted(run_dir.rglob("predictions.csv"))
+    if not found:
+        return ""
+    rows = sorted((r.path, r.correct) for r in read_predictions_csv(found[0]) if r.split == "test")
+    return "".join("1" if ok else "0" for _, ok in rows)
+
+
+def measure(splits: Any, recipe: Any, advised: Any, out: Path) -> dict[str, Any]:
+    """Train ``recipe`` on ``splits`` into ``out``: the row of the table."""
     import keras
 
-    from autotransfer.advisor.advise import Advisor
     from autotransfer.advisor.cost import ESTIMATE_KEY, compare
-    from autotransfer.data.profile import profile_dataset
-    from autotransfer.data.splits import make_splits
     from autotransfer.train.run import train
 
+    load_before = _load()
+    started = time.time()
+    run = train(splits, recipe, out, progress=False)
+    seconds = time.time() - started
+    m = run.metrics
+    phases = [p for p in m.get("phases", []) if p["trainable_from"] < 5 and p["epoch_seconds"]]
+    deepest = min(phases, key=lambda p: p["trainable_from"]) if phases else None
+    estimate = advised.reasons.get(ESTIMATE_KEY)
+    row = {"epoch_time": compare(estimate.evidence if estimate else None, m.get("phases", []),
+                                 len(splits.train), len(splits.val), recipe.backbone.input_size),
+           "test_accuracy": m["test"]["accuracy"], "n_test": len(splits.test),
+           "test_correct": test_correct(out), "seconds": round(seconds, 1),
+           "input_size": recipe.backbone.input_size,
+           "phases": [(p.name, p.epochs, p.trainable_from) for p in recipe.phases],
+           "phase_seconds": [(p["name"], round(float(p.get("seconds") or 0.0), 1))
+                             for p in m.get("phases", [])],
+           "deepest_epochs_run": deepest["epochs_run"] if deepest else 0,
+           "deepest_epoch_s": statistics.median(deepest["epoch_seconds"][1:] or
+                                                deepest["epoch_seconds"]) if deepest else None,
+           "load_before": load_before, "load_after": _load(),
+           "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    keras.backend.clear_session()
+    return row
+
+
+def cap_training_folder(folder: Path, cap: int, seed: int = 0) -> None:
+    """Keep a seeded, class-proportional ``cap`` of the images under ``folder/<class>/``."""
+    rng = random.Random(seed)
+    by_class = {c: sorted(p for p in c.iterdir() if p.is_file())
+                for c in sorted(folder.iterdir()) if c.is_dir()}
+    total = sum(len(m) for m in by_class.values())
+    if total <= cap:
+        return
+    for members in by_class.values():
+        keep = set(rng.sample(members, max(2, round(cap * len(members) / total))))
+        for f in members:
+            if f not in keep:
+                f.unlink()
+
+
+def run_dataset(name: str, specs: list[tuple[str, int | None]], work: Path,
+                saved: dict[str, Any] | None, rerun: bool, save: Any,
+                max_train: int | None = None) -> dict[str, Any]:
+    """Measure the variants of ``name`` not in ``saved`` (all with ``rerun``), saving each."""
+    from autotransfer.advisor.advise import Advisor
+    from autotransfer.data.profile import profile_dataset
+    from autotransfer.data.splits import make_splits
+    from autotransfer.recipe.schema import Recipe
+
     root = held_out_layout(name, work)
+    if max_train:
+        cap_training_folder(root / "train", max_train)
+    if saved and saved.get("max_train") != max_train:
+        raise SystemExit(f"{name}: the saved rows were measured with --max-train "
+                         f"{saved.get('max_train')}, not {max_train}: use the same cap, or --fresh")
     profile = profile_dataset(root)
-    advice = Advisor(backbones=["mobilenet_v2"], preset="quick", verbose=0).fit(profile).advice_
-    step = advice.probes.get(advice.recipe.backbone.name).step
-    print(f"  advised: {advice.recipe.backbone.input_size} px, "
-          f"{[(p.epochs, p.trainable_from) for p in advice.recipe.phases]}; step: "
-          f"{step.describe() if step else None}", flush=True)
-    splits = make_splits(profile, val_fraction=advice.recipe.data.val_fraction,
-                         seed=advice.recipe.seed, exclude_leaks=advice.recipe.data.exclude_leaks)
-    rows: dict[str, Any] = {}
-    for v in variants:
-        recipe = variant(advice.recipe, v)
+    if saved and saved.get("recipe"):
+        advised = Recipe.model_validate(saved["recipe"])
+        print("  advised recipe: reused from the saved results", flush=True)
+    else:
+        advice = Advisor(backbones=["mobilenet_v2"], preset="quick", verbose=0).fit(profile).advice_
+        advised = advice.recipe
+        step = advice.probes.get(advised.backbone.name).step
+        print(f"  step: {step.describe() if step else None}", flush=True)
+    print(f"  advised: {advised.backbone.input_size} px, "
+          f"{[(p.epochs, p.trainable_from) for p in advised.phases]}", flush=True)
+    splits = make_splits(profile, val_fraction=advised.data.val_fraction, seed=advised.seed,
+                         exclude_leaks=advised.data.exclude_leaks)
+    result = {"dataset": name, "n_train": len(splits.train), "n_val": len(splits.val),
+              "n_test": len(splits.test), "max_train": max_train, "recipe": advised.to_dict(),
+              "variants": dict((saved or {}).get("variants", {}))}
+    for kind, epochs in specs:
+        recipe = variant(advised, kind, epochs)
         if recipe is None:
-            print(f"  {v}: not applicable", flush=True)
+            print(f"  {kind}: not applicable", flush=True)
             continue
-        load_before = _load()
-        started = time.time()
-        run = train(splits, recipe, work / "runs" / name / v)
-        seconds = time.time() - started
-        m = run.metrics
-        phases = [p for p in m.get("phases", []) if p["trainable_from"] < 5 and p["epoch_seconds"]]
-        deepest = min(phases, key=lambda p: p["trainable_from"]) if phases else None
-        estimate = advice.recipe.reasons.get(ESTIMATE_KEY)
-        rows[v] = {"epoch_time": compare(estimate.evidence if estimate else None,
-                                         m.get("phases", []), len(splits.train), len(splits.val),
-                                         recipe.backbone.input_size),
-                   "test_accuracy": m["test"]["accuracy"], "n_test": len(splits.test),
-                   "seconds": seconds, "input_size": recipe.backbone.input_size,
-                   "phases": [(p.name, p.epochs, p.trainable_from) for p in recipe.phases],
-                   "deepest_epochs_run": deepest["epochs_run"] if deepest else 0,
-                   "deepest_epoch_s": statistics.median(deepest["epoch_seconds"][1:] or
-                                                        deepest["epoch_seconds"])
-                   if deepest else None,
-                   "load_before": load_before, "load_after": _load()}
-        print(f"  {v}: epoch {rows[v]['epoch_time']}", flush=True)
-        print(f"  {v}: test {rows[v]['test_accuracy']:.4f} in {seconds:.0f} s "
-              f"(load {load_before} → {rows[v]['load_after']})", flush=True)
-        keras.backend.clear_session()
-    return {"dataset": name, "n_train": len(splits.train), "n_val": len(splits.val),
-            "n_test": len(splits.test), "variants": rows}
+        v = variant_name(kind, recipe)
+        if v in result["variants"] and not rerun:
+            print(f"  {v}: measured before, kept", flush=True)
+            continue
+        print(f"  {v}: {recipe.backbone.input_size} px, "
+              f"{[(p.name, p.epochs, p.trainable_from) for p in recipe.phases]} "
+              f"(start {time.strftime('%H:%M:%S', time.gmtime())}, load {_load()})", flush=True)
+        row = measure(splits, recipe, advised, work / "runs" / name / v)
+        result["variants"][v] = row
+        save(result)
+        print(f"  {v}: test {row['test_accuracy']:.4f} in {row['seconds']:.0f} s, deepest "
+              f"phase {row['deepest_epochs_run']} epochs at {row['deepest_epoch_s'] or 0:.1f} "
+              f"s (load {row['load_before']} → {row['load_after']})", flush=True)
+    return result
+
+
+def paired(a: str, b: str) -> tuple[int, int, float] | None:
+    """Images ``b`` gets right and ``a`` wrong, the reverse, and the two-sided exact McNemar p."""
+    if not a or len(a) != len(b):
+        return None
+    from scipy.stats import binomtest
+
+    gained = sum(1 for x, y in zip(a, b, strict=True) if y == "1" and x == "0")
+    lost = sum(1 for x, y in zip(a, b, strict=True) if x == "1" and y == "0")
+    n = gained + lost
+    return gained, lost, 1.0 if n == 0 else float(binomtest(gained, n, 0.5).pvalue)
+
+
+def _versus(rows: dict[str, Any], v: str, other: str | None) -> str:
+    if other is None or other == v or other not in rows:
+        return "–"
+    t = paired(rows[other].get("test_correct", ""), rows[v].get("test_correct", ""))
+    return "–" if t is None else f"+{t[0]} −{t[1]}, p = {t[2]:.2g}"
+
+
+def _nearest_longer(rows: dict[str, Any], v: str) -> str | None:
+    longer = [k for k in rows if k.startswith("longer") and k != v]
+    if not v.startswith(("deeper", "larger")) or not longer:
+        return None
+    return min(longer, key=lambda k: abs(rows[k]["seconds"] - rows[v]["seconds"]))
 
 
 def markdown(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
     lines = ["# What spare budget buys (`tools/bench_budget_use.py`)", "",
-             f"{env['cpus']} CPU cores, no GPU; started {env['started']} at load average "
-             f"{env['load']}; mobilenet_v2, preset quick. Test = the dataset's own held-out "
-             "folder (nothing selects on it); the interval is the 95% Wilson interval.", ""]
+             f"{env['cpus']} CPU cores (this process allowed {env.get('affinity', '?')}), no GPU; "
+             f"chunks started {', '.join(env.get('chunks', [env['started']]))}; mobilenet_v2, "
+             "preset quick. Test = the dataset's own held-out folder (nothing selects on it); the "
+             "interval is the 95% Wilson interval; paired: test images the variant gets right "
+             "and the other wrong (+), the reverse (−), two-sided exact McNemar p.", ""]
     for r in results:
+        rows = r["variants"]
+        base = rows.get("advised")
+        cap = (f"; the training folder capped to a seeded, class-proportional {r['max_train']}"
+               if r.get("max_train") else "")
         lines += [f"## {r['dataset']} ({r['n_train']} train, {r['n_val']} validation, "
-                  f"{r['n_test']} test)", "",
-                  "| variant | phases (name, epochs, from group) | input | test accuracy (95%) | "
-                  "training time | deepest phase: epochs run, s/epoch | epoch estimate (COST01) | "
-                  "load before → after |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for v, row in r["variants"].items():
+                  f"{r['n_test']} test{cap})", "",
+                  "| variant | phases (name epochs×from group) | input | test accuracy (95%) | "
+                  "training time | deepest phase: epochs run, s/epoch | points per extra "
+                  "minute | paired vs advised | paired vs nearest-time longer | epoch estimate "
+                  "(COST01) | load before → after |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for v, row in rows.items():
             lo, hi = wilson(row["test_accuracy"], row["n_test"])
             ep = row["deepest_epoch_s"]
+            extra = row["seconds"] - base["seconds"] if base and v != "advised" else 0.0
+            rate = (f"{100 * (row['test_accuracy'] - base['test_accuracy']) / (extra / 60):+.2f}"
+                    if base and extra > 0 else "–")
             lines.append(
                 f"| {v} | {', '.join(f'{n} {e}×{t}' for n, e, t in row['phases'])} | "
                 f"{row['input_size']} | {row['test_accuracy']:.4f} ({lo:.3f}–{hi:.3f}) | "
                 f"{row['seconds']:.0f} s | {row['deepest_epochs_run']}, "
-                f"{'–' if ep is None else f'{ep:.1f}'} | "
+                f"{'–' if ep is None else f'{ep:.1f}'} | {rate} | "
+                f"{_versus(rows, v, 'advised')} | "
+                f"{_versus(rows, v, _nearest_longer(rows, v))} | "
                 f"{_estimate(row.get('epoch_time'))} | {row['load_before']} → "
                 f"{row['load_after']} |")
         lines.append("")
@@ -161,17 +303,44 @@ def _estimate(t: dict[str, Any] | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", nargs="+", default=["eurosat_rgb_3k", "omniglot_scripts"])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--datasets", nargs="+", default=["eurosat_rgb_3k"])
+    parser.add_argument("--variants", nargs="+", type=parse_variant,
+                        default=[parse_variant(v) for v in DEFAULT_VARIANTS],
+                        help="KIND[:EPOCHS], KIND one of " + ", ".join(KINDS))
+    parser.add_argument("--rerun", action="store_true", help="measure saved variants again")
+    parser.add_argument("--fresh", action="store_true",
+                        help="forget the datasets' saved recipes and rows (advise again)")
+    parser.add_argument("--max-train", type=int, default=None,
+                        help="keep a seeded, class-proportional sample of this many images of "
+                             "the training folder (train + validation), for every variant alike")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "budget_use_runs")
     args = parser.parse_args()
 
     use_shared_weights()
+    path = args.out.with_suffix(".json")
+    state = json.loads(path.read_text()) if path.is_file() else {"results": []}
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     env = {"cpus": os.cpu_count(), "platform": platform.platform(), "load": _load(),
-           "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+           "started": now, "affinity": sorted(os.sched_getaffinity(0)),
+           "chunks": [*state.get("environment", {}).get("chunks", []), f"{now} (load {_load()})"]}
+    results: list[dict[str, Any]] = state["results"]
     work = Path(tempfile.mkdtemp(prefix="bench-budget-use-"))
-    run_datasets(args.datasets, lambda name: run_dataset(name, args.variants, work),
-                 args.out, env, markdown, work)
+
+    def save(result: dict[str, Any]) -> None:
+        nonlocal results
+        results = [o for o in results if o["dataset"] != result["dataset"]] + [result]
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, {"environment": env, "results": results})
+        atomic_write_text(args.out.with_suffix(".md"), markdown(results, env))
+
+    try:
+        for name in args.datasets:
+            print(f"{name}:", flush=True)
+            saved = None if args.fresh else next(
+                (o for o in results if o["dataset"] == name), None)
+            save(run_dataset(name, args.variants, work, saved, args.rerun, save, args.max_train))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

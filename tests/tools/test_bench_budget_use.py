@@ -1,0 +1,93 @@
+"""The budget side by side's variants and its paired comparison (no training)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from autotransfer.advisor.assemble import assemble
+from autotransfer.advisor.presets import load_preset
+from tests.tools.load import load_tool
+
+
+def bench():
+    return load_tool("bench_budget_use")
+
+
+def advised():
+    """A gradual recipe as the advisor builds one: head, 2 epochs from group 4, 3 from group 1."""
+    d = dict(load_preset("quick").decisions)
+    d.update(backbone="mobilenet_v2", input_size=128, da_method="none", finetune_from=1,
+             gradual=True, group_lr_decay=0.5, finetune_epochs=5, head_epochs=40,
+             warmup_fraction=0.1)
+    return assemble(d, {}, name="advised")
+
+
+def test_variants_spend_more_time_on_the_deepest_phase_only():
+    b, recipe = bench(), advised()
+    assert [(p.epochs, p.trainable_from) for p in recipe.phases] == [(40, 5), (2, 4), (3, 1)]
+    assert b.variant(recipe, "advised") is recipe
+    longer = b.variant(recipe, "longer")  # default: twice the epochs
+    assert [(p.epochs, p.trainable_from) for p in longer.phases] == [(40, 5), (2, 4), (6, 1)]
+    assert longer.phases[2].warmup_epochs == pytest.approx(2 * recipe.phases[2].warmup_epochs)
+    assert b.variant_name("longer", b.variant(recipe, "longer", 12)) == "longer-12"
+    deeper = b.variant(recipe, "deeper", 6)
+    assert [(p.epochs, p.trainable_from) for p in deeper.phases] == [(40, 5), (2, 4), (6, 0)]
+    # the new group learns (the search's depth change: the phase's decay continues)
+    assert deeper.phases[2].group_lr_multipliers[0] == pytest.approx(0.0625)
+    larger = b.variant(recipe, "larger")
+    assert larger.backbone.input_size == 192 and larger.phases[2].epochs == 3
+    assert b.variant(deeper, "deeper") is None  # group 0 is the deepest there is
+    head_only = assemble({**dict(load_preset("quick").decisions), "backbone": "mobilenet_v2",
+                          "input_size": 128, "da_method": "none", "finetune_from": 5}, {},
+                         name="head")
+    assert b.variant(head_only, "longer") is None and b.variant(head_only, "deeper") is None
+
+
+def test_variant_specs_are_checked():
+    b = bench()
+    assert b.parse_variant("longer:12") == ("longer", 12)
+    assert b.parse_variant("deeper") == ("deeper", None)
+    for bad in ("wider", "longer:x", "advised:3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            b.parse_variant(bad)
+
+
+def test_paired_counts_discordant_images_and_tests_them_two_sided():
+    b = bench()
+    assert b.paired("0000", "1111") == (4, 0, pytest.approx(0.125))
+    assert b.paired("1100", "1010") == (1, 1, 1.0)
+    assert b.paired("", "1") is None and b.paired("10", "1") is None
+
+
+def test_the_cap_keeps_a_class_proportional_sample(tmp_path):
+    b = bench()
+    for label, n in (("a", 30), ("b", 10)):
+        (tmp_path / label).mkdir()
+        for i in range(n):
+            (tmp_path / label / f"{i}.png").write_bytes(b"x")
+    b.cap_training_folder(tmp_path, 20)
+    assert [len(list((tmp_path / c).iterdir())) for c in ("a", "b")] == [15, 5]
+    b.cap_training_folder(tmp_path, 100)  # under the cap: nothing goes
+    assert len(list((tmp_path / "a").iterdir())) == 15
+
+
+def test_the_table_compares_each_variant_with_the_advised_and_the_nearest_longer():
+    b = bench()
+
+    def row(acc, seconds, correct):
+        return {"test_accuracy": acc, "n_test": 4, "test_correct": correct, "seconds": seconds,
+                "input_size": 128, "phases": [["head", 40, 5], ["finetune", 3, 1]],
+                "deepest_epochs_run": 3, "deepest_epoch_s": 17.0, "epoch_time": None,
+                "load_before": "1.00", "load_after": "1.10"}
+
+    result = {"dataset": "d", "n_train": 8, "n_val": 2, "n_test": 4, "max_train": 10,
+              "variants": {"advised": row(0.5, 100.0, "1100"),
+                           "longer-6": row(0.75, 160.0, "1110"),
+                           "deeper-3": row(1.0, 170.0, "1111")}}
+    text = b.markdown([result], {"cpus": 2, "started": "t", "affinity": [1]})
+    assert "capped to a seeded, class-proportional 10" in text
+    deeper = next(line for line in text.splitlines() if line.startswith("| deeper-3"))
+    # +50 points in 70 extra seconds; 2 images gained on the advised, 1 on longer-6
+    assert "+42.86" in deeper and "+2 −0, p = 0.5" in deeper and "+1 −0, p = 1" in deeper
