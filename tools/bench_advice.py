@@ -87,17 +87,33 @@ def save(data: dict[str, Any]) -> None:
 
     OUT.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(OUT.with_suffix(".json"), data)
-    atomic_write_text(OUT.with_suffix(".md"), markdown(data))
+    try:  # the JSON is the record; a rendering that fails (e.g. a rule file mid-edit by
+        # someone else) must not stop a run: --render-only writes the Markdown again
+        text = markdown(data)
+    except Exception as e:  # noqa: BLE001
+        print(f"WARNING: {OUT.with_suffix('.md')} not rendered ({type(e).__name__}: {e}); "
+              "run --render-only later", flush=True)
+        return
+    atomic_write_text(OUT.with_suffix(".md"), text)
 
 
 def append(part: str, cell: dict[str, Any]) -> None:
-    """Add one completed cell to the results, under a lock (parts may run side by side)."""
+    """Add one completed cell to the results, under a lock (parts may run side by side). A
+    re-advised cell (``advice_tag``) takes the id ``advised``; the one it replaces is kept beside
+    it as ``advised_before`` in the same write."""
     import fcntl
 
     WORK.mkdir(parents=True, exist_ok=True)
     with open(WORK / "advice.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = load()
+        if part == "grid" and cell.get("advice_tag"):
+            for c in data["grid"]:
+                if c["dataset"] == cell["dataset"] and c["cell"] == "advised":
+                    if any(b["dataset"] == c["dataset"] and b["cell"] == BEFORE
+                           for b in data["grid"]):
+                        raise RuntimeError(f"{c['dataset']}: an {BEFORE} cell is kept already")
+                    c["cell"] = BEFORE
         data[part].append(cell)
         save(data)
 
@@ -372,6 +388,13 @@ RATES = (1 / 3, 1.0, 3.0)
 #: the rate over them, and the recipe's early stopping (patience, best weights restored) ends it
 #: sooner; a cell that runs them all is marked "schedule completed" (rate annealed to its floor)
 MAX_EPOCHS = 20
+#: rules added after the grid's centres were fixed (session 4): a centre advised now (a dataset
+#: whose kept advice is missing) leaves them out, so that every centre comes from one rule base;
+#: the re-advised cell (``--readvise``) uses the whole rule base in force
+AFTER_CENTRES = ("LR05", "LR06")
+#: the advised cell measured under an earlier rule base, kept beside the advised cell of the rule
+#: base in force when that one is re-advised (``--readvise``; issue 18: LR05's floor)
+BEFORE = "advised_before"
 NO_AUGMENTATION = {"horizontal_flip": False, "vertical_flip": False, "rotate90": False,
                    "rotation": 0.0, "zoom": 0.0, "translation": 0.0, "brightness": 0.0,
                    "contrast": 0.0, "saturation": 0.0, "hue": 0.0, "mixup_alpha": 0.0,
@@ -445,20 +468,26 @@ def cell_roles(depth: int) -> dict[str, str]:
 
 
 def cached_advice(name: str, root: Path, profile: Any, args: argparse.Namespace,
-                  rules: Any) -> tuple[Any, float, bool]:
+                  rules: Any, tag: str | None = None) -> tuple[Any, float, bool]:
     """The advice the grid is built around, computed once per layout and preset and kept as JSON
     under the work folder: every cell of every later run (and a resumed cell, whose recipe must
     not change) is built around the same centre, even when recipes/rules.yaml is edited
-    meanwhile. Returns (advice, seconds it took to compute, whether it came from the cache)."""
+    meanwhile. Returns (advice, seconds it took to compute, whether it came from the cache).
+    ``tag``: the advice of the rule base in force, kept apart from the grid's centre (the
+    re-advised cell, ``--readvise``)."""
     from autotransfer.advisor.advise import Advice, Advisor
 
-    path = WORK / "advice" / f"{root.name}-{args.preset}-seed{args.seed}.json"
+    path = WORK / "advice" / (f"{root.name}-{args.preset}-seed{args.seed}"
+                              + (f"-{tag}" if tag else "") + ".json")
     if path.is_file():
         saved = json.loads(path.read_text())  # NaN facts are kept as NaN (json allows them)
         try:
             return Advice.model_validate(saved["advice"]), saved["seconds"], True
         except ValueError as e:
             print(f"WARNING: {path} is not a valid advice ({e}); advising again", flush=True)
+    if not tag:  # a centre computed now comes from the rule base the other centres came from
+        rules = rules.model_copy(update={"rules": [r for r in rules.rules
+                                                   if r.id not in AFTER_CENTRES]})
     t0 = time.perf_counter()
     advice = Advisor(preset=args.preset, precision="float32", rules=rules, verbose=0,
                      seed=args.seed).fit(profile).advice_
@@ -481,7 +510,7 @@ def run_grid(args: argparse.Namespace) -> None:
     os.environ["AUTOTRANSFER_CACHE"] = str(WORK / "cache")
     # a chunk ended by `timeout` (SIGTERM) unwinds, so that its cell's seconds so far are kept
     signal.signal(signal.SIGTERM, _terminate)
-    rules = stable_rules()
+    rules, sha = stable_rules(), rules_sha()  # the rule base as this run loaded it
     for name in args.datasets:
         root = layout(name, args.max_train, args.max_test)
         profile = profile_dataset(root)
@@ -489,7 +518,7 @@ def run_grid(args: argparse.Namespace) -> None:
         splits = make_splits(profile, val_fraction=advice.recipe.data.val_fraction,
                              seed=advice.recipe.seed, exclude_leaks=advice.recipe.data.exclude_leaks)
         recorded = next((c for c in load()["grid"] if c["dataset"] == name
-                         and c["cell"] == "advised"), None)
+                         and c["cell"] in ("advised", BEFORE) and not c.get("advice_tag")), None)
         def decided(recipe: dict[str, Any]) -> dict[str, Any]:  # without the reasons' text
             return {k: v for k, v in recipe.items() if k not in ("reasons", "name")}
 
@@ -501,13 +530,28 @@ def run_grid(args: argparse.Namespace) -> None:
         wanted = {roles.get(c, c) for c in args.cells or ()}
         print(f"{name}: advice {'cached' if from_cache else 'computed'} ({advise_s:.0f} s); "
               f"centre {roles['centre']}; cells {sorted(wanted) or 'all'}", flush=True)
-        for cell_id, coords, recipe in grid_cells(advice):
-            if args.cells and cell_id not in wanted:
+        cells = grid_cells(advice)
+        tag = args.readvise
+        if tag:  # only the advised cell, advised by the rule base in force; the centre is kept
+            fold = lr05_fold(name)
+            print(f"{name}: LR05's floor fitted leave one dataset out: {fold}", flush=True)
+            readvised, advise_s, from_cache = cached_advice(
+                name, root, profile, args, with_floor(rules, fold.get("floor")), tag=tag)
+            cells = [("advised", {"advised": True}, readvised.recipe)]
+            changes = recipe_changes(advice.recipe, readvised.recipe)
+            print(f"{name}: re-advised ({tag}, {advise_s:.0f} s{', cached' if from_cache else ''})"
+                  f"; changed from the centre's advice: {changes or 'nothing'}", flush=True)
+            if not changes:  # the advised cell stands: say so on it, train nothing
+                mark_unchanged(name, tag)
+                continue
+        for cell_id, coords, recipe in cells:
+            if args.cells and cell_id not in wanted and not tag:
                 continue
             data = load()
-            if any(c["dataset"] == name and c["cell"] == cell_id for c in data["grid"]):
+            if any(c["dataset"] == name and c["cell"] == cell_id
+                   and c.get("advice_tag") == tag for c in data["grid"]):
                 continue
-            out = WORK / "runs" / name / cell_id
+            out = WORK / "runs" / name / (cell_id + (f"-{tag}" if tag else ""))
             shutil.rmtree(out, ignore_errors=True)
             # a cell interrupted earlier resumes from its last epoch's checkpoint; the seconds
             # its earlier attempts ran are kept beside it and added
@@ -532,9 +576,15 @@ def run_grid(args: argparse.Namespace) -> None:
                 spent_file.write_text(f"{before + time.perf_counter() - started:.1f}")
                 raise
             m = run.metrics
+            # best_epoch (0-based) and the validation curve: what issue 18's fine-tuning length
+            # is measured from (cells before session 4 kept only epochs_run and stopped_early)
             phases = [{"trainable_from": p.get("trainable_from"), "epochs_run": p.get("epochs_run"),
-                       "epochs_planned": p.get("epochs"), "stopped_early": p.get("stopped_early"),
-                       "seconds": p.get("seconds")} for p in m.get("phases", [])]
+                       "epochs_planned": p.get("epochs_planned", p.get("epochs")),
+                       "stopped_early": p.get("stopped_early"), "seconds": p.get("seconds"),
+                       "best_epoch": p.get("best_epoch"), "batch_size": p.get("batch_size"),
+                       "val_accuracy": (p.get("history") or {}).get("val_accuracy"),
+                       "val_loss": (p.get("history") or {}).get("val_loss")}
+                      for p in m.get("phases", [])]
             last = m.get("phases", [{}])[-1]
             capped = (cell_id != "advised" and last.get("trainable_from", 5) < 5
                       and not last.get("stopped_early") and last.get("epochs_run") == MAX_EPOCHS)
@@ -555,13 +605,89 @@ def run_grid(args: argparse.Namespace) -> None:
                     "preset": args.preset,
                     "recipe": recipe.to_dict(), "machine": machine()}
             if cell_id == "advised":
-                cell["facts"] = {k: v for k, v in advice.facts.items()
+                cell["facts"] = {k: v for k, v in (readvised if tag else advice).facts.items()
                                  if isinstance(v, (int, float, str, bool))}
+            if tag:
+                cell.update(advice_tag=tag, rules_sha=sha, lr05_fold=fold,
+                            changed_from_centre=recipe_changes(advice.recipe, recipe))
             append("grid", cell)
             shutil.rmtree(out, ignore_errors=True)  # the numbers are kept; the model is not
             spent_file.unlink(missing_ok=True)
             print(f"  test {cell['test_accuracy']:.4f} in {cell['seconds']:.0f} s "
                   f"(load {cell['machine']['load']})", flush=True)
+
+
+def lr05_fold(name: str) -> dict[str, Any]:
+    """LR05's floor for re-advising ``name``, fitted without it on the grid cells recorded so
+    far (``length_lodo``): the leave-one-dataset-out protocol, applied as the cells run."""
+    fit = length_lodo(converged_phases(load()["grid"]))
+    if "folds" not in fit or fit["unit"] != "epochs":
+        return {"floor": None, "why": "no epoch floor fitted"}
+    fold = fit["folds"].get(name)
+    fitted_on = sorted(d for d in fit["per_dataset"] if d != name)
+    return {"floor": fold["floor_epochs"]["epochs"] if fold else fit["floor_epochs"],
+            "fitted_on": fitted_on,
+            "phases": sum(r["phases"] for d, r in fit["per_dataset"].items() if d != name)}
+
+
+def with_floor(rules: Any, floor: int | None) -> Any:
+    """The rule base with LR05's (and LR06's) floor set to ``floor`` (None: as it is)."""
+    if floor is None:
+        return rules
+    return rules.model_copy(update={"rules": [
+        r.model_copy(update={"params": {**r.params, "min_epochs": floor}})
+        if r.id in ("LR05", "LR06") else r for r in rules.rules]})
+
+
+def floor_used(c: dict[str, Any]) -> int | None:
+    """LR05's floor as the cell's recipe recorded it (its epochs' reason), None where it did
+    not fire."""
+    for key, reason in (c.get("recipe", {}).get("reasons") or {}).items():
+        if key.startswith("phases.") and key.endswith(".epochs") and reason.get("rule") in (
+                "LR05", "LR06"):
+            return int(reason["thresholds"]["min_epochs"])
+    return None
+
+
+def mark_unchanged(name: str, tag: str) -> None:
+    """Record on a dataset's advised cell that the rule base ``tag`` advises the same recipe."""
+    import fcntl
+
+    with open(WORK / "advice.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = load()
+        for c in data["grid"]:
+            if c["dataset"] == name and c["cell"] == "advised" and not c.get("advice_tag"):
+                c["same_advice_under"] = tag
+        save(data)
+
+
+def rules_sha() -> str:
+    """The rule base a re-advised cell used: the first 12 hex digits of recipes/rules.yaml's
+    SHA-256 (the file is also in the repository's history)."""
+    import hashlib
+
+    return hashlib.sha256((REPO / "recipes" / "rules.yaml").read_bytes()).hexdigest()[:12]
+
+
+def recipe_changes(before: Any, after: Any) -> dict[str, Any]:
+    """The recipe fields that differ (``phases`` as their (trainable_from, epochs) pairs; the
+    reasons and the name left out): what a re-advised cell changes against the kept advice."""
+    a, b = before.to_dict(), after.to_dict()
+    out: dict[str, Any] = {}
+    for key in sorted(set(a) | set(b)):
+        if key in ("reasons", "name") or a.get(key) == b.get(key):
+            continue
+        if key == "phases":
+            out[key] = [[[p["trainable_from"], p["epochs"]] for p in a[key]],
+                        [[p["trainable_from"], p["epochs"]] for p in b[key]]]
+            if any({k: v for k, v in p.items() if k not in ("epochs", "warmup_epochs")}
+                   != {k: v for k, v in q.items() if k not in ("epochs", "warmup_epochs")}
+                   for p, q in zip(a[key], b[key])) or len(a[key]) != len(b[key]):
+                out["phases_other"] = True  # more than the epochs (and warm-up) changed
+        else:
+            out[key] = [a.get(key), b.get(key)]
+    return out
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -608,8 +734,12 @@ def regrets(cells: list[dict[str, Any]], metric: str = "test_accuracy"
     fine-tuned cell)."""
     out: dict[str, dict[str, Any]] = {}
     by: dict[str, dict[str, dict[str, Any]]] = {}
+    before: dict[str, dict[str, Any]] = {}  # the advised cell of an earlier rule base
     for c in cells:
-        by.setdefault(c["dataset"], {})[c["cell"]] = c
+        if c["cell"] == BEFORE:
+            before[c["dataset"]] = c
+        else:
+            by.setdefault(c["dataset"], {})[c["cell"]] = c
     for name, rows in by.items():
         if "advised" not in rows or len(rows) < 2:
             continue
@@ -620,7 +750,14 @@ def regrets(cells: list[dict[str, Any]], metric: str = "test_accuracy"
                              "best_cell": best["cell"], "n_test": adv["n_test"],
                              "regret": 100 * (best[metric] - adv[metric]),
                              "significant": significant(best[metric], adv[metric], adv["n_test"]),
-                             "advised_tunes": advised_tunes}
+                             "advised_tunes": advised_tunes,
+                             "rule_base": adv.get("advice_tag") or (
+                                 f"before = {adv['same_advice_under']}"
+                                 if adv.get("same_advice_under") else "before")}
+        if name in before:  # the same grid's best against the advice of the earlier rule base
+            b = before[name]
+            r["before"] = {"value": b[metric], "regret": 100 * (best[metric] - b[metric]),
+                           "significant": significant(best[metric], b[metric], b["n_test"])}
         centre_id = _centre(rows)
         centre = rows.get(centre_id) if centre_id else None
         r["centre"] = centre_id
@@ -719,6 +856,97 @@ def fz04_lodo(cases: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, 
             "loss_current_total": whole[current]}
 
 
+#: FZ01 thresholds compared leave one dataset out (the per-class bands and what counts as far)
+#: and FZ02's early shift (FZ02 moves FZ01's depth one group deeper, so together they decide it)
+FZ01_GRID = {"far_shift": (0.25, 0.5, 1.0, 2.0, 4.0), "far_entropy": (0.4, 0.5, 0.6, 0.7, 0.8),
+             "small": (25, 50, 100), "medium": (75, 100, 200, 400),
+             "FZ02.early_high": (2.0, 4.0, 8.0, 16.0)}
+
+
+def fz01_depth(facts: dict[str, Any], params: dict[str, Any], rules: Any, preset: str) -> int:
+    """The fine-tuning depth the freezing rules (FZ01 with ``params``, then FZ02–FZ04 as they
+    are) choose from a dataset's recorded facts."""
+    def tuned(rule: Any) -> Any:
+        mine = {k.split(".")[-1]: v for k, v in params.items()
+                if (k.split(".")[0] if "." in k else "FZ01") == rule.id}
+        return rule.model_copy(update={"params": {**rule.params, **mine}}) if mine else rule
+
+    base = rules.model_copy(update={"rules": [tuned(r) for r in rules.rules
+                                              if r.id in ("FZ01", "FZ02", "FZ03", "FZ04")]})
+    facts = {k: (float("nan") if v is None else v) for k, v in facts.items()}
+    final, _ = base.evaluate(facts, _preset_decisions(preset))
+    return int(final["finetune_from"])
+
+
+_PRESETS: dict[str, dict[str, Any]] = {}
+
+
+def _preset_decisions(name: str) -> dict[str, Any]:
+    """A preset's decisions, read once (the refits evaluate the rules thousands of times)."""
+    from autotransfer.advisor.presets import load_preset
+
+    if name not in _PRESETS:
+        _PRESETS[name] = dict(load_preset(name).decisions)
+    return dict(_PRESETS[name])
+
+
+def fz01_lodo(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """FZ01 refitted leave one dataset out on the complete depth axes: per candidate (every
+    combination of ``FZ01_GRID``), the depth the freezing rules choose for each dataset and its
+    loss (best on the axis − the chosen depth's cell, points; None where that depth was not
+    measured); the candidate with the least total loss on the other datasets (only candidates
+    whose depths were all measured there; ties to the fewest and smallest changes from the
+    current thresholds) is judged on the left-out one, against the current thresholds."""
+    import itertools
+
+    from autotransfer.advisor.rules import load_rules
+
+    reg = regrets(cells)
+    rules = load_rules()
+    current = {k: rules.get(k.split(".")[0] if "." in k else "FZ01").params[k.split(".")[-1]]
+               for k in FZ01_GRID}
+    cases = []
+    for name, r in reg.items():
+        if not (r.get("depth") and r["axes_complete"]["depth"]):
+            continue
+        rows = {c["cell"]: c for c in cells if c["dataset"] == name and c["cell"] != BEFORE}
+        axis = {5 if c == "linear_probe" else int(c[1]): rows[c]["test_accuracy"]
+                for c in r["depth"]["cells"]}
+        adv = rows["advised"]
+        cases.append({"dataset": name, "facts": adv["facts"], "axis": axis,
+                      "preset": adv.get("preset", "quick"), "best": max(axis.values())})
+    if len(cases) < 3:
+        return {"cases": cases}
+    keys = list(FZ01_GRID)
+    grid = [g for g in (dict(zip(keys, v)) for v in itertools.product(*(FZ01_GRID[k]
+                                                                        for k in keys)))
+            if g["small"] < g["medium"]]
+
+    def distance(g: dict[str, Any]) -> tuple[int, float]:
+        return (sum(g[k] != current[k] for k in keys),
+                sum(abs(math.log(g[k] / current[k])) for k in keys))
+
+    loss: dict[int, dict[str, float | None]] = {}
+    depth: dict[int, dict[str, int]] = {}
+    for i, g in enumerate(grid):
+        depth[i] = {c["dataset"]: fz01_depth(c["facts"], g, rules, c["preset"]) for c in cases}
+        loss[i] = {c["dataset"]: (100 * (c["best"] - c["axis"][depth[i][c["dataset"]]])
+                                  if depth[i][c["dataset"]] in c["axis"] else None)
+                   for c in cases}
+    now = next(i for i, g in enumerate(grid) if g == current)
+    held: dict[str, Any] = {}
+    for case in cases:
+        name = case["dataset"]
+        usable = [i for i in loss if all(loss[i][c["dataset"]] is not None
+                                         for c in cases if c is not case)]
+        pick = min(usable, key=lambda i: (round(sum(loss[i][c["dataset"]] for c in cases
+                                                    if c is not case), 9), distance(grid[i])))
+        held[name] = {"chosen": grid[pick], "depth": depth[pick][name], "loss": loss[pick][name],
+                      "current_depth": depth[now][name], "loss_current": loss[now][name],
+                      "same_as_current": depth[pick][name] == depth[now][name]}
+    return {"cases": cases, "held_out": held, "current": current, "candidates": len(grid)}
+
+
 def rules_markdown(cells: list[dict[str, Any]]) -> list[str]:
     """FZ04 refitted leave one dataset out where the grid allows; what FZ01 still lacks."""
     cases = fz04_cases(cells)
@@ -764,6 +992,8 @@ def rules_markdown(cells: list[dict[str, Any]]) -> list[str]:
     reg = regrets(cells)
     depth = {d: r["depth"] for d, r in reg.items() if r.get("depth")}
     complete = [d for d in depth if reg[d]["axes_complete"]["depth"]]
+    if len(complete) >= 3:
+        return lines + fz01_markdown(cells)
     lines += ["FZ01 (freeze depth from size and shift): its thresholds (far_shift, far_entropy, "
               "the per-class bands) can be refitted leave one dataset out only from complete "
               "depth axes (linear probe, one group shallower, the advised depth, one deeper) on "
@@ -776,6 +1006,263 @@ def rules_markdown(cells: list[dict[str, Any]]) -> list[str]:
               + f". Complete on {len(complete)}: "
               + ("enough for a refit." if len(complete) >= 3 else
                  "too few, so FZ01 is unchanged.") + "", ""]
+    return lines
+
+
+def fz01_markdown(cells: list[dict[str, Any]]) -> list[str]:
+    """FZ01 (with FZ02's early shift) refitted leave one dataset out on the complete depth axes."""
+    from autotransfer.advisor.rules import load_rules
+
+    fit = fz01_lodo(cells)
+    cases, held = fit["cases"], fit["held_out"]
+    lines = ["FZ01 (freeze depth from size and shift) refitted leave one dataset out on the "
+             f"{len(cases)} complete depth axes (the linear probe, the advised depth, one group "
+             "shallower and one deeper), with FZ02's early-shift threshold, since FZ02 moves "
+             "FZ01's depth one group deeper and the two decide it together. Per dataset, the "
+             "facts they read (from the advised cell) and the held-out accuracy at each depth "
+             "(5 = the linear probe):", "",
+             "| dataset | per class | BN shift | entropy | early shift | accuracy by depth | "
+             "best |", "|---|---|---|---|---|---|---|"]
+    for c in cases:
+        f = c["facts"]
+        best = max(c["axis"], key=c["axis"].get)
+        n_test = next(x["n_test"] for x in cells if x["dataset"] == c["dataset"])
+        lines.append(f"| {c['dataset']} | {f['per_class']:.0f} | {f['bn_shift']:.2f} | "
+                     f"{f['entropy']:.2f} | {f['early_shift']:.2f} | "
+                     + ", ".join(f"{d}: {a:.4f}" for d, a in sorted(c["axis"].items(),
+                                                                     reverse=True))
+                     + f" | {best} (n = {n_test}) |")
+    cur = fit["current"]
+    lines += ["", f"Candidates: every combination of {', '.join(f'{k} {v}' for k, v in FZ01_GRID.items())} "
+              f"with small < medium ({fit['candidates']}); the depth each gives is the freezing "
+              "rules' (FZ01 → FZ04) on the recorded facts. Chosen on the other datasets (least "
+              "total regret, only candidates whose depths were all measured there; ties to the "
+              "fewest, smallest changes from the current thresholds), judged on the one left "
+              "out (regret = best on its axis − the chosen depth's cell, points; `–` = that "
+              "depth was not measured):", "",
+              "| left out | chosen thresholds | depth: refit, current | regret: refit, current |",
+              "|---|---|---|---|"]
+    for name, h in held.items():
+        changed = {k: v for k, v in h["chosen"].items() if v != cur[k]}
+        lines.append(f"| {name} | {', '.join(f'{k} {v:g}' for k, v in changed.items()) or 'current'}"
+                     f" | {h['depth']}, {h['current_depth']} | "
+                     + (f"{h['loss']:.1f}" if h["loss"] is not None else "–")
+                     + f", {h['loss_current']:.1f} |")
+    known = [h for h in held.values() if h["loss"] is not None]
+    refit = sum(h["loss"] for h in known)
+    now = sum(h["loss_current"] for h in known)
+    sig = []
+    for name, h in held.items():
+        c = next(x for x in cases if x["dataset"] == name)
+        n = next(x["n_test"] for x in cells if x["dataset"] == name)
+        if h["loss"] is not None and h["depth"] != h["current_depth"] and significant(
+                c["axis"][h["depth"]], c["axis"][h["current_depth"]], n):
+            sig.append(name)
+    better = len(known) == len(held) and refit < now and sig
+    lines += ["", f"Held-out regret, summed over the {len(known)} datasets where the refit's "
+              f"depth was measured: {refit:.1f} points refitted against {now:.1f} with the current "
+              f"thresholds ({', '.join(f'{k} {v:g}' for k, v in cur.items())}); the refit's "
+              "depth differs significantly from the current one on "
+              f"{', '.join(sig) or 'no dataset'}. "
+              + ("The held-out result supports the refit." if better else
+                 "The thresholds are unchanged: a change needs a lower summed held-out regret "
+                 "and, on at least one left-out dataset, a depth that differs from the current "
+                 "one beyond noise; the held-out result does not show that.")
+              + (f" All {len(cases)} complete axes are far from ImageNet (BN shift "
+                 f"{min(c['facts']['bn_shift'] for c in cases):.2f} or more) with "
+                 f"{min(c['facts']['per_class'] for c in cases):.0f}–"
+                 f"{max(c['facts']['per_class'] for c in cases):.0f} images per class, so they "
+                 "sit in one cell of FZ01's thresholds: the refit can move that cell's depth "
+                 "(through FZ02), not the boundaries between the cells, which no measured axis "
+                 "lies across." if all(c["facts"]["bn_shift"] > cur["far_shift"] for c in cases)
+                 and len({fz01_depth(c["facts"], cur, load_rules(), c["preset"])
+                          for c in cases}) == 1 else ""), ""]
+    return lines
+
+
+# ----------------------------------------------------------------------------- length (LR05)
+#: the units a fine-tuning length is compared in (issue 18: epochs, or optimizer steps as in
+#: BiT-HyperRule); the one that predicts a left-out dataset's length best is kept
+LENGTH_UNITS = ("epochs", "steps")
+
+
+def converged_phases(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every grid cell's fine-tuning phase (one phase of up to ``MAX_EPOCHS`` epochs under the
+    recipe's early stopping): the 1-based epoch of its best validation accuracy, and whether that
+    is exact (recorded, or the phase stopped early: best = epochs run − patience) or a lower bound
+    (the phase ran all its epochs: its best came after epoch planned − patience; the cells before
+    session 4 did not record the best epoch)."""
+    out = []
+    for c in cells:
+        if c["cell"] in ("advised", "linear_probe", BEFORE) or "depth" not in c:
+            continue
+        tuned = [p for p in c["phases"] if p["trainable_from"] < 5]
+        if not tuned:
+            continue
+        p = tuned[-1]
+        patience = c["recipe"]["early_stopping"]["patience"]
+        batch = p.get("batch_size") or c["recipe"]["data"]["batch_size"]
+        planned = p.get("epochs_planned") or MAX_EPOCHS
+        if p.get("best_epoch") is not None:
+            best, exact = p["best_epoch"] + 1, True
+        elif p["stopped_early"]:
+            best, exact = p["epochs_run"] - patience, True
+        else:
+            best, exact = max(1, planned - patience), False
+        steps = math.ceil(c["n_train"] / batch)
+        # a phase whose validation accuracy never rose above the head phase's (both curves
+        # recorded) has no convergence point: its "best" epoch is its first by construction
+        head = [q for q in c["phases"] if q["trainable_from"] >= 5 and q.get("val_accuracy")]
+        improved = not (head and p.get("val_accuracy")
+                        and max(p["val_accuracy"]) <= max(head[-1]["val_accuracy"]) + 1e-6)
+        out.append({"dataset": c["dataset"], "cell": c["cell"], "best_epoch": best,
+                    "exact": exact, "steps_per_epoch": steps, "best_step": best * steps,
+                    "epochs_run": p["epochs_run"], "n_train": c["n_train"], "batch": batch,
+                    "improved": improved})
+    return out
+
+
+def _median_bound(values: list[tuple[float, bool]]) -> tuple[float, bool]:
+    """Median of (value, exact) pairs where inexact values are lower bounds: the median, and
+    whether it is exact (no lower bound at or below the median's position decides it)."""
+    import statistics
+
+    xs = sorted(values)  # a lower bound sorts before an exact value equal to it
+    med = statistics.median(v for v, _ in xs)
+    return med, all(e for _, e in xs[:len(xs) // 2 + 1])
+
+
+def length_lodo(phases: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fine-tuning length that converges, per dataset (median best epoch / step of its
+    grid phases) and fitted leave one dataset out: for each dataset, the median of the other
+    datasets' medians, in epochs and in steps, and the error of each in predicting the left-out
+    dataset's median (in its epochs). The unit with the smaller mean absolute error is kept; the
+    floor is its median over all datasets, rounded up to whole epochs (at the steps per epoch of
+    the dataset where it applies, for steps)."""
+    import statistics
+
+    by: dict[str, list[dict[str, Any]]] = {}
+    for p in phases:
+        if p.get("improved", True):
+            by.setdefault(p["dataset"], []).append(p)
+    per: dict[str, dict[str, Any]] = {}
+    for name, ps in by.items():
+        e, exact = _median_bound([(p["best_epoch"], p["exact"]) for p in ps])
+        s, _ = _median_bound([(p["best_step"], p["exact"]) for p in ps])
+        per[name] = {"epochs": e, "steps": s, "exact": exact, "phases": len(ps),
+                     "steps_per_epoch": ps[0]["steps_per_epoch"],
+                     "n_train": ps[0]["n_train"], "batch": ps[0]["batch"],
+                     "best_epochs": sorted((p["best_epoch"], p["exact"]) for p in ps)}
+    if len(per) < 2:
+        return {"per_dataset": per}
+    folds: dict[str, dict[str, Any]] = {}
+    for name, row in per.items():
+        others = [r for n, r in per.items() if n != name]
+        fit = {u: statistics.median(r[u] for r in others) for u in LENGTH_UNITS}
+        pred = {"epochs": fit["epochs"], "steps": fit["steps"] / row["steps_per_epoch"]}
+        folds[name] = {"fit": fit, "predicted_epochs": pred,
+                       "error": {u: pred[u] - row["epochs"] for u in LENGTH_UNITS},
+                       "floor_epochs": {u: math.ceil(pred[u] - 1e-9) for u in LENGTH_UNITS}}
+    mae = {u: statistics.mean(abs(f["error"][u]) for f in folds.values()) for u in LENGTH_UNITS}
+    unit = min(LENGTH_UNITS, key=lambda u: (mae[u], LENGTH_UNITS.index(u)))
+    whole = statistics.median(r[unit] for r in per.values())
+    for name, f in folds.items():  # would a phase of the fold's floor have reached its best?
+        floor = f["floor_epochs"][unit]
+        f["coverage"] = sum(e <= floor for e, _ in per[name]["best_epochs"]) / per[name]["phases"]
+    return {"per_dataset": per, "folds": folds, "mae": mae, "unit": unit,
+            "fitted": whole, "floor_epochs": math.ceil(whole - 1e-9) if unit == "epochs"
+            else None}
+
+
+def length_markdown(cells: list[dict[str, Any]]) -> list[str]:
+    """How long fine-tuning took to converge in the grid, LR05's floor fitted leave one dataset
+    out, and the re-advised cells it was judged by."""
+    phases = converged_phases(cells)
+    fit = length_lodo(phases)
+    per = fit["per_dataset"]
+    if not per:
+        return []
+    floor = rule_params("LR05").get("min_epochs")
+    lines = ["## Fine-tuning length (LR05)", "",
+             "When did the grid's fine-tuning phases reach their best validation accuracy? Each "
+             f"grid cell fine-tunes in one phase of up to {MAX_EPOCHS} epochs (the advised "
+             "schedule over them, early stopping with the recipe's patience, best weights "
+             "restored). Its best epoch is exact when recorded (cells since session 4) or when "
+             "the phase stopped early (best = epochs run − patience); a phase that ran all its "
+             "epochs had its best after epoch planned − patience, a lower bound (`≥`). Steps "
+             "= epochs × ⌈training images / batch⌉. A phase whose validation accuracy never "
+             "rose above the head phase's (both curves recorded) has no convergence point and is "
+             "left out: "
+             + (", ".join(f"{p['dataset']} {p['cell']}" for p in phases if not p["improved"])
+                or "none") + ".", "",
+             "| dataset | training images, batch | steps / epoch | phases | best epoch of each | "
+             "median epoch | median step |", "|---|---|---|---|---|---|---|"]
+    for name, r in per.items():
+        bound = "" if r["exact"] else "≥ "
+        lines.append(f"| {name} | {r['n_train']}, {r['batch']} | {r['steps_per_epoch']} | "
+                     f"{r['phases']} | "
+                     + ", ".join(f"{'' if e else '≥'}{v}" for v, e in r["best_epochs"])
+                     + f" | {bound}{r['epochs']:g} | {bound}{r['steps']:g} |")
+    if "folds" not in fit:
+        return lines + ["", "One dataset: too few to fit a length leave one dataset out.", ""]
+    unit = fit["unit"]
+    lines += ["", "Leave one dataset out: the length fitted on the other datasets (the median of "
+              "their medians, in epochs or in steps) predicts the left-out dataset's median "
+              "(error in its epochs); coverage = the share of its phases whose best epoch the "
+              "fold's floor (the prediction rounded up, in the kept unit) reaches:", "",
+              "| left out | fit: epochs, steps | predicted epochs (epochs, steps) | error "
+              "(epochs, steps) | floor | coverage |", "|---|---|---|---|---|---|"]
+    for name, f in fit["folds"].items():
+        lines.append(f"| {name} | {f['fit']['epochs']:g}, {f['fit']['steps']:g} | "
+                     f"{f['predicted_epochs']['epochs']:.1f}, {f['predicted_epochs']['steps']:.1f}"
+                     f" | {f['error']['epochs']:+.1f}, {f['error']['steps']:+.1f} | "
+                     f"{f['floor_epochs'][unit]} | {f['coverage']:.0%} |")
+    folds = sorted({f["floor_epochs"][unit] for f in fit["folds"].values()})
+    lines += ["", f"Mean absolute error: {fit['mae']['epochs']:.1f} epochs when the length is "
+              f"fitted in epochs, {fit['mae']['steps']:.1f} when fitted in optimizer steps (as "
+              f"BiT-HyperRule sets it): the length is kept in **{unit}**. Fitted on all "
+              f"{len(per)} datasets: {fit['fitted']:g} → a floor of "
+              f"{fit['floor_epochs'] if fit['floor_epochs'] is not None else '–'} epochs; the "
+              f"folds give {', '.join(map(str, folds))}. LR05's floor is {floor} epochs for the "
+              "deepest fine-tuning phase (the grid measured single phases at the advised depth; "
+              "a gradual first phase keeps its third of the schedule)"
+              + (" — as fitted." if fit["floor_epochs"] == floor else
+                 f" — the fit now says {fit['floor_epochs']}: refit LR05.") + " Medians where "
+              "half the phases or more ran to the end are lower bounds: the floor is the "
+              "least length the study supports, not the most a dataset can use.", ""]
+    readvised = {c["dataset"]: c for c in cells if c["cell"] == "advised" and c.get("advice_tag")}
+    if readvised:
+        reg = regrets(cells)
+        rows = []
+        for name, c in readvised.items():
+            r = reg.get(name, {})
+            f = fit["folds"].get(name)
+            fold = (c.get("lr05_fold") or {}).get("floor") or (
+                f["floor_epochs"][unit] if f else fit["floor_epochs"])
+            used = floor_used(c)
+            b = r.get("before")
+            tuned = [p for p in c["phases"] if p["trainable_from"] < 5]
+            rows.append(
+                f"| {name} | {fold} (on "
+                f"{', '.join((c.get('lr05_fold') or {}).get('fitted_on') or ['–'])}) | "
+                f"{used if used is not None else '– (did not fire)'} | "
+                f"{'yes' if fold == used else 'no'} | "
+                + (", ".join(str(p["epochs_run"]) for p in tuned) or "head only") + " | "
+                + (f"{b['value']:.4f} ({b['regret']:+.1f}{'†' if b['significant'] else ''})"
+                   if b else "–")
+                + f" | {c['test_accuracy']:.4f} ({r.get('regret', float('nan')):+.1f}"
+                f"{'†' if r.get('significant') else ''}) | {c['seconds']:.0f} s |")
+        lines += ["The advised recipe re-advised under LR05 (`advised`, its tag) beside the "
+                  f"advised cell of the rule base before it (`{BEFORE}`), on the same splits and "
+                  "grid: regret = best grid cell − the cell (points; † significant). Each cell "
+                  "ran with LR05's floor fitted without its dataset on the grid cells recorded "
+                  "when it started (`--readvise` applies the fold; the datasets it was fitted on "
+                  "are named), so *held out* = its regret is a leave-one-dataset-out result:",
+                  "",
+                  "| dataset | floor fitted without it | floor it ran with | held out? | "
+                  "fine-tuning epochs run | before: test (regret) | LR05: test (regret) | "
+                  "seconds |",
+                  "|---|---|---|---|---|---|---|---|"] + rows + [""]
     return lines
 
 
@@ -1140,7 +1627,8 @@ def markdown(data: dict[str, Any]) -> str:
                 f"{s['probe']:.0f}, {s['extract_rest']:.0f}, {s['fit']:.0f} | "
                 f"{c['machine']['load']} |")
         lines.append("")
-    lines += grid_markdown(data.get("grid", [])) + rules_markdown(data.get("grid", []))
+    lines += grid_markdown(data.get("grid", [])) + length_markdown(data.get("grid", []))
+    lines += rules_markdown(data.get("grid", []))
     lines += forecast_markdown(data.get("forecast") or {})
     lines += goals_markdown(data)
     return "\n".join(lines) + "\n"
@@ -1169,6 +1657,8 @@ PLANNED = {name: ("advised", "linear_probe") for name in DATASETS} | {
 
 
 def _kind(cell_id: str) -> str:
+    if cell_id == BEFORE:
+        return "advised"
     return cell_id if cell_id in ("advised", "linear_probe") else "axis"
 
 
@@ -1270,9 +1760,16 @@ def grid_markdown(cells: list[dict[str, Any]]) -> list[str]:
                   "`†` = the difference is significant at 95% (unpaired two-proportion test on the "
                   "held-out images; conservative, since every cell is scored on the same images); "
                   "without it the difference is within noise. `*` = the axis is incomplete.", "",
-                  "| dataset | test images | advised (95% interval) | best cell | regret (pts) | "
-                  "depth | rate | augmentation | fine-tune at all |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "The advised cell is the advice of the rule base named in its column: "
+                  "`before` = the rules before LR05 (the grid's centre advice, quick preset: "
+                  "2 + 3 fine-tuning epochs where it unfreezes gradually), a tag = re-advised by "
+                  "the rule base in force when it ran (`--readvise`; its rules.yaml hash is in "
+                  f"advice.json), the earlier advised cell kept beside it as `{BEFORE}` with its "
+                  "regret against the same grid in the last column.", "",
+                  "| dataset | test images | advised (95% interval) | rule base | best cell | "
+                  "regret (pts) | depth | rate | augmentation | fine-tune at all | "
+                  "before: advised, regret |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
 
         def axis(name: str, key: str) -> str:
             a, b = reg[name].get(key), bal[name].get(key)
@@ -1285,13 +1782,17 @@ def grid_markdown(cells: list[dict[str, Any]]) -> list[str]:
 
         for name, r in reg.items():
             lo, hi = wilson(r["advised"], r["n_test"])
+            b4 = r.get("before")
             lines.append(
                 f"| {name} | {r['n_test']} | {r['advised']:.4f} ({lo:.3f}–{hi:.3f}) / "
-                f"{bal[name]['advised']:.4f} | {r['best_cell']} ({r['cells']} cells) | "
+                f"{bal[name]['advised']:.4f} | {r['rule_base']} | {r['best_cell']} "
+                f"({r['cells']} cells) | "
                 f"{r['regret']:+.1f}{'†' if r['significant'] else ''} / "
                 f"{bal[name]['regret']:+.1f}{'†' if bal[name]['significant'] else ''} | "
                 f"{axis(name, 'depth')} | {axis(name, 'rate')} | {axis(name, 'aug')} | "
-                f"{axis(name, 'finetune')} |")
+                f"{axis(name, 'finetune')} | "
+                + (f"{b4['value']:.4f}, {b4['regret']:+.1f}{'†' if b4['significant'] else ''}"
+                   if b4 else "–") + " |")
         lines += ["", "Per decision, over the datasets where its axis has at least two cells "
                   "(points; accuracy / balanced accuracy; goal: median ≤ 1, worst ≤ 3):", "",
                   "| decision | datasets | median | worst | significant on | goal met? |",
@@ -1338,7 +1839,8 @@ def grid_markdown(cells: list[dict[str, Any]]) -> list[str]:
         epochs = ", ".join(f"{p['epochs_run']}{'' if p['trainable_from'] == 5 else ('s' if p['stopped_early'] else '')}"
                            for p in c["phases"])
         cap = " **sched**" if c["epoch_cap_reached"] else ""
-        lines.append(f"| {c['dataset']} | {c['cell']} | {c['backbone']}, {c['input_size']} | "
+        label = c["cell"] + (f" ({c['advice_tag']})" if c.get("advice_tag") else "")
+        lines.append(f"| {c['dataset']} | {label} | {c['backbone']}, {c['input_size']} | "
                      f"{c['n_train']} / {c['n_val']} / {c['n_test']} | {c['test_accuracy']:.4f} "
                      f"({lo:.3f}–{hi:.3f}) | {c['test_balanced_accuracy']:.4f} | "
                      f"{c['val_accuracy']:.4f} | {epochs}{cap} | {c['seconds']:.0f}"
@@ -1403,6 +1905,38 @@ def forecast_markdown(f: dict[str, Any]) -> list[str]:
     return lines
 
 
+def not_readvised(cells: list[dict[str, Any]]) -> list[str]:
+    """Datasets whose advised cell predates LR05 and fine-tunes its deepest phase for fewer
+    epochs than LR05's floor: re-advising would change them (``--readvise``)."""
+    floor = rule_params("LR05").get("min_epochs") or 0
+    out = []
+    for c in cells:
+        if c["cell"] != "advised" or c.get("advice_tag"):
+            continue
+        tuned = [p for p in c["phases"] if p["trainable_from"] < 5]
+        if tuned and c["n_train"] + c["n_val"] < rule_params("LR05").get("small", 0) and (
+                tuned[-1]["epochs_run"] < floor):
+            out.append(c["dataset"])
+    return out
+
+
+def held_out_note(cells: list[dict[str, Any]]) -> str:
+    """Whether the re-advised cells are leave-one-dataset-out results for LR05's floor."""
+    fit = length_lodo(converged_phases(cells))
+    if "folds" not in fit or not any(c.get("advice_tag") for c in cells):
+        return ""
+    held, not_held = [], []
+    for c in cells:
+        if c["cell"] == "advised" and c.get("advice_tag"):
+            f = fit["folds"].get(c["dataset"])
+            fold = (c.get("lr05_fold") or {}).get("floor") or (
+                f["floor_epochs"][fit["unit"]] if f else fit["floor_epochs"])
+            (held if floor_used(c) in (fold, None) else not_held).append(c["dataset"])
+    return (" (each re-advised cell ran with LR05's floor fitted without its dataset, a "
+            "leave-one-dataset-out result" + (f", except {', '.join(not_held)}" if not_held
+                                              else "") + ")")
+
+
 def goals_markdown(data: dict[str, Any]) -> list[str]:
     """The issue's goals against what was measured (on the datasets measured so far)."""
     import statistics
@@ -1415,11 +1949,21 @@ def goals_markdown(data: dict[str, Any]) -> list[str]:
         med, worst = statistics.median(values), max(values)
         bvalues = [r["regret"] for r in bal.values()]
         noisy = [d for d, r in reg.items() if r["regret"] > 0 and not r["significant"]]
+        bases: dict[str, list[str]] = {}
+        for d, r in reg.items():
+            bases.setdefault(r["rule_base"], []).append(d)
+        before = {d: r["before"]["regret"] for d, r in reg.items() if r.get("before")}
+        was = {d: before.get(d, r["regret"]) for d, r in reg.items()}  # each before LR05
         lines.append(f"| advised recipe: median regret ≤ 1 pt, worst ≤ 3 | accuracy: median "
                      f"{med:.1f}, worst {worst:.1f}; balanced: median "
                      f"{statistics.median(bvalues):.1f}, worst {max(bvalues):.1f} — over "
                      f"{len(values)} dataset(s) "
-                     f"({', '.join(f'{d} {v:.1f}' for d, v in zip(reg, values))}); "
+                     f"({', '.join(f'{d} {v:.1f}' for d, v in zip(reg, values))}); rule base "
+                     "of the advised cells: "
+                     + "; ".join(f"{b} on {', '.join(ds)}" for b, ds in bases.items())
+                     + (f"; before LR05 the same datasets had median "
+                        f"{statistics.median(was.values()):.1f}, worst {max(was.values()):.1f}"
+                        if before else "") + held_out_note(data.get("grid", [])) + "; "
                      + (f"the positive regrets ({', '.join(noisy)}) are within noise; "
                         if noisy else "")
                      + "against a one-factor grid on "
@@ -1430,6 +1974,29 @@ def goals_markdown(data: dict[str, Any]) -> list[str]:
                      f"{sum(r['cells'] > 3 for r in reg.values())} of 8 beyond the linear "
                      "probe; a best-of-grid regret is biased upward by the winner's curse, a "
                      "thin grid biases it downward) |")
+    for d, r in reg.items():  # why a regret above the goal's 3 points remains
+        if r["regret"] <= 3:
+            continue
+        rows = [c for c in data.get("grid", []) if c["dataset"] == d and c["cell"] != BEFORE]
+        tuned = [c for c in rows if c["cell"] != "linear_probe"
+                 and any(p["trainable_from"] < 5 for p in c["phases"])]
+        lp = next((c for c in rows if c["cell"] == "linear_probe"), None)
+        if lp and tuned and r["best_cell"] == "linear_probe":
+            lo, hi = (min(c["test_accuracy"] for c in tuned), max(c["test_accuracy"]
+                                                                   for c in tuned))
+            lines.append(f"| (why {d} misses) | the linear probe ({lp['test_accuracy']:.1%}) "
+                         f"beats every fine-tuned cell of its grid ({lo:.1%}–{hi:.1%}, "
+                         f"{len(tuned)} cells): no fine-tuning length closes it; the choice to "
+                         "fine-tune at all (FZ04, far data) is what costs here, "
+                         + ("significantly" if r["significant"] else "within noise")
+                         + f" on {r['n_test']} test images | – |")
+    pending = not_readvised(data.get("grid", []))
+    if pending:
+        lines.append(f"| (the same goal, what is not measured yet) | {len(pending)} dataset(s) "
+                     f"whose advice LR05 lengthens still show the advised cell before it: "
+                     f"{', '.join(pending)} — lane 0 had no time left for them this session "
+                     "(`tools/bench_advice.py --part grid --readvise lr05` runs them); their "
+                     "regret above is the earlier rule base's | not measured |")
     tau = ranking_tau(data.get("ranking", []))
     if tau:
         ranked_by = data.get("ranked_by", "logme")
@@ -1470,6 +2037,10 @@ def main() -> None:
                              "d2-x3-advised) or "
                              "roles around the advised depth (centre no_aug rate_up rate_down "
                              "shallower deeper)")
+    parser.add_argument("--readvise", default=None, metavar="TAG",
+                        help="grid: run only the advised cell, advised by the rule base in force "
+                             "(its advice kept under TAG); the dataset's earlier advised cell is "
+                             f"kept as '{BEFORE}', and the grid's centre stays the kept advice")
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args()
     if args.render_only:

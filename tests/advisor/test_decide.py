@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from autotransfer.advisor.advise import decide
+from autotransfer.advisor.rules import load_rules
 from autotransfer.errors import InvalidParameterError
 from autotransfer.recipe.io import dump_recipe, load_recipe, save_recipe
 from tests.advisor.synthetic import probe, profile, report
@@ -83,10 +84,18 @@ def test_a_tie_on_logme_goes_to_the_better_linear_probe_and_a_near_tie_to_logme(
 
 
 def test_presets_change_the_budget():
-    data = profile({"a": 300, "b": 300}, side=64)
+    data = profile({"a": 1500, "b": 1500}, side=64)
     quick, standard, thorough = (decide(data, FAR, preset=p).recipe for p in ("quick", "standard", "thorough"))
     assert quick.total_epochs < standard.total_epochs < thorough.total_epochs
     assert quick.backbone.input_size == 128 and standard.backbone.input_size == 224
+    # below 2000 images LR05's floor keeps the quick preset's fine-tuning at the length the
+    # study found it needs, where the preset's scale would have cut it to 2 + 3 epochs
+    data = profile({"a": 300, "b": 300}, side=64)
+    quick, standard, thorough = (decide(data, FAR, preset=p).recipe for p in ("quick", "standard", "thorough"))
+    assert quick.total_epochs <= standard.total_epochs < thorough.total_epochs
+    floor = load_rules().get("LR05").params["min_epochs"]
+    assert len(quick.phases) == 3 and quick.phases[2].epochs == floor  # head, last group, deeper
+    assert quick.reasons["phases.2.epochs"].rule == "LR05"
 
 
 def test_folded_bn_backbone_gets_no_adabn_and_frozen_bn():

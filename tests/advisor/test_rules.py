@@ -113,6 +113,88 @@ def test_lr03_schedule_length_shrinks_in_epochs_as_data_grows(n_train, scale, he
     assert final["patience"] == (10 if n_train < 2000 else 5)  # outlasts a small split's noise
 
 
+def _schedule(preset: str, n_train: int, start: int, *, budget: float = NAN,
+              rules: tuple[str, ...] = ("UF01", "LR03", "LR05", "LR04")):
+    """Decisions of ``preset`` after the schedule rules for fine-tuning from group ``start``."""
+    from autotransfer.advisor.assemble import build_phases
+
+    begin = {**load_preset(preset).decisions, "backbone": "x", "input_size": 224,
+             "finetune_from": start}
+    final, firings = RULES.evaluate(
+        facts(n_train=n_train, forward_ms=2.0, probe_size=224, budget_s=budget), begin,
+        only=set(rules))
+    return final, {f.rule: f for f in firings}, [p.epochs for p in build_phases(final)[1:]]
+
+
+FLOOR = RULES.get("LR05").params["min_epochs"]  # fitted by the study (docs/benchmarks/advice.md)
+GRADUAL = [round(int(FLOOR * 1.5 + 0.5) / 3), FLOOR]  # the last group's third, then the floor
+
+
+@pytest.mark.parametrize("preset, n_train, start, phases, fires", [
+    ("quick", 800, 2, GRADUAL, True),     # 2 + 3 before: the deepest phase now gets the floor
+    ("quick", 300, 2, GRADUAL, True),
+    ("quick", 800, 4, [FLOOR], True),     # one phase (no gradual unfreezing): the floor
+    ("standard", 800, 2, GRADUAL, True),  # LR03's 10 would split 3 + 7
+    ("standard", 800, 4, [10], False),
+    ("thorough", 800, 2, [7, 13], False),  # presets may scale above the floor
+    ("quick", 2000, 2, [1, 2], False),    # beyond the measured sizes LR03 stands
+    ("quick", 800, 5, [], False),         # head only: nothing to lengthen
+])
+def test_lr05_the_deepest_fine_tuning_phase_gets_the_floor(preset, n_train, start, phases,
+                                                          fires):
+    assert 6 <= FLOOR <= 10  # the cases below assume a floor above quick's 5 and below 10
+    final, fired, got = _schedule(preset, n_train, start)
+    assert got == phases and ("LR05" in fired) == fires
+    if fires:
+        assert f"at least {FLOOR}" in fired["LR05"].text
+
+
+@pytest.mark.parametrize("floor", [6, 7, 8, 9, 10, 12, 15])
+def test_lr05s_total_gives_the_deepest_phase_its_floor_after_the_gradual_split(floor):
+    from autotransfer.advisor.assemble import build_phases
+    from autotransfer.advisor.rules import RuleBase
+
+    lr05 = RULES.get("LR05").model_copy(update={"params": {**RULES.get("LR05").params,
+                                                           "min_epochs": floor}})
+    rules = RuleBase(rules=[RULES.get("UF01"), RULES.get("LR03"), lr05])
+    for start in (0, 2, 3, 4):
+        final, _ = rules.evaluate(facts(n_train=800), {**load_preset("quick").decisions,
+                                                       "backbone": "x", "input_size": 224,
+                                                       "finetune_from": start})
+        epochs = [p.epochs for p in build_phases(final)[1:]]
+        assert epochs[-1] >= floor and sum(epochs) == final["finetune_epochs"]
+        assert epochs[-1] <= floor + 1  # no more than the floor needs (LR03 gives 5 here)
+
+
+def test_lr05_keeps_bud01s_cap_at_lr03s_full_length_with_the_floor():
+    budget_rules = ("UF01", "LR03", "LR05", "COST01", "BUD01")
+    # a budget that holds everything: quick and standard get the same full-scale length (the
+    # floor's, above LR03's 10), not the quick preset's floor divided by its scale
+    for preset in ("quick", "standard"):
+        final, fired, _ = _schedule(preset, 800, 2, budget=1e6, rules=budget_rules)
+        assert final["finetune_epochs"] == sum(GRADUAL) and "BUD01" in fired
+    final, _, _ = _schedule("quick", 800, 4, budget=1e6, rules=budget_rules)
+    assert final["finetune_epochs"] == 10  # one phase: LR03's full 10 is above the floor
+
+
+def test_lr06_a_budget_that_cannot_hold_the_floor_still_caps_it_and_says_so():
+    rules = ("UF01", "LR03", "LR05", "COST01", "BUD01", "BUD02", "BUD04", "LR06")
+    # from group 2 on 1000 images at 2 ms: 4.4 s an epoch, 68 s of fixed costs and head
+    final, fired, phases = _schedule("quick", 1000, 2, budget=68 + 4.4 * 5 + 0.1, rules=rules)
+    assert final["finetune_epochs"] == 5 and sum(phases) == 5  # the budget's, not the floor's
+    assert "LR06" in fired and "5 fine-tuning epoch(s)" in fired["LR06"].text
+    assert "budget caps" in fired["LR06"].text
+    full = sum(GRADUAL)
+    final, fired, _ = _schedule("quick", 1000, 2, budget=68 + 4.4 * full / 0.8 + 1, rules=rules)
+    assert final["finetune_epochs"] >= full and "LR06" not in fired
+    final, fired, _ = _schedule("quick", 1000, 2, rules=rules)  # no budget: the floor
+    assert final["finetune_epochs"] == full and "LR06" not in fired
+
+
+def test_lr06_reads_lr05s_floor():
+    assert RULES.get("LR06").params == RULES.get("LR05").params
+
+
 # BUD01 on 1000 images at 224 px probed at 224 px, 2 ms per image: a forward pass over the
 # training set takes 2 s; from group 3 (2 of 5 groups train) an epoch takes 2 × (1 + 2 × 0.4) =
 # 3.6 s; the head phase's 4 views cost 8 s and the fixed costs 60 s.
@@ -345,3 +427,12 @@ def test_prec_rules_do_not_fire_without_a_measurement():
     for rule in ("PREC01", "PREC02"):
         decisions, firings = run(rule)
         assert not firings and decisions["precision"] == "auto"  # the preset's: device default
+
+
+def test_cost01_counts_the_fixed_cost_timed_with_the_step():
+    timed = dict(n_train=1000, forward_ms=2.0, probe_size=224, step_ms=5.0, step_eval_ms=1.0,
+                 step_from=3, step_size=224, step_overhead_s=2.5)
+    final, fired = run("COST01", {"finetune_from": 3}, **timed)
+    assert final["epoch_estimate_s"] == pytest.approx(4.2 + 2.5)
+    assert fired[0].evidence["step_overhead_s"] == 2.5
+    assert "2.5 s besides" in fired[0].text

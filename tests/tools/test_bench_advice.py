@@ -120,3 +120,152 @@ def test_a_score_that_ties_every_backbone_ranks_nothing(bench):
              "probe": {"logme": a, "sfda": 1.0}} for i, a in enumerate([0.7, 0.8, 0.9])]
     tau = bench.ranking_tau(rows)["s"]
     assert tau["sfda"] == 0.0 and tau["logme"] == pytest.approx(1.0)
+
+
+def grid_phase(dataset: str, cell_id: str, *, run: int, stopped: bool, n_train: int = 640,
+               batch: int = 32, best: int | None = None, patience: int = 10) -> dict:
+    """A grid cell whose fine-tuning phase ran ``run`` epochs (of 20)."""
+    return {"dataset": dataset, "cell": cell_id, "depth": 2, "rate": 1.0, "aug": "advised",
+            "n_train": n_train, "recipe": {"early_stopping": {"patience": patience},
+                                           "data": {"batch_size": batch}},
+            "phases": [{"trainable_from": 5, "epochs_run": 30, "stopped_early": True},
+                       {"trainable_from": 2, "epochs_run": run, "stopped_early": stopped,
+                        "best_epoch": best}]}
+
+
+def test_the_best_epoch_is_exact_when_stopped_early_and_a_lower_bound_when_run_out(bench):
+    phases = bench.converged_phases([
+        grid_phase("a", "d2-x1-advised", run=14, stopped=True),         # best 14 − 10 = 4
+        grid_phase("a", "d2-x3-advised", run=20, stopped=False),        # best ≥ 10
+        grid_phase("a", "d2-x1-none", run=20, stopped=False, best=16),  # recorded: 17th epoch
+        {**grid_phase("a", "advised", run=3, stopped=False), "depth": None}])  # not a grid phase
+    got = {p["cell"]: (p["best_epoch"], p["exact"], p["best_step"]) for p in phases}
+    assert got == {"d2-x1-advised": (4, True, 80), "d2-x3-advised": (10, False, 200),
+                   "d2-x1-none": (17, True, 340)}
+
+
+def test_the_length_unit_is_the_one_that_predicts_a_left_out_dataset(bench):
+    # three datasets converge after 6 epochs whatever their steps per epoch (5, 10, 20): a
+    # length in epochs predicts each left-out one exactly, one in steps does not
+    cells = [grid_phase(d, f"c{i}", run=16, stopped=True, n_train=n, batch=32)
+             for d, n in (("a", 160), ("b", 320), ("c", 640)) for i in range(3)]
+    fit = bench.length_lodo(bench.converged_phases(cells))
+    assert fit["unit"] == "epochs" and fit["mae"]["epochs"] == 0.0 and fit["mae"]["steps"] > 1
+    assert fit["floor_epochs"] == 6 and fit["folds"]["a"]["coverage"] == 1.0
+    # the same steps (60) at every size: steps win, and no epoch floor is given
+    cells = [grid_phase(d, f"c{i}", run=10 + 60 // s, stopped=True, n_train=32 * s, batch=32)
+             for d, s in (("a", 5), ("b", 10), ("c", 20)) for i in range(3)]
+    fit = bench.length_lodo(bench.converged_phases(cells))
+    assert fit["unit"] == "steps" and fit["floor_epochs"] is None
+
+
+def test_a_median_among_lower_bounds_is_itself_a_lower_bound(bench):
+    assert bench._median_bound([(4, True), (10, False), (10, False)]) == (10, False)
+    assert bench._median_bound([(4, True), (5, True), (10, False)]) == (5, True)
+    assert bench._median_bound([(4, True), (8, True), (10, False), (10, False)]) == (9, False)
+
+
+def test_a_readvised_cell_keeps_the_earlier_one_beside_it(bench, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "WORK", tmp_path / "work")
+    monkeypatch.setattr(bench, "OUT", tmp_path / "advice")
+    monkeypatch.setattr(bench, "markdown", lambda data: "")
+    old = cell("advised", 0.80, dataset="d")
+    bench.append("grid", old)
+    bench.append("grid", cell("linear_probe", 0.85, tunes=False, dataset="d"))
+    new = {**cell("advised", 0.90, dataset="d"), "advice_tag": "lr05"}
+    bench.append("grid", new)
+    grid = bench.load()["grid"]
+    assert [c["cell"] for c in grid] == [bench.BEFORE, "linear_probe", "advised"]
+    r = bench.regrets(grid)["d"]
+    assert r["advised"] == 0.90 and r["rule_base"] == "lr05" and r["cells"] == 2
+    assert r["before"]["value"] == 0.80 and r["before"]["regret"] == pytest.approx(10.0)
+    with pytest.raises(RuntimeError, match="kept already"):  # a second re-advice loses nothing
+        bench.append("grid", {**new, "advice_tag": "lr06"})
+
+
+def test_recipe_changes_name_the_fields_and_phases_that_differ(bench):
+    from autotransfer.recipe.schema import Recipe
+    from tests.train.helpers import tiny_recipe
+
+    before = tiny_recipe()
+    data = before.to_dict()
+    longer = json.loads(json.dumps(data))
+    longer["phases"][-1]["epochs"] += 5
+    longer["reasons"] = {}
+    changes = bench.recipe_changes(before, Recipe.model_validate(longer))
+    assert set(changes) == {"phases"}
+    assert changes["phases"][1][-1][1] == changes["phases"][0][-1][1] + 5
+    longer["phases"][-1]["learning_rate"] = 0.5
+    longer["seed"] = 7
+    changes = bench.recipe_changes(before, Recipe.model_validate(longer))
+    assert changes["phases_other"] is True and changes["seed"] == [0, 7]
+
+
+def depth_axis(dataset: str, accuracies: dict[int, float], **fact_overrides) -> list[dict]:
+    """A dataset's advised cell (with its facts) and its depth axis at rate × 1: the linear
+    probe (5) and fine-tuning from each other group in ``accuracies``."""
+    from tests.advisor.synthetic import facts
+
+    f = {k: v for k, v in facts(**fact_overrides).items() if isinstance(v, (int, float, str))}
+    cells = [{**cell("advised", accuracies[2], dataset=dataset, depth=None), "facts": f,
+              "preset": "quick"},
+             {**cell("linear_probe", accuracies[5], tunes=False, dataset=dataset)}]
+    cells += [{**cell(f"d{d}-x1-advised", a, depth=d, rate=1.0, aug="advised", dataset=dataset),
+               "centre": "d2-x1-advised"} for d, a in accuracies.items() if d != 5]
+    return cells
+
+
+FAR_80 = dict(per_class=80.0, min_per_class=80, bn_shift=3.0, entropy=0.8, early_shift=9.0,
+              linear_acc=0.8, n_train=800, n_classes=10)
+
+
+def test_fz01_refit_moves_the_depth_only_where_every_held_out_axis_agrees(bench, monkeypatch):
+    monkeypatch.setattr(bench, "FZ01_GRID", {  # a small grid keeps the test fast
+        "far_shift": (0.5, 4.0), "far_entropy": (0.5,), "small": (50,), "medium": (75, 200),
+        "FZ02.early_high": (2.0, 16.0)})
+    # group 3 beats the advised group 2 by 10 points on all three far datasets: the refit
+    # (FZ02's early shift raised, so that FZ02 no longer moves group 3 to 2) is right held out
+    axes = {1: 0.80, 2: 0.80, 3: 0.90, 5: 0.75}
+    cells = [c for d in ("a", "b", "c") for c in depth_axis(d, axes, **FAR_80)]
+    fit = bench.fz01_lodo(cells)
+    for h in fit["held_out"].values():
+        assert (h["current_depth"], h["depth"]) == (2, 3)
+        assert h["loss"] == pytest.approx(0.0) and h["loss_current"] == pytest.approx(10.0)
+        assert h["chosen"]["FZ02.early_high"] > 9.0
+    text = "\n".join(bench.fz01_markdown(cells))
+    assert "supports the refit" in text
+    # where the datasets disagree, no refit wins held out and the thresholds stay
+    cells = [c for d, best in (("a", 3), ("b", 2), ("c", 1)) for c in depth_axis(
+        d, {g: (0.9 if g == best else 0.8) for g in (1, 2, 3, 5)}, **FAR_80)]
+    assert "The thresholds are unchanged" in "\n".join(bench.fz01_markdown(cells))
+
+
+def test_fz01_refit_needs_three_complete_depth_axes(bench):
+    cells = [c for d in ("a", "b") for c in depth_axis(d, {1: 0.8, 2: 0.8, 3: 0.9, 5: 0.7},
+                                                       **FAR_80)]
+    assert "held_out" not in bench.fz01_lodo(cells)
+
+
+def test_a_phase_that_never_beats_the_head_has_no_convergence_point(bench):
+    flat = grid_phase("a", "d4-x1-none", run=11, stopped=True, best=0)
+    flat["phases"][0]["val_accuracy"] = [0.98]
+    flat["phases"][1]["val_accuracy"] = [0.98] + [0.94] * 10
+    rising = grid_phase("a", "d4-x1-advised", run=16, stopped=True, best=5)
+    rising["phases"][0]["val_accuracy"] = [0.90]
+    rising["phases"][1]["val_accuracy"] = [0.90, 0.91, 0.92, 0.93, 0.94, 0.95] + [0.94] * 10
+    phases = bench.converged_phases([flat, rising])
+    assert [p["improved"] for p in phases] == [False, True]
+    assert bench.length_lodo(phases)["per_dataset"]["a"]["best_epochs"] == [(6, True)]
+
+
+def test_a_readvised_cell_runs_with_the_floor_of_its_fold(bench):
+    from autotransfer.advisor.rules import load_rules
+
+    rules = load_rules()
+    folded = bench.with_floor(rules, 5)
+    assert folded.get("LR05").params["min_epochs"] == folded.get("LR06").params["min_epochs"] == 5
+    assert [r.id for r in folded.rules] == [r.id for r in rules.rules]
+    assert folded.get("LR03") == rules.get("LR03") and bench.with_floor(rules, None) is rules
+    cell_ = {"recipe": {"reasons": {"phases.2.epochs": {"rule": "LR05",
+                                                        "thresholds": {"min_epochs": 5}}}}}
+    assert bench.floor_used(cell_) == 5 and bench.floor_used({"recipe": {"reasons": {}}}) is None
