@@ -164,3 +164,15 @@ def make_mixer(aug: Any, seed: int) -> Callable[..., Any] | None:
         return cutmix(images, labels, weights, aug.cutmix_alpha, seed)
 
     return apply
+
+
+def compose(augmenter: Callable[[tf.Tensor], tf.Tensor] | None,
+            mixer: Callable[..., Any] | None) -> Callable[..., Any]:
+    """The trainer's per-batch transform of ``(images, one-hot, weights)``: the images as
+    float32, through ``augmenter``, then ``mixer`` (MixUp/CutMix); either may be None."""
+
+    def transform(x: tf.Tensor, y: tf.Tensor, w: tf.Tensor) -> Any:
+        x = augmenter(x) if augmenter is not None else tf.cast(x, tf.float32)
+        return mixer(x, y, w) if mixer is not None else (x, y, w)
+
+    return transform

@@ -207,20 +207,13 @@ def image_transform(augmentation: Any, seed: int = 0) -> Any:
     """The trainer's per-batch transform of ``(images, one-hot, weights)``: ``augmentation``'s
     layers, then MixUp/CutMix (:mod:`autotransfer.data.augment`); None when it changes
     nothing (or ``augmentation`` is None)."""
-    from autotransfer.data.augment import is_identity, make_augmenter, make_mixer
+    from autotransfer.data.augment import compose, is_identity, make_augmenter, make_mixer
 
     if augmentation is None:
         return None
     augmenter = None if is_identity(augmentation) else make_augmenter(augmentation, seed)
     mixer = make_mixer(augmentation, seed)
-    if augmenter is None and mixer is None:
-        return None
-
-    def transform(x: Any, y: Any, w: Any) -> Any:
-        x = augmenter(x) if augmenter is not None else x
-        return mixer(x, y, w) if mixer is not None else (x, y, w)
-
-    return transform
+    return None if augmenter is None and mixer is None else compose(augmenter, mixer)
 
 
 def step_timing(arrays: dict[str, np.ndarray], *, trainable_from: int, input_size: int,

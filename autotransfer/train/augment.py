@@ -3,8 +3,8 @@ input pipeline's layer, so that the probe can time it too) and re-exported here 
 
 from __future__ import annotations
 
-from autotransfer.data.augment import (augmentation_layers, cutmix, is_identity, make_augmenter,
-                                       make_mixer, mixes, mixup, random_rot90)
+from autotransfer.data.augment import (augmentation_layers, compose, cutmix, is_identity,
+                                       make_augmenter, make_mixer, mixes, mixup, random_rot90)
 
-__all__ = ["augmentation_layers", "cutmix", "is_identity", "make_augmenter", "make_mixer",
-           "mixes", "mixup", "random_rot90"]
+__all__ = ["augmentation_layers", "compose", "cutmix", "is_identity", "make_augmenter",
+           "make_mixer", "mixes", "mixup", "random_rot90"]

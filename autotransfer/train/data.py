@@ -22,7 +22,7 @@ import tensorflow as tf
 from autotransfer.data.models import ImageRecord
 from autotransfer.data.pipeline import make_dataset
 from autotransfer.data.splits import DataSplits
-from autotransfer.train.augment import make_augmenter, make_mixer
+from autotransfer.train.augment import compose, make_augmenter, make_mixer
 
 #: decoded training images above this many bytes are cached on disk rather than in memory
 MEMORY_CACHE_BYTES = 4 * 2**30
@@ -98,12 +98,7 @@ class TrainingInputs:
         ds = ds.batch(batch_size)
         augmenter = make_augmenter(aug, seed) if augment else None
         mixer = make_mixer(aug, seed) if mix else None
-
-        def transform(x: tf.Tensor, y: tf.Tensor, w: tf.Tensor) -> Any:
-            x = augmenter(x) if augmenter is not None else tf.cast(x, tf.float32)
-            if mixer is not None:
-                x, y, w = mixer(x, y, w)
-            return x, y, w
+        transform = compose(augmenter, mixer)
 
         # Keras' random layers draw from a stateful seed generator: batches transformed in parallel
         # would consume it in a racy order, so this map is sequential (its ops use every core).
