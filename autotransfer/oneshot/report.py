@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from autotransfer.backbones.spec import GROUP_NAMES
 from autotransfer.durations import format_duration
 from autotransfer.recipe.schema import N_GROUPS, Recipe
+from autotransfer.report.text import markdown_literal
 from autotransfer.tuning.markdown import markdown as tuning_markdown
-from autotransfer.tuning.markdown import table_cell
 
 if TYPE_CHECKING:
     from autotransfer.data.models import DatasetProfile
@@ -44,7 +44,8 @@ def _trains(phase_from: int) -> str:
 
 
 def recipe_table(recipe: Recipe) -> list[str]:
-    lines = [f"{recipe.backbone.name} at {recipe.backbone.input_size} px, batches of "
+    lines = [f"{markdown_literal(recipe.backbone.name)} at {recipe.backbone.input_size} px, "
+             "batches of "
              f"{recipe.data.batch_size}, BatchNorm {recipe.bn_policy}, domain adaptation "
              f"{recipe.domain_adaptation.method}, dropout {recipe.head.dropout:g}, label smoothing "
              f"{recipe.regularization.label_smoothing:g}.", "",
@@ -52,10 +53,11 @@ def recipe_table(recipe: Recipe) -> list[str]:
              "|---|---|---|---|---|---|"]
     for p in recipe.phases:
         if recipe.solves_head(p):
-            lines.append(f"| {p.name} | one exact fit | {_trains(p.trainable_from)} | L-BFGS "
+            lines.append(f"| {markdown_literal(p.name)} | one exact fit | "
+                         f"{_trains(p.trainable_from)} | L-BFGS "
                          "logistic regression, L2 by cross-validation | – | – |")
             continue
-        lines.append(f"| {p.name} | {p.epochs} | {_trains(p.trainable_from)} | "
+        lines.append(f"| {markdown_literal(p.name)} | {p.epochs} | {_trains(p.trainable_from)} | "
                      f"{p.learning_rate:.2e} | {p.warmup_epochs:g} | {p.weight_decay:.2e} |")
     a = recipe.augmentation
     ops = [n for n, on in (("horizontal flip", a.horizontal_flip),
@@ -96,7 +98,7 @@ def markdown_report(result: AutoResult, advised: Recipe, refined: Recipe,
 def _headline(result: AutoResult, refined: Recipe, profile: DatasetProfile) -> list[str]:
     """The title and the final accuracy, model and time in one sentence."""
     tuning, metrics, budget = result.tuning, result.metrics, result.budget
-    out: list[str] = [f"# autotransfer: {profile.root}", ""]
+    out: list[str] = [f"# autotransfer: {markdown_literal(profile.root)}", ""]
     test = metrics.get("test")
     headline = (f"**Test accuracy {test['accuracy']:.4f}** (balanced "
                 f"{test['balanced_accuracy']:.4f}, {test['n_images']} held-out images)" if test else
@@ -104,7 +106,8 @@ def _headline(result: AutoResult, refined: Recipe, profile: DatasetProfile) -> l
                 f"({metrics['val']['n_images']} images; no test split, and the validation split "
                 + ("also chose among the tuning trials)" if tuning is not None else
                    "also decided early stopping)"))
-    out += [f"{headline}, with {refined.backbone.name} at {refined.backbone.input_size} px, in "
+    out += [f"{headline}, with {markdown_literal(refined.backbone.name)} at "
+            f"{refined.backbone.input_size} px, in "
             f"{format_duration(result.seconds)} (budget {format_duration(budget['total'])}). "
             f"Model: `model/model.keras` (classes in `model/labels.txt`).", ""]
     choice = result.linear_probe
@@ -122,7 +125,7 @@ def _data(result: AutoResult, profile: DatasetProfile) -> list[str]:
                f"{_num(f.get('median_side'), '.0f')} px; grayscale "
                f"{_num(f.get('grayscale'), '.0%')}; imbalance "
                f"{_num(profile.imbalance_ratio, '.2f')}:1.")
-    out += ["", "| split | images | " + " | ".join(map(table_cell, profile.classes)) + " |",
+    out += ["", "| split | images | " + " | ".join(map(markdown_literal, profile.classes)) + " |",
             "|---|---|" + "---|" * len(profile.classes)]
     for s in profile.splits:
         out.append(f"| {s.name} | {s.n_images} | "
@@ -147,14 +150,15 @@ def _measured(result: AutoResult) -> list[str]:
     for c in advice.candidates:
         p = advice.probes.get(c.backbone)
         entropy = p.imagenet.normalized_entropy if p.imagenet is not None else None
-        status = "" if c.allowed else f" (excluded: {table_cell(c.excluded_because)})"
-        out.append(f"| {c.rank} | {c.backbone}{status} | {c.logme:.3f} | {c.linear_acc:.1%} | "
+        status = "" if c.allowed else f" (excluded: {markdown_literal(c.excluded_because)})"
+        out.append(f"| {c.rank} | {markdown_literal(c.backbone)}{status} | {c.logme:.3f} | "
+                   f"{c.linear_acc:.1%} | "
                    f"{c.knn_acc:.1%} | {_num(p.bn_shift.overall, '.2f')} | "
                    f"{p.bn_shift.peak_group or '–'} | {_num(entropy, '.2f')} | "
                    f"{c.params_m:.1f}M |")
     for p in advice.probes.probes:
         if p.adabn is not None:
-            out.append(f"\nAdaBN check ({p.backbone}): {p.adabn.describe()}.")
+            out.append(f"\nAdaBN check ({markdown_literal(p.backbone)}): {p.adabn.describe()}.")
     o = advice.probes.orientation
     if o is not None:
         out.append(f"\nOrientation: {o.describe()}.")
@@ -228,7 +232,7 @@ def _final(result: AutoResult) -> list[str]:
     shown = test or val
     out += ["", "| class | precision | recall | F1 | images |", "|---|---|---|---|---|"]
     for name, c in shown["per_class"].items():
-        out.append(f"| {table_cell(name)} | {c['precision']:.3f} | {c['recall']:.3f} | "
+        out.append(f"| {markdown_literal(name)} | {c['precision']:.3f} | {c['recall']:.3f} | "
                    f"{c['f1']:.3f} | {c['support']} |")
     if result.forecast is not None:  # issue 18: what the advisor expected, against the measures
         out += ["", "### Forecast against measured", "", *result.forecast.markdown()]

@@ -51,9 +51,10 @@ def adapted_features(plan: ExtractionPlan, images: np.ndarray, batch_size: int =
 
 def compare(adapted: np.ndarray, labels: np.ndarray, *,
             imagenet_linear: float, imagenet_knn: float, seed: int,
-            seconds: float) -> AdaBNCheck:
+            seconds: float, adapt_images: int = ADAPT_IMAGES) -> AdaBNCheck:
     """The linear probe and k-NN with ImageNet's BN statistics (measured on the same folds by the
-    probe) against those of the ``adapted`` features."""
+    probe) against those of the ``adapted`` features (:func:`adapted_features` with the same
+    ``adapt_images``)."""
     y = np.unique(np.asarray(labels), return_inverse=True)[1]
     return AdaBNCheck(
         linear_probe_accuracy=imagenet_linear,
@@ -61,5 +62,6 @@ def compare(adapted: np.ndarray, labels: np.ndarray, *,
         knn_accuracy=imagenet_knn,
         adapted_knn_accuracy=knn_accuracy(adapted, y, seed=seed),
         n_samples=int(len(y)),
+        n_adapted=int(len(adaptation_subset(len(y), adapt_images))),
         seconds=round(seconds, 3),
     )

@@ -47,6 +47,9 @@ class AdaBNCheck(_Model):
     knn_accuracy: float
     adapted_knn_accuracy: float
     n_samples: int
+    n_adapted: int | None = Field(
+        default=None, description="Sample images the BN statistics were re-estimated on (evenly "
+        "spread over it); None in a record made before the count was kept.")
     seconds: float = Field(description="Seconds for the AdaBN pass and the second extraction "
                            "(0 when cached).")
 
@@ -56,9 +59,13 @@ class AdaBNCheck(_Model):
         return self.adapted_linear_probe_accuracy - self.linear_probe_accuracy
 
     def describe(self) -> str:
+        n = self.n_samples
+        on = (f"the sample (AdaBN; linear probe on {n} images)" if self.n_adapted is None else
+              f"{self.n_adapted} of the {n} sample images (AdaBN)" if self.n_adapted < n else
+              f"all {n} sample images (AdaBN)")
         return (f"linear probe {self.linear_probe_accuracy:.1%} with ImageNet's BatchNorm "
                 f"statistics, {self.adapted_linear_probe_accuracy:.1%} with statistics "
-                f"re-estimated on the sample (AdaBN; {self.n_samples} images)")
+                f"re-estimated on {on}")
 
 
 class BackboneProbe(_Model):

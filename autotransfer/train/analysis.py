@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from autotransfer._io import atomic_write_text, spreadsheet_safe, spreadsheet_value
+from autotransfer.report.text import markdown_literal
 
 PREDICTIONS_FILE = "predictions.csv"
 MISTAKES_FILE = "mistakes.png"
@@ -335,8 +336,8 @@ def analysis_markdown(analysis: ErrorAnalysis | dict[str, Any], prefix: str = ""
     if a.most_confused:
         lines += ["", "| true class | predicted as | images | share of the class |",
                   "| --- | --- | ---: | ---: |"]
-        lines += [f"| {p.true_label} | {p.predicted_label} | {p.count} | {p.share:.1%} |"
-                  for p in a.most_confused]
+        lines += [f"| {markdown_literal(p.true_label)} | {markdown_literal(p.predicted_label)} | "
+                  f"{p.count} | {p.share:.1%} |" for p in a.most_confused]
     if a.mistakes_png:
         lines += ["", f"![most confident mistakes]({prefix}{a.mistakes_png})"]
     if a.gradcam_png:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from autotransfer.report.text import markdown_code, markdown_literal
 from autotransfer.train.phases import phase_records
 
 
@@ -77,27 +77,6 @@ def left_out_summary(metrics: dict[str, Any]) -> str:
     return f"Left out {len(left_out)} of {total} files: {count_codes(left_out)}."
 
 
-#: characters that start Markdown markup inside a line (emphasis, code, links, autolinks, entities,
-#: strikethrough, table cells); a backslash makes each one literal (CommonMark's escapes)
-_MARKUP = re.compile(r"([\\`*_\[\]<>&~|])")
-
-
-def markdown_literal(text: str) -> str:
-    """``text`` on one line with every Markdown markup character backslash-escaped, so a file's
-    message shows as written in report.md's table and in report.html."""
-    return _MARKUP.sub(r"\\\1", " ".join(text.splitlines()))
-
-
-def markdown_code(text: str) -> str:
-    """``text`` as a one-line code span for a table cell: shown literally, whatever it holds
-    (a fence longer than any run of backticks in it; ``|`` escaped, as tables need even there)."""
-    text = " ".join(text.splitlines())
-    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
-    if text[:1] in "` " or text[-1:] in "` ":  # CommonMark strips one space each side
-        text = f" {text} "
-    return fence + text.replace("|", "\\|") + fence
-
-
 def _left_out_section(metrics: dict[str, Any]) -> list[str]:
     if "left_out" not in metrics:  # a run made before files left out were recorded
         return []
@@ -129,7 +108,8 @@ def adaptation_section(metrics: dict[str, Any]) -> list[str]:
     weight = done.get("weight")
     before = metrics.get("domain_gap_before")
     lines = ["", "### Adaptation to the target: the gap before and after", "",
-             f"Target: {target['n_images']} unlabelled images in `{target['path']}`. Method "
+             f"Target: {target['n_images']} unlabelled images in "
+             f"'{markdown_literal(target['path'])}'. Method "
              f"**{method}**" + (f", loss weight λ = {weight:g}" if weight is not None else "")
              + (f" (rule {before['rule']})" if before and before.get("rule") else "") + "."
              + (f" ({target['note']}.)" if target.get("note") else "")]
@@ -151,9 +131,9 @@ def markdown_report(metrics: dict[str, Any]) -> str:
     """A short human-readable summary of ``metrics.json``."""
     val = metrics["val"]
     lines = [
-        f"# Run report: {metrics['recipe']}",
+        f"# Run report: {markdown_literal(metrics['recipe'])}",
         "",
-        f"Backbone **{metrics['backbone']}** at {metrics['input_size']} px, "
+        f"Backbone **{markdown_literal(metrics['backbone'])}** at {metrics['input_size']} px, "
         f"{len(metrics['class_names'])} classes, {metrics['n_train']} training / "
         f"{metrics['n_val']} validation images. Trained in {metrics['seconds_total']:.0f} s on "
         f"{metrics['device']['strategy']} ({metrics['device']['gpus']} GPU), precision "
@@ -174,14 +154,15 @@ def markdown_report(metrics: dict[str, Any]) -> str:
         cache = p.features
         cache_text = f"yes ({cache.reason})" if cache.used else f"no ({cache.reason})"
         best = "–" if p.best_value is None else f"{p.best_value:.4f}"
-        lines.append(f"| {p.name} | {p.trainable_from} | {p.epochs_run} / "
+        lines.append(f"| {markdown_literal(p.name)} | {p.trainable_from} | {p.epochs_run} / "
                      f"{p.epochs_planned}{' (early stop)' if p.stopped_early else ''} | "
                      f"{best} | {p.seconds_per_epoch:.2f} | {cache_text} |")
     from autotransfer.train.linear_head import describe
 
     for p in records:
         if p.solver is not None:
-            lines += ["", f"Phase '{p.name}' fitted the head exactly: {describe(p.solver)}."]
+            lines += ["", f"Phase '{markdown_literal(p.name)}' fitted the head exactly: "
+                      f"{describe(p.solver)}."]
     if metrics.get("adabn"):
         a = metrics["adabn"]
         lines += ["", f"AdaBN before phase {a['before_phase']}: {a['n_layers']} BatchNorm layers "
@@ -193,7 +174,8 @@ def markdown_report(metrics: dict[str, Any]) -> str:
     lines += ["", "| class | precision | recall | F1 | support |",
               "| --- | ---: | ---: | ---: | ---: |"]
     for name, m in val["per_class"].items():
-        lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | "
+        lines.append(f"| {markdown_literal(name)} | {m['precision']:.3f} | {m['recall']:.3f} | "
+                     f"{m['f1']:.3f} | "
                      f"{m['support']} |")
     from autotransfer.train.analysis import analysis_markdown
     from autotransfer.train.plots import plot_files, plots_markdown

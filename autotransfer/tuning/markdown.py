@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from autotransfer.durations import format_duration
+from autotransfer.report.text import markdown_literal
 from autotransfer.tuning.results import TuneResult
 from autotransfer.tuning.space import fmt
 
@@ -23,8 +24,8 @@ def markdown(result: TuneResult) -> str:
     lines += ["", "## Search space", "", "| hyperparameter | default | range | why |",
               "|---|---|---|---|"]
     for d in result.space:
-        lines.append(f"| {d.name} | {fmt(d.default)} | {d.describe_range()} | "
-                     f"{table_cell(d.why)} |")
+        lines.append(f"| {d.name} | {markdown_literal(fmt(d.default))} | "
+                     f"{markdown_literal(d.describe_range())} | {markdown_literal(d.why)} |")
     for note in result.space.notes:
         lines.append(f"\n- {note}")
     score_head = f" {scored} (target) |" if scored else ""
@@ -41,9 +42,9 @@ def markdown(result: TuneResult) -> str:
             changed += f" — {t.message}"
         mark = " **best**" if t.trial_id == result.best_trial else ""
         score = ("" if not scored else " – |" if t.score is None else f" {t.score:.4f} |")
-        lines.append(f"| {t.trial_id}{mark} | {table_cell(t.tuner_id or '')} | "
+        lines.append(f"| {t.trial_id}{mark} | {markdown_literal(t.tuner_id or '')} | "
                      f"{t.status.lower()} |{score} {acc} | {loss} | {secs} | "
-                     f"{table_cell(changed)} |")
+                     f"{markdown_literal(changed)} |")
     lines += ["", "## Changes", ""]
     why = result.selection.get("why")
     if not result.changes and result.objective:
@@ -56,7 +57,8 @@ def markdown(result: TuneResult) -> str:
         lines.append(f"Trial {result.best_trial} replaces the recipe: {why}.")
         lines.append("")
     for c in result.changes:
-        lines.append(f"- `{c['path']}`: {fmt(c['before'])} → {fmt(c['after'])}")
+        lines.append(f"- `{c['path']}`: {markdown_literal(fmt(c['before']))} → "
+                     f"{markdown_literal(fmt(c['after']))}")
     return "\n".join(lines) + "\n"
 
 
@@ -70,9 +72,3 @@ def _scored(result: TuneResult) -> str:
             str(o["criterion"])):
         return ""
     return str(o["criterion"])
-
-
-def table_cell(text: str) -> str:
-    """``text`` as one Markdown table cell: a ``|`` in it (a failed trial's error message, a
-    class named so) would end the cell and shift the row, a line break would end the row."""
-    return " ".join(text.split("\n")).replace("|", "\\|")

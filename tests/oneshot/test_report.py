@@ -24,6 +24,28 @@ def test_a_class_named_with_a_pipe_keeps_the_data_table_in_shape(tmp_path):
     assert "cat¦dog" in _cells(table[0])
 
 
+def test_class_names_and_the_dataset_path_are_never_markdown(tmp_path):
+    """A class named ``*x*`` is not shown in italics, in the data table or the final model's."""
+    root = make_class_folders(tmp_path / "my_*data*", {"*x*": 3, "__init__": 3}, size=8)
+    profile = profile_dataset(root, workers=1)
+    lines = report._data(SimpleNamespace(advice=SimpleNamespace(facts={}, warnings=[])), profile)
+    header = next(ln for ln in lines if ln.startswith("| split |"))
+    assert _cells(header)[2:] == ["\\*x\\*", "\\_\\_init\\_\\_"]
+    per_class = {name: {"precision": 1.0, "recall": 0.5, "f1": 0.667, "support": 2}
+                 for name in profile.classes}
+    val = {"n_images": 4, "accuracy": 0.5, "balanced_accuracy": 0.5, "macro_f1": 0.5,
+           "loss": 1.0, "per_class": per_class}
+    result = SimpleNamespace(metrics={"val": val, "phases": []}, budget={"note": "Done."},
+                             forecast=None, adaptation=None, exports=[])
+    rows = [ln for ln in report._final(result) if ln.startswith("| \\")]
+    assert [_cells(r)[0] for r in rows] == ["\\*x\\*", "\\_\\_init\\_\\_"]
+    title = report._headline(SimpleNamespace(
+        tuning=None, budget={"total": 60.0}, seconds=30.0, linear_probe=None,
+        metrics={"val": val}), SimpleNamespace(backbone=SimpleNamespace(
+            name="net._v2_", input_size=96)), profile)[0]
+    assert title.endswith("my\\_\\*data\\*") and "*" not in title.replace("\\*", "")
+
+
 def _refined_line(tuning) -> str:
     lines = report._tuned(SimpleNamespace(tuning=tuning, budget={}), tuning.refined)
     return next(ln for ln in lines if ln.startswith("The refined recipe"))

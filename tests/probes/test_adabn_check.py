@@ -21,6 +21,27 @@ def test_features_that_separate_the_classes_after_adabn_give_a_positive_gain():
     assert check.gain == pytest.approx(1.0 - before) and check.gain > 0.4
     assert check.n_samples == 60 and check.adapted_knn_accuracy > check.knn_accuracy
     assert f"{before:.1%}" in check.describe() and "100.0%" in check.describe()
+    assert check.n_adapted == 60 and "re-estimated on all 60 sample images" in check.describe()
+
+
+def test_the_check_states_how_many_images_the_statistics_came_from():
+    """The statistics come from a subset of the sample (``ADAPT_IMAGES``): the record keeps the
+    true count, and the reports' line states it, not the sample's size."""
+    from autotransfer.probes.adabn_check import ADAPT_IMAGES
+    from autotransfer.probes.models import AdaBNCheck
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(8), 80)  # a 640-image sample
+    features = rng.normal(size=(640, 4)) + np.eye(8, 4)[labels]
+    check = compare(features, labels, imagenet_linear=0.5, imagenet_knn=0.5, seed=0, seconds=1)
+    assert ADAPT_IMAGES < 640 and check.n_samples == 640 and check.n_adapted == ADAPT_IMAGES
+    assert f"re-estimated on {ADAPT_IMAGES} of the 640 sample images" in check.describe()
+    assert "640 images)" not in check.describe()
+    small = compare(features, labels, imagenet_linear=0.5, imagenet_knn=0.5, seed=0, seconds=1,
+                    adapt_images=100)
+    assert small.n_adapted == 100 and "on 100 of the 640 sample images" in small.describe()
+    older = AdaBNCheck.model_validate(check.model_dump(exclude={"n_adapted"}))  # a cached record
+    assert older.n_adapted is None and "re-estimated on the sample" in older.describe()
 
 
 def test_measure_adabn_leaves_a_backbone_without_bn_statistics_alone_and_checks_the_sample(
@@ -45,7 +66,8 @@ def test_measure_adabn_leaves_a_backbone_without_bn_statistics_alone_and_checks_
         measure_adabn(faked, profile, "test_tiny", per_class=6, weights=None, cache=False)
     measured = measure_adabn(faked, profile, "test_tiny", per_class=4, weights=None, cache=False)
     check = measured.get("test_tiny").adabn
-    assert check is not None and check.n_samples == 8 and check.seconds > 0
+    assert check is not None and check.n_samples == 8 and check.n_adapted == 8
+    assert check.seconds > 0
     assert check.linear_probe_accuracy == report.get("test_tiny").transferability.linear_probe_accuracy
 
 

@@ -54,6 +54,15 @@ def test_most_confused_pairs_are_the_largest_off_diagonal_cells():
     assert most_confused_pairs([[3, 0], [0, 2]], ["a", "b"]) == []
 
 
+def test_the_mistakes_section_shows_class_names_as_written():
+    from autotransfer.train.analysis import analysis_markdown
+
+    pairs = most_confused_pairs([[3, 2], [0, 4]], ["*x*", "a|b"])
+    analysis = ErrorAnalysis("val", 9, 2, "predictions.csv", None, None, pairs, [])
+    row = next(ln for ln in analysis_markdown(analysis) if ln.startswith("| \\"))
+    assert row == "| \\*x\\* | a\\|b | 2 | 40.0% |"  # not italics, not an extra cell
+
+
 def test_predictions_csv_reproduces_the_metrics(tmp_path):
     rng = np.random.default_rng(0)
     probs = rng.dirichlet([1, 1, 1], size=40)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import html
 import re
 
-import pytest
 
 from autotransfer.report.html import render_html
-from autotransfer.train.report import markdown_code, markdown_literal, markdown_report
+from autotransfer.report.text import markdown_code
+from autotransfer.train.report import markdown_report
 
 NAMES = ["train/cat/*x*.png", "train/cat/[a](http://example.com).png", "train/cat/a|b.png",
          "train/cat/`tick`.png", "train/cat/__init__.png", "train/cat/<b>&amp;.png",
@@ -53,13 +53,21 @@ def test_left_out_names_and_messages_render_literally(tmp_path):
     assert "<em>" not in table and "<a " not in table and "<del>" not in table
 
 
-@pytest.mark.parametrize("text", ["`", "``a`", " lead", "trail ", "a\nb", "|", "x ` y"])
-def test_code_span_keeps_awkward_names(text, tmp_path):
-    page, _ = render_html(f"| f |\n| --- |\n| {markdown_code(text)} |\n", tmp_path)
-    shown = " ".join(text.splitlines())
-    assert f"<td><code>{html.escape(shown, quote=False)}</code></td>" in page
-
-
-def test_literal_escapes_every_markup_character():
-    assert markdown_literal("a*b_c[d](e)<f>&g~h|i`j\\k\nl") == (
-        "a\\*b\\_c\\[d\\](e)\\<f\\>\\&g\\~h\\|i\\`j\\\\k l")
+def test_class_recipe_and_backbone_names_render_literally(tmp_path):
+    """Names the user chose (class folders, the recipe, a custom backbone) are data, never
+    Markdown: ``*x*`` is not italics and ``a|b`` does not split the class table's row."""
+    metrics = _metrics([])
+    classes = {"*x*": 1, "a|b": 1, "__init__": 1, "[l](http://e.com)": 1}
+    metrics.update(recipe="my_*recipe*", backbone="net._v2_", class_names=list(classes),
+                   val={**metrics["val"], "per_class": {
+                       name: {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": n}
+                       for name, n in classes.items()}})
+    page, _ = render_html(markdown_report(metrics), tmp_path)
+    assert "<h1>Run report: my_*recipe*</h1>" in page and "<strong>net._v2_</strong>" in page
+    table = page[page.index("<th>class</th>"):]
+    table = table[:table.index("</table>")]
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+            for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)]
+    assert [r[0] for r in rows] == list(classes) and {len(r) for r in rows} == {5}
+    assert "<em>" not in page and "<strong>init</strong>" not in page
+    assert 'href="http://e.com"' not in page

@@ -28,6 +28,19 @@ def test_a_trial_whose_error_has_a_pipe_keeps_its_row_in_shape(tmp_path: Path):
     assert _cells(failed)[-1] == "dropout=0.3 — ValueError: shapes (8¦16) and (3,) do not match"
 
 
+def test_a_trial_message_naming_a_file_is_not_markdown(tmp_path: Path):
+    """An error message quotes the user's file names: ``*x*`` and ``__init__`` stay as written."""
+    recipe = tiny_recipe()
+    trials = [TrialRecord("0", "COMPLETED", {}, {}, val_accuracy=0.9, val_loss=0.3, seconds=4),
+              TrialRecord("1", "FAILED", {}, {}, tuner_id="worker_*1*",
+                          message="cannot decode 'train/__init__/*x*.png'")]
+    text = markdown(TuneResult(tmp_path, "local", recipe, search_space(recipe), trials, recipe,
+                               "0", "0", 0.0))
+    row = next(ln for ln in text.splitlines() if ln.startswith("| 1 |"))
+    assert _cells(row)[1] == "worker\\_\\*1\\*"
+    assert _cells(row)[-1].endswith("cannot decode 'train/\\_\\_init\\_\\_/\\*x\\*.png'")
+
+
 def test_an_adapting_search_shows_its_score_as_a_column_and_only_then(tmp_path: Path):
     from autotransfer.tuning import adapting
 

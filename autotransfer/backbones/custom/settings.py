@@ -8,8 +8,9 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
+from autotransfer._strict import StrictModel
 from autotransfer.backbones.preprocessing import MODES, PreprocessingMode
 from autotransfer.backbones.spec import GROUP_NAMES
 from autotransfer.errors import InvalidConfigError
@@ -17,8 +18,8 @@ from autotransfer.errors import InvalidConfigError
 Triple = Annotated[list[float], Field(min_length=3, max_length=3)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(StrictModel):
+    """Strict settings: no unknown key, NaN, infinity, or boolean read as a number."""
 
 
 class ScaleOffset(_Strict):
@@ -45,10 +46,27 @@ class MeanStd(_Strict):
         return self
 
 
+def _preprocessing_kind(value: Any) -> str:
+    """Which form of ``preprocessing`` a value is meant as (its keys tell), so that an error
+    names that form's problem alone, not every form's."""
+    if isinstance(value, dict):
+        return "mean/std" if {"mean", "std"} & value.keys() else "scale/offset"
+    if isinstance(value, (ScaleOffset, MeanStd)):
+        return "mean/std" if isinstance(value, MeanStd) else "scale/offset"
+    return "name"
+
+
+#: a named mode, ``{scale, offset}`` or ``{mean, std}``
+Preprocessing = Annotated[
+    Annotated[Literal["tf", "torch", "caffe", "lite", "none"], Tag("name")]
+    | Annotated[ScaleOffset, Tag("scale/offset")] | Annotated[MeanStd, Tag("mean/std")],
+    Discriminator(_preprocessing_kind)]
+
+
 class BackboneSettings(_Strict):
     """Everything but the model itself; the YAML file adds ``name`` and ``model`` (a path)."""
 
-    preprocessing: Literal["tf", "torch", "caffe", "lite", "none"] | ScaleOffset | MeanStd
+    preprocessing: Preprocessing
     groups: list[str] = Field(
         min_length=len(GROUP_NAMES) - 1, max_length=len(GROUP_NAMES) - 1,
         description="The first layer of stage_s4, stage_s8, stage_s16 and stage_s32.")
@@ -95,11 +113,17 @@ def preprocessing_mode(preprocessing: Any) -> PreprocessingMode:
                              triple(preprocessing.offset))
 
 
+_TAGS = ("name", "scale/offset", "mean/std")  # the forms of preprocessing, not keys of the file
+
+
 def _describe(error: ValidationError) -> str:
     parts = []
     for e in error.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        parts.append(f"{where}: {e['msg']}")
+        where = ".".join(str(p) for p in e["loc"] if p not in _TAGS) or "(top level)"
+        got = e.get("input")
+        shown = ("" if isinstance(got, dict) or got is None or e["type"] == "missing"
+                 else f" (got {json.dumps(got, default=str)})")
+        parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}{shown}")
     return "; ".join(parts)
 
 
