@@ -7,6 +7,13 @@ interrupted run resumed at epoch ``e`` sees exactly the data the uninterrupted r
 
 Elements are ``(float32 images in [0, 255], one-hot labels, sample weights)``; sample weights
 carry the class weights (and are mixed along with the labels by MixUp/CutMix).
+
+Every pipeline here runs without tf.data's autotuning thread (:func:`finish`): each epoch's
+``fit`` makes fresh iterators, and destroying one (as ``fit`` returns) waited for that thread's
+next wake-up, 10 ms × (2^k − 1) after the iterator started: a 16–20 s epoch took 20.5 s, a
+3.3–4 s one 5.1 s (docs/benchmarks/fit_tail.md).
+``AUTOTUNE`` arguments still work without it (TensorFlow then uses its defaults; no epoch got
+slower), and the elements and their order do not depend on it.
 """
 
 from __future__ import annotations
@@ -26,6 +33,20 @@ from autotransfer.train.augment import compose, make_augmenter, make_mixer
 
 #: decoded training images above this many bytes are cached on disk rather than in memory
 MEMORY_CACHE_BYTES = 4 * 2**30
+
+
+#: tf.data's autotuning thread for the pipelines of :func:`finish` (``tools/bench_fit_tail.py``
+#: turns it back on to measure what it cost)
+AUTOTUNE_THREAD = False
+
+
+def finish(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """``ds`` with the trainer's tf.data options: without the autotuning thread (see the
+    module's docstring), sharded by data under a distribution strategy."""
+    options = tf.data.Options()
+    options.autotune.enabled = AUTOTUNE_THREAD
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
 
 
 def epoch_seed(seed: int, phase: int, epoch: int) -> int:
@@ -78,10 +99,7 @@ class TrainingInputs:
         return ds.unbatch().apply(tf.data.experimental.assert_cardinality(len(records)))
 
     def _finish(self, ds: tf.data.Dataset) -> tf.data.Dataset:
-        options = tf.data.Options()
-        policy = tf.data.experimental.AutoShardPolicy.DATA
-        options.experimental_distribute.auto_shard_policy = policy
-        return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+        return finish(ds).prefetch(tf.data.AUTOTUNE)
 
     def _labelled(self, ds: tf.data.Dataset) -> tf.data.Dataset:
         weights = tf.constant(self.class_weight)

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from autotransfer.backbones.adabn import adapt_batchnorm
-from autotransfer.train.data import TrainingInputs, epoch_seed
+from autotransfer.train.data import TrainingInputs, epoch_seed, finish
 from autotransfer.train.feature_cache import (DEFAULT_MAX_BYTES, DEFAULT_VIEWS, CachePlan,
                                               FeatureRequest, FeatureSource, FreshFeatures,
                                               FrozenFeatures, plan_cache)
@@ -269,14 +269,17 @@ class PhaseExecutor:
             model.optimizer.build(model.trainable_variables)
         self.hooks.on_compiled(state, record, model.optimizer, steps)
         best: list[np.ndarray] | None = None
+        # without tf.data's autotuning thread, whatever the objective built: each fit's
+        # iterators are destroyed as it returns, which waited for that thread (train/data.py)
+        val_data = finish(training.val_data)
         while not record.finished:
             e = record.epochs_run
             seed = epoch_seed(recipe.seed, p, e)
             seed_epoch(self.clf.model, seed)
-            ds = training.epoch_data(e, seed)
+            ds = finish(training.epoch_data(e, seed))
             g = state.global_epoch
             started = time.perf_counter()
-            history = model.fit(ds, validation_data=training.val_data, epochs=g + 1,
+            history = model.fit(ds, validation_data=val_data, epochs=g + 1,
                                 initial_epoch=g, verbose=self.verbose,
                                 callbacks=self.callbacks, shuffle=False)
             seconds = time.perf_counter() - started

@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from autotransfer.train.augment import is_identity, mixes
-from autotransfer.train.data import TrainingInputs, epoch_seed
+from autotransfer.train.data import TrainingInputs, epoch_seed, finish
 from autotransfer.train.model import Classifier
 
 #: default number of augmented views cached per training image
@@ -163,11 +163,11 @@ class FrozenFeatures:
         ds = tf.data.Dataset.from_tensor_slices(
             (self.views[self.view_of_epoch(epoch)], onehot, weights))
         ds = ds.shuffle(max(1, inputs.n_train), seed=seed, reshuffle_each_iteration=False)
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        return finish(ds.batch(batch_size)).prefetch(tf.data.AUTOTUNE)
 
     def val_set(self, batch_size: int) -> tf.data.Dataset:
         onehot = np.eye(self.inputs.n_classes, dtype=np.float32)[self.inputs.val_labels]
-        return tf.data.Dataset.from_tensor_slices((self.val, onehot)).batch(batch_size)
+        return finish(tf.data.Dataset.from_tensor_slices((self.val, onehot)).batch(batch_size))
 
 
 class FeatureSource(Protocol):

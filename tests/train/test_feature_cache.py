@@ -82,3 +82,37 @@ def test_augmented_views_differ_and_epochs_cycle_through_them(tmp_path):
     direct = clf.backbone.predict(np.stack([x for x, _ in inputs.eval_set("val", 4)
                                             .unbatch().as_numpy_iterator()]), verbose=0)
     np.testing.assert_allclose(cache.val, direct, rtol=1e-5, atol=1e-6)
+
+
+def test_epoch_pipelines_run_without_the_autotuning_thread(tmp_path, monkeypatch):
+    """Destroying a tf.data iterator waits for its autotuning thread: seconds at the end of every
+    epoch's ``fit`` (docs/benchmarks/fit_tail.md). The trainer's pipelines run without it, and
+    give the same batches in the same order as with it."""
+    from autotransfer.data.profile import profile_dataset
+    from autotransfer.data.splits import make_splits
+    from autotransfer.train import data as train_data
+    from autotransfer.train.data import TrainingInputs
+    from autotransfer.train.feature_cache import FrozenFeatures
+
+    data = make_colour_dataset(tmp_path / "ds", {"a": 6, "b": 6})
+    splits = make_splits(profile_dataset(data, workers=1), val_fraction=0.25, seed=0)
+    inputs = TrainingInputs(splits, 32)
+    rng = np.random.default_rng(0)
+    features = FrozenFeatures([rng.normal(size=(inputs.n_train, 5)).astype(np.float32)],
+                              rng.normal(size=(len(splits.val), 5)).astype(np.float32), inputs,
+                              build_seconds=0.0)
+    aug = Augmentation(horizontal_flip=True, rotation=0.2)
+
+    def pipelines():
+        return [features.train_epoch(0, 4, seed=7), features.val_set(4),
+                inputs.train_epoch(aug, 4, seed=7), inputs.eval_set("val", 4)]
+
+    without = pipelines()
+    assert [ds.options().autotune.enabled for ds in without] == [False] * 4
+    monkeypatch.setattr(train_data, "AUTOTUNE_THREAD", True)
+    with_thread = pipelines()
+    assert [ds.options().autotune.enabled for ds in with_thread] == [True] * 4
+    for a, b in zip(without, with_thread):
+        for x, y in zip(a.as_numpy_iterator(), b.as_numpy_iterator(), strict=True):
+            for u, v in zip(x, y, strict=True):
+                np.testing.assert_array_equal(u, v)
