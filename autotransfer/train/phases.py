@@ -21,6 +21,26 @@ def _frozen_map(values: Mapping[str, Any] | None, convert: Any) -> Mapping[str, 
     return MappingProxyType({str(k): convert(v) for k, v in (values or {}).items()})
 
 
+#: rule ES01's tie-breaks (see :meth:`PhaseRecord.after_epoch`) and its default tolerance
+TIE_BREAKS = ("earliest", "latest", "second_metric")
+TIE_TOLERANCE = 1e-6
+TIE_RULE = "ES01"
+
+
+def tie_rule() -> tuple[str, float]:
+    """Rule ES01's ``tie_break`` and ``tolerance`` (relative: values this close are tied)."""
+    from autotransfer.advisor.rules import recipes_dir, rule_params
+    from autotransfer.errors import InvalidConfigError
+
+    params = rule_params(TIE_RULE)
+    tie_break = str(params.get("tie_break", "earliest"))
+    if tie_break not in TIE_BREAKS:
+        raise InvalidConfigError(
+            f"{recipes_dir() / 'rules.yaml'}: rule {TIE_RULE}'s tie_break is {tie_break!r}; "
+            f"use one of {', '.join(TIE_BREAKS)}")
+    return tie_break, float(params.get("tolerance", TIE_TOLERANCE))
+
+
 @dataclass(frozen=True)
 class CVPoint:
     """One ``C`` of the exact head's cross-validation: mean fold accuracy and log loss."""
@@ -117,7 +137,7 @@ class PhaseRecord:
     epochs_run: int = 0
     best_value: float | None = None
     best_epoch: int | None = None
-    wait: int = 0  # epochs since the best one (early stopping's patience counter)
+    wait: int = 0  # epochs since the monitor last improved (the patience counter)
     stopped_early: bool = False
     history: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     epoch_seconds: tuple[float, ...] = ()
@@ -160,26 +180,54 @@ class PhaseRecord:
         return values[-1] if values else None
 
     # ------------------------------------------------------------------ new records
-    def after_epoch(self, logs: Mapping[str, float], seconds: float, *,
-                    patience: int) -> tuple[PhaseRecord, bool]:
-        """The record after one more epoch with ``logs``; and whether the monitored value
-        improved (higher ``val_accuracy``, lower anything else)."""
+    def after_epoch(self, logs: Mapping[str, float], seconds: float, *, patience: int,
+                    tie_break: str | None = None) -> tuple[PhaseRecord, bool]:
+        """The record after one more epoch with ``logs``; and whether this epoch is now the best
+        one (its weights are the ones to restore).
+
+        Patience counts epochs since the monitored value last strictly improved (higher
+        ``val_accuracy``, lower anything else), as Keras' ``EarlyStopping`` does. Which of the
+        epochs tied at the best value is *the* best is rule ES01's ``tie_break`` (``None``: the
+        rule's): ``earliest`` (Keras' and fastai's strict comparison), ``latest``, or
+        ``second_metric`` (the lowest ``val_loss`` among epochs tied on ``val_accuracy``, the
+        highest ``val_accuracy`` among ties on ``val_loss``; the earliest when it is missing).
+        """
         value = logs.get(self.monitor)
         if value is None:  # the schema only allows metrics that fit() logs
             raise RuntimeError(f"early_stopping.monitor '{self.monitor}' not in {list(logs)}")
+        if tie_break is not None and tie_break not in TIE_BREAKS:
+            raise ValueError(f"tie_break {tie_break!r} is not one of {TIE_BREAKS}")
+        rule = tie_rule() if tie_break is None else (tie_break, TIE_TOLERANCE)
         sign = 1.0 if self.monitor == "val_accuracy" else -1.0
-        improved = self.best_value is None or sign * (value - self.best_value) > 0
+        epoch = self.epochs_run
+        tied = self.best_value is not None and abs(value - self.best_value) <= rule[1] * max(
+            1.0, abs(self.best_value))
+        improved = self.best_value is None or (not tied and sign * (value - self.best_value) > 0)
+        best = improved or (tied and self._wins_tie(logs, rule[0]))
         history = {k: tuple(v) for k, v in self.history.items()}
         for key, v in logs.items():
             history[key] = history.get(key, ()) + (float(v),)
-        epoch = self.epochs_run
-        best_value, best_epoch, wait = ((float(value), epoch, 0) if improved
-                                        else (self.best_value, self.best_epoch, self.wait + 1))
+        best_value = float(value) if improved else self.best_value
+        best_epoch = epoch if best else self.best_epoch
+        wait = 0 if improved else self.wait + 1
         stopped = wait >= patience and epoch + 1 < self.epochs_planned
         return dataclasses.replace(
             self, epochs_run=epoch + 1, history=history, best_value=best_value,
             best_epoch=best_epoch, wait=wait, stopped_early=stopped,
-            epoch_seconds=self.epoch_seconds + (float(seconds),)), improved
+            epoch_seconds=self.epoch_seconds + (float(seconds),)), best
+
+    def _wins_tie(self, logs: Mapping[str, float], tie_break: str) -> bool:
+        """Whether an epoch tied with the best one on the monitor replaces it (rule ES01)."""
+        if tie_break == "latest":
+            return True
+        if tie_break != "second_metric":
+            return False
+        other, sign = (("val_loss", -1.0) if self.monitor == "val_accuracy"
+                       else ("val_accuracy", 1.0))
+        values = self.history.get(other, ())
+        if other not in logs or self.best_epoch is None or self.best_epoch >= len(values):
+            return False
+        return sign * (float(logs[other]) - values[self.best_epoch]) > 0
 
     def solved(self, solver: SolverRecord, logs: Mapping[str, float]) -> PhaseRecord:
         """The record of a phase whose head was solved exactly: one 'epoch' with ``logs``."""

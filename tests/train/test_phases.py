@@ -92,3 +92,80 @@ def test_readers_of_records_import_no_tensorflow_and_lower_layers_no_trainer():
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.ImportFrom) and node.module:
                     assert not node.module.startswith("autotransfer.train"), (path, node.module)
+
+
+def replay(values, tie_break, patience=10, losses=None, planned=None):
+    """The record after feeding ``values`` of val_accuracy (and ``losses`` of val_loss)."""
+    r = PhaseRecord("ft", 2, planned or len(values), monitor="val_accuracy")
+    news = []
+    for i, v in enumerate(values):
+        logs = {"val_accuracy": v} | ({} if losses is None else {"val_loss": losses[i]})
+        r, new = r.after_epoch(logs, 1.0, patience=patience, tie_break=tie_break)
+        news.append(new)
+        if r.finished:
+            break
+    return r, news
+
+
+# BUD04's "longer" phase (docs/benchmarks/budget_use.md): 0.935 first at epoch 3, tied at 8, 11-13
+TIED_ACC = [0.90, 0.92, 0.935, 0.93, 0.925, 0.93, 0.935, 0.93, 0.925, 0.935, 0.935, 0.935]
+TIED_LOSS = [0.50, 0.40, 0.35, 0.34, 0.33, 0.32, 0.30, 0.31, 0.29, 0.28, 0.27, 0.275]
+
+
+@pytest.mark.parametrize("tie_break, best", [("earliest", 2), ("latest", 11),
+                                             ("second_metric", 10)])
+def test_ties_at_the_best_value_are_broken_as_rule_es01_says(tie_break, best):
+    r, news = replay(TIED_ACC, tie_break, losses=TIED_LOSS)
+    assert r.best_epoch == best and r.best_value == 0.935
+    assert news[best] and not any(news[best + 1:])  # the last "new best" is the one restored
+    # patience counts from the last strict improvement (epoch 2), whichever tie-break
+    assert r.wait == 9 and not r.stopped_early
+
+
+def test_a_tie_never_lengthens_training():
+    for tie_break in ("earliest", "latest", "second_metric"):
+        r, _ = replay([0.8, 0.9, 0.9, 0.9, 0.9, 0.9], tie_break, patience=3, planned=10,
+                      losses=[0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+        assert r.stopped_early and r.epochs_run == 5, tie_break
+        assert r.best_epoch == {"earliest": 1, "latest": 4, "second_metric": 4}[tie_break]
+
+
+def test_second_metric_falls_back_to_the_earliest_and_works_for_val_loss():
+    r, _ = replay([0.9, 0.9], "second_metric")  # no val_loss logged: nothing to break the tie
+    assert r.best_epoch == 0
+    r, _ = replay([0.9, 0.9, 0.9], "second_metric", losses=[0.3, 0.2, 0.25])
+    assert r.best_epoch == 1  # a later tie with a higher loss does not replace it
+    loss = PhaseRecord("ft", 2, 3, monitor="val_loss")
+    for acc in (0.80, 0.85, 0.82):
+        loss, _ = loss.after_epoch({"val_loss": 0.4, "val_accuracy": acc}, 1.0, patience=5,
+                                   tie_break="second_metric")
+    assert loss.best_epoch == 1 and loss.wait == 2
+
+
+def test_the_rule_base_sets_the_tie_break(monkeypatch):
+    from autotransfer.errors import InvalidConfigError
+    from autotransfer.train import phases
+
+    monkeypatch.setattr("autotransfer.advisor.rules.rule_params",
+                        lambda rule_id: {"tie_break": "first", "tolerance": 1e-6})
+    with pytest.raises(InvalidConfigError, match="ES01.*tie_break"):
+        phases.tie_rule()
+
+
+def test_a_resumed_record_breaks_ties_as_the_uninterrupted_one():
+    whole, _ = replay(TIED_ACC, "second_metric", losses=TIED_LOSS)
+    half, _ = replay(TIED_ACC[:6], "second_metric", losses=TIED_LOSS[:6],
+                     planned=len(TIED_ACC))
+    resumed = PhaseRecord.from_dict(json.loads(json.dumps(half.to_dict())))
+    for acc, loss in zip(TIED_ACC[6:], TIED_LOSS[6:], strict=True):
+        resumed, _ = resumed.after_epoch({"val_accuracy": acc, "val_loss": loss}, 1.0,
+                                         patience=10, tie_break="second_metric")
+    assert resumed == whole
+
+
+def test_by_default_the_lowest_loss_of_the_tied_epochs_is_restored():
+    """Rule ES01 as shipped: not the earliest of the tied epochs (the former rule)."""
+    r = PhaseRecord("ft", 2, len(TIED_ACC), monitor="val_accuracy")
+    for acc, loss in zip(TIED_ACC, TIED_LOSS, strict=True):
+        r, new = r.after_epoch({"val_accuracy": acc, "val_loss": loss}, 1.0, patience=10)
+    assert r.best_epoch == 10 and r.best_value == 0.935 and r.wait == 9 and not new
