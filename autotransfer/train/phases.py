@@ -38,7 +38,13 @@ def tie_rule() -> tuple[str, float]:
         raise InvalidConfigError(
             f"{recipes_dir() / 'rules.yaml'}: rule {TIE_RULE}'s tie_break is {tie_break!r}; "
             f"use one of {', '.join(TIE_BREAKS)}")
-    return tie_break, float(params.get("tolerance", TIE_TOLERANCE))
+    tolerance = params.get("tolerance", TIE_TOLERANCE)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not (
+            0 <= tolerance < 1):
+        raise InvalidConfigError(
+            f"{recipes_dir() / 'rules.yaml'}: rule {TIE_RULE}'s tolerance is {tolerance!r}; "
+            "use a number from 0 (exact ties only) to below 1 (a relative difference)")
+    return tie_break, float(tolerance)
 
 
 @dataclass(frozen=True)
@@ -170,8 +176,10 @@ class PhaseRecord:
 
     @property
     def still_improving(self) -> bool:
-        """Best at its last epoch, which was the last one planned (not stopped early)."""
-        return (self.best_epoch is not None and self.epochs_run > 0
+        """Best at its last epoch, which was the last one planned (not stopped early), and the
+        monitored value strictly improved there: an epoch that only won a tie (rule ES01) is
+        restored, but a plateau is not "still improving" (FINAL02 lengthens only a rise)."""
+        return (self.best_epoch is not None and self.epochs_run > 0 and self.wait == 0
                 and self.best_epoch == self.epochs_run - 1 and not self.stopped_early
                 and self.epochs_run >= self.epochs_planned)
 

@@ -142,6 +142,28 @@ def test_second_metric_falls_back_to_the_earliest_and_works_for_val_loss():
     assert loss.best_epoch == 1 and loss.wait == 2
 
 
+def test_a_plateau_won_on_ties_is_not_still_improving():
+    """FINAL02 lengthens a phase only when its monitored value rose at its last epoch: an epoch
+    that merely won a tie (ES01) is restored, but the phase is not lengthened for it."""
+    for tie_break in ("earliest", "latest", "second_metric"):
+        plateau, _ = replay([0.8, 0.9, 0.9, 0.9, 0.9], tie_break, patience=10,
+                            losses=[0.5, 0.4, 0.3, 0.2, 0.1])
+        assert not plateau.still_improving, tie_break
+        rising, _ = replay([0.8, 0.85, 0.9], tie_break, patience=10, losses=[0.5, 0.4, 0.3])
+        assert rising.still_improving, tie_break
+
+
+@pytest.mark.parametrize("tolerance", ["0.1", True, -1e-6, 1.5])
+def test_a_bad_tie_tolerance_in_the_rule_base_is_a_clear_error(monkeypatch, tolerance):
+    from autotransfer.errors import InvalidConfigError
+    from autotransfer.train import phases
+
+    monkeypatch.setattr("autotransfer.advisor.rules.rule_params",
+                        lambda rule_id: {"tie_break": "latest", "tolerance": tolerance})
+    with pytest.raises(InvalidConfigError, match="ES01.*tolerance"):
+        phases.tie_rule()
+
+
 def test_the_rule_base_sets_the_tie_break(monkeypatch):
     from autotransfer.errors import InvalidConfigError
     from autotransfer.train import phases
