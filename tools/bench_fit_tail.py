@@ -287,7 +287,9 @@ def main() -> None:
                            else run_dataset(name, args.epochs, Path(work)))
     print(alternating_markdown(results) if args.alternate else markdown(results))
     if args.out is not None:
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        from autotransfer._io import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
