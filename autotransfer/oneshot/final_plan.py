@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from autotransfer.oneshot.final import LENGTHEN, KEEP_C, final_recipe, merge_train_val, reuse_head_c
+from autotransfer.oneshot.final import (FIT_IN_TIME, KEEP_C, LENGTHEN, final_recipe,
+                                        merge_train_val, reuse_head_c, shortened_to_fit)
 from autotransfer.recipe.schema import Recipe
 from autotransfer.train.phases import PhaseRecord, phase_records
 
@@ -50,33 +51,48 @@ def probe_final(probe: ProbeRun, mode: str, splits: DataSplits) -> FinalTraining
 
 def refined_final(mode: str, refined: Recipe, tuning: TuneResult | None,
                   phases: Sequence[PhaseRecord], splits: DataSplits,
-                  seconds_left: float | None) -> FinalTraining:
-    """The refined (or, without a search, the advised) recipe's final training (PLAN04)."""
+                  seconds_left: float | None, measured: Any = None,
+                  features_kept: bool = True) -> FinalTraining:
+    """The refined (or, without a search, the advised) recipe's final training (PLAN04).
+
+    ``measured``: the best trial's :class:`~autotransfer.tuning.final_cost.MeasuredTrial`, which
+    sizes the lengthening (FINAL02) and the last guard (FINAL04) to ``seconds_left``, the whole
+    final training counted (``features_kept``: whether the search's store still keeps that
+    trial's frozen features)."""
     n_train, n_val = len(splits.train), len(splits.val)
+    growth = (n_train + n_val) / max(1, n_train) if mode == "train+val" else 1.0
+    cost = None if measured is None else (lambda epochs: measured.final_seconds(
+        epochs, growth=growth, eval_images=n_val + len(splits.test), features_kept=features_kept))
     if mode == "train+val":
-        recipe = final_recipe(refined, phases, seconds_left=seconds_left,
-                              growth=(n_train + n_val) / max(1, n_train))
-        lengthened = [r.text for r in recipe.reasons.values() if r.rule == LENGTHEN]
+        recipe = final_recipe(refined, phases, seconds_left=seconds_left, growth=growth,
+                              cost=cost)
+        lengthened = list(dict.fromkeys(r.text for r in recipe.reasons.values()
+                                        if r.rule in (LENGTHEN, FIT_IN_TIME)))
         which = ("the advised recipe, for its own epochs" if tuning is None else
                  f"the refined recipe, each phase for the epochs at which trial "
                  f"{tuning.best_trial} was best")
         step = (f"Final training on train + validation with {which} "
                 f"({recipe.total_epochs} epochs"
-                + (", the last phase lengthened: it was still improving" if lengthened else "")
+                + (", the last phase lengthened: it was still improving"
+                   if any(r.rule == LENGTHEN for r in recipe.reasons.values()) else "")
+                + (", shortened to end within the time budget (FINAL04)"
+                   if any(r.rule == FIT_IN_TIME for r in recipe.reasons.values()) else "")
                 + ")")
         note = (f"Trained on train + validation ({n_train + n_val} images) with {which}; the "
                 "validation numbers of this model are on images it trained on: the test split is "
                 "the held-out measure." + "".join(f" {text}" for text in lengthened))
         return FinalTraining(recipe, merge_train_val(splits), step, note)
-    recipe = refined
+    recipe = shortened_to_fit(refined, cost, seconds_left)  # FINAL04
     if tuning is not None:
-        recipe = reuse_head_c(refined, phases, tuning.best_trial)
+        recipe = reuse_head_c(recipe, phases, tuning.best_trial)
     kind = "advised" if tuning is None else "refined"
     kept_c = recipe.reasons.get("head.lbfgs_c")
     note = (f"Trained with the {kind} recipe on the tuning splits (no test split: the validation "
             "images stay out of training, and "
             + ("decided early stopping)." if tuning is None else "chose among the trials).")
-            + (f" {kept_c.text}" if kept_c is not None and kept_c.rule == KEEP_C else ""))
+            + (f" {kept_c.text}" if kept_c is not None and kept_c.rule == KEEP_C else "")
+            + "".join(f" {t}" for t in dict.fromkeys(
+                r.text for r in recipe.reasons.values() if r.rule == FIT_IN_TIME)))
     return FinalTraining(recipe, splits, f"Final training with the {kind} recipe", note)
 
 

@@ -312,9 +312,11 @@ def auto(
     elif run is not None:
         final_training = advised_final(recipe, splits)
     else:
-        left = (None if budget is None or mode != "train+val"
+        left = (None if budget is None
                 else budget - (time.time() - started) - shares.wrap_up_s)
-        final_training = refined_final(mode, refined, tuning, best_phases, splits, left)
+        measured, kept = _measured(best_dir, len(splits.val), store)
+        final_training = refined_final(mode, refined, tuning, best_phases, splits, left,
+                                       measured, kept)
     reused, unreadable = (None, "") if run is not None or adaptation is None else \
         adapt.reuse_decision(adaptation, final_training, partial)
     said = "" if adaptation is None or run is not None else adapt.reuse_note(
@@ -394,6 +396,24 @@ def auto(
     folder.publish()
     say(f"Done in {format_duration(time.time() - started)}: {out / 'report.md'}")
     return dataclasses.replace(result, seconds=time.time() - started)
+
+
+def _measured(best_dir: Path | None, n_val: int, store: Any) -> tuple[Any, bool]:
+    """The best trial's :class:`~autotransfer.tuning.final_cost.MeasuredTrial` (``None``
+    without one, or when its run's ``metrics.json`` cannot be read), and whether ``store``
+    still keeps the frozen features it trained on (the final training then reuses them)."""
+    import json
+
+    from autotransfer.tuning.final_cost import MeasuredTrial
+
+    try:
+        metrics = json.loads((best_dir / "run" / "metrics.json").read_text(encoding="utf-8"))
+    except (TypeError, OSError, ValueError):  # no search (best_dir None), or no readable record
+        return None, False
+    if not isinstance(metrics, dict):
+        return None, False
+    keys = (metrics.get("store") or {}).get("keys") or []
+    return MeasuredTrial.from_metrics(metrics, n_val), bool(keys) and bool(store.resident(keys))
 
 
 def _train_probe(splits: DataSplits, recipe: Recipe, partial: Path,

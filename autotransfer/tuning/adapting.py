@@ -7,10 +7,20 @@ tuner's objective (:func:`metric`, higher is better). For a method with a loss, 
 dimension (:func:`weight_dimension`) over 0 and DA09's weights, so the search replaces DA09's
 separate choice. The trial kept is the best score, ties to trial 0 (:func:`summarise`): TUNE01's
 McNemar test and TUNE02's stop measure source validation images, which cannot see the target.
+
+Beside the trials, the recipe's exact linear head (the backbone frozen, the head fitted by L-BFGS,
+no adaptation; seconds on the cached features) is scored by the same criterion
+(:func:`probe_candidate`, trial id :data:`PROBE_TRIAL`): SEL02 cannot compare an adapting recipe
+with it on source validation images, so here it competes on the search's own objective, and it is
+kept when it scores at least as well as the best trial (the cheaper model wins ties).
 """
 
 from __future__ import annotations
 
+import json
+import math
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +32,10 @@ RULE, GRID_RULE = "DA11", "DA09"
 #: the search-space dimension of the adaptation loss weight λ
 DIMENSION = "adaptation_weight"
 WEIGHT_FIELD = "domain_adaptation.weight"
+#: the exact linear head's id in the trial table (its files: ``search/trial_probe/``)
+PROBE_TRIAL = "probe"
+#: what :func:`probe_candidate` writes when the probe is done (a resumed search reads it)
+PROBE_RESULT = "trial_result.json"
 
 
 def adapts(recipe: Recipe) -> bool:
@@ -87,7 +101,8 @@ def summarise(out: Path, recipe: Recipe, space: SearchSpace, records: list[Any],
     if not done:
         return TuneResult(out, role_name, recipe, space, records, None, None, None, None, [],
                           stopped, seconds, algorithm, objective=objective)
-    best = max(done, key=lambda t: (t.score, not t.changed,
+    # ties go to the exact linear head (the cheapest), then to trial 0 (the recipe as given)
+    best = max(done, key=lambda t: (t.score, t.trial_id == PROBE_TRIAL, not t.changed,
                                     -(t.val_loss if t.val_loss is not None else 1e9)))
     base = None if baseline is None else baseline.score
     values = {k: v for k, v in best.values.items() if not k.startswith("tuner/")}
@@ -98,7 +113,13 @@ def summarise(out: Path, recipe: Recipe, space: SearchSpace, records: list[Any],
            + ("" if base is None or best is baseline else f", trial 0: {base:.4f}")
            + f") of {len(done)} completed trial(s), without target labels"
            + ("" if changes else ": the recipe as given is kept"))
+    probe = next((t for t in done if t.trial_id == PROBE_TRIAL), None)
+    if probe is not None:
+        why = _probe_why(why, best, probe, [t for t in done if t is not probe], name)
     selection = {"rule": RULE, "candidate": best.trial_id, "criterion": name, "why": why}
+    if probe is not None:
+        selection["linear_probe"] = {"trial": PROBE_TRIAL, name: probe.score,
+                                     "seconds": probe.seconds, "kept": best is probe}
     refined = _with_reasons(recipe, refined, changes, best, base, len(records), space, name)
     # ``gain`` keeps its meaning (validation accuracy over trial 0); the scores are in ``why``
     gain = (None if baseline is None or best.val_accuracy is None
@@ -106,6 +127,77 @@ def summarise(out: Path, recipe: Recipe, space: SearchSpace, records: list[Any],
     return TuneResult(out, role_name, recipe, space, records, refined,
                       baseline.trial_id if baseline else None, best.trial_id, gain, changes,
                       stopped, seconds, algorithm, selection, objective=objective)
+
+
+def _probe_why(why: str, best: Any, probe: Any, trials: list[Any], name: str) -> str:
+    """``why`` with what the exact linear head scored against the best trial, and, when it is
+    kept, the training time it saves."""
+    rival = max(trials, key=lambda t: (t.score, not t.changed), default=None)
+    if best is not probe:
+        return (why + f"; the exact linear head (trial {PROBE_TRIAL}, the backbone frozen, "
+                f"no adaptation) scored {probe.score:.4f}, below it")
+    if rival is None:
+        return why + "; no adapting trial completed"
+    saved = (None if rival.seconds is None or probe.seconds is None
+             else max(0.0, rival.seconds - probe.seconds))
+    return (f"the exact linear head (trial {PROBE_TRIAL}: the backbone frozen, the head fitted "
+            f"by L-BFGS, no adaptation) scores {probe.score:.4f}, at least the best adapting "
+            f"trial's ({rival.trial_id}: {rival.score:.4f}) of {len(trials)} completed, by "
+            f"{name} on the target without target labels: the cheaper model to train (an exact "
+            "solve on the frozen features, no epochs, no adaptation) is kept"
+            + (f" ({saved:.0f} s less training than trial {rival.trial_id})"
+               if saved is not None and saved >= 0.5 else ""))
+
+
+def probe_candidate(recipe: Recipe, hypermodel: Any, out: Path, *, deadline: float | None,
+                    say: Callable[[str], None]) -> Any:
+    """The exact linear head of ``recipe`` trained on the search's splits, in memory with its
+    shared frozen features (``hypermodel``'s store and target features), and scored by its
+    criterion on the target, as a :class:`~.results.TrialRecord` (trial :data:`PROBE_TRIAL`;
+    files in its trial folder, reused by a resumed search). Past ``deadline`` it stops and is
+    recorded as failed, as a trial would be."""
+    from autotransfer.tuning.hypermodel import Deadline, TrialFailed, release_memory
+    from autotransfer.tuning.results import TrialRecord, trial_dir
+    from autotransfer.tuning.trial_recipe import LINEAR_PROBE, apply
+    from autotransfer.tuning.trials import TrialAdaptation, run_trial
+
+    folder = trial_dir(out, PROBE_TRIAL)
+    values = {LINEAR_PROBE: True}
+    done = folder / PROBE_RESULT
+    if done.is_file():
+        got = json.loads(done.read_text(encoding="utf-8"))["objective"]
+    else:
+        probe = apply(recipe, values, hypermodel.space)
+        say(f"Scoring the exact linear head (L-BFGS on the frozen backbone, no adaptation) by "
+            f"{hypermodel.criterion} on the target, beside the trials ({RULE})")
+        guards = [] if deadline is None else [Deadline(deadline)]
+        objective = TrialAdaptation(probe, hypermodel.target, hypermodel.target_features,
+                                    callbacks=guards)
+        started = time.perf_counter()
+        try:
+            result = run_trial(probe, hypermodel.store, folder / "run", callbacks=guards,
+                               objective=objective, criterion=hypermodel.criterion)
+        except TrialFailed as exc:
+            return TrialRecord(trial_id=PROBE_TRIAL, status="FAILED", values=values,
+                               changed=values, message=str(exc))
+        finally:
+            release_memory()
+        val, score = result.metrics["val"], result.metrics["target_score"]["score"]
+        if not math.isfinite(score):
+            return TrialRecord(trial_id=PROBE_TRIAL, status="FAILED", values=values,
+                               changed=values, message=f"the {hypermodel.criterion} score on "
+                               f"the target is {score}")
+        got = {"val_accuracy": float(val["accuracy"]), "val_loss": float(val["loss"]),
+               "seconds": time.perf_counter() - started, "epochs": 1.0,
+               metric(str(hypermodel.criterion)): float(score)}
+        from autotransfer._io import atomic_write_json
+
+        atomic_write_json(done, {"objective": got, "kind": "in memory", "rule": RULE,
+                                 "val_correct": val.get("correct")})
+    return TrialRecord(trial_id=PROBE_TRIAL, status="COMPLETED", values=values, changed=values,
+                       val_accuracy=got["val_accuracy"], val_loss=got["val_loss"],
+                       seconds=got["seconds"], epochs=got["epochs"],
+                       score=got[metric(str(hypermodel.criterion))])
 
 
 def _with_reasons(recipe: Recipe, refined: Recipe, changes: list[dict[str, Any]], best: Any,

@@ -111,15 +111,15 @@ class AdvisedFirstMixin(FirstValuesHook):
 
     def keep_for_final(self, factor: float, growth: float = 1.0) -> None:
         """Reserve at the end of the budget what the final training of the costliest completed
-        trial would take, whichever wins (rule PLAN01): ``factor`` × its training, its *cold*
-        duration (the work it reused from earlier trials included) less the frozen features it
-        trained on. Those the final training of ``auto`` takes from the search's store
-        (:mod:`.activations`): all of them on the tuning splits (``growth`` 1); on train +
-        validation, ``growth`` = (train + validation) / train times the images, the features of
-        the images it adds are computed (``factor`` × ``(growth - 1) / growth`` × the
-        features). A trial that recorded no ``feature_seconds`` counts whole, and so does one
-        whose frozen features ``feature_store`` no longer keeps all of (evicted by later trials:
-        the final training would compute them again)."""
+        trial would take, whichever wins (rule PLAN01): ``factor`` / ``growth`` (the margin,
+        PLAN01's ``final_factor``) × that trial's final training as measured in its run
+        (:class:`~.final_cost.MeasuredTrial`: its fixed work; each epoch, measured around its
+        ``fit``, ``growth`` = (train + validation) / train times as long, plus the checkpoint the
+        trainer writes after it; its frozen features, none on the trial's own images while
+        ``feature_store`` keeps them, else ``growth`` × the trial's; and evaluating the
+        validation and test images through the model). A trial whose run records cannot be
+        read counts as before: ``factor`` × its cold duration less the frozen features the
+        final training reuses."""
         self.final_factor, self.final_growth = factor, growth
         self.evictions_seen = getattr(self.feature_store, "evictions", 0)
         costs = []
@@ -131,14 +131,38 @@ class AdvisedFirstMixin(FirstValuesHook):
                    if trial.metrics.exists(name)}
             if "seconds" not in got:
                 continue
+            kept = self.features_kept(trial.trial_id)
+            measured = self.measured(trial.trial_id)
+            if measured is not None:
+                splits = getattr(self.feature_store, "splits", None)
+                images = 0 if splits is None else len(splits.val) + len(splits.test)
+                final = measured.final_seconds(growth=growth, eval_images=images,
+                                               features_kept=kept)
+                costs.append(factor / max(growth, 1e-9) * final["total"])
+                continue
             cold = got.get("cold_seconds", got["seconds"])
             features = min(cold, max(0.0, got.get("feature_seconds", 0.0)))
-            if features and not self.features_kept(trial.trial_id):
+            if features and not kept:
                 features = 0.0
             added = max(0.0, growth - 1.0) / max(growth, 1.0)
             costs.append(factor * (cold - features + features * added))
         if factor and costs:
             self.reserve = max(costs)
+
+    def measured(self, trial_id: str) -> Any:
+        """Trial ``trial_id``'s :class:`~.final_cost.MeasuredTrial`, from its run's
+        ``metrics.json`` (``None`` when it cannot be read)."""
+        from autotransfer.tuning.final_cost import MeasuredTrial
+
+        if self.tuning_dir is None:
+            return None
+        path = trial_dir(self.tuning_dir, trial_id) / "run" / "metrics.json"
+        try:
+            metrics = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        splits = getattr(self.feature_store, "splits", None)
+        return MeasuredTrial.from_metrics(metrics, 0 if splits is None else len(splits.val))
 
     def follow_store(self) -> None:
         """Compute the reserve again (:meth:`keep_for_final`, same factor and growth) when

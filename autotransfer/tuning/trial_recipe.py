@@ -1,4 +1,10 @@
-"""A trial's values back to a recipe (pure): :func:`apply`; the defaults give the recipe itself."""
+"""A trial's values back to a recipe (pure): :func:`apply`; the defaults give the recipe itself.
+
+Besides the space's dimensions, one value no oracle draws: :data:`LINEAR_PROBE` (``True``) turns
+the trial into the recipe's exact linear head (:func:`~.baseline.linear_probe_recipe`: the
+backbone frozen, the head fitted by L-BFGS, no adaptation to target images), the candidate an
+adapting search scores beside its trials (rule DA11, :mod:`.adapting`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ from autotransfer.tuning.dimensions import (AUG_MAGNITUDES, HEAD_ONLY, SearchSpa
 
 #: the rule whose params shape a new or deeper fine-tuning phase (recipes/rules.yaml)
 DEPTH_RULE = "TUNE04"
+#: the value that makes a trial the recipe's exact linear head (no dimension: never drawn)
+LINEAR_PROBE = "linear_probe"
 
 
 def _depth_params() -> dict[str, Any]:
@@ -31,13 +39,17 @@ def apply(recipe: Recipe, values: Mapping[str, Any], space: SearchSpace | None =
         from autotransfer.tuning.space import search_space
 
         space = search_space(recipe)
-    known = set(space.names) | {"tuner/epochs", "tuner/initial_epoch", "tuner/bracket",
-                                "tuner/round", "tuner/trial_id"}
+    known = set(space.names) | {LINEAR_PROBE, "tuner/epochs", "tuner/initial_epoch",
+                                "tuner/bracket", "tuner/round", "tuner/trial_id"}
     unknown = set(values) - known
     if unknown:
         raise InvalidParameterError(
             f"The 'values' parameter of apply must only name dimensions of the search space "
             f"({', '.join(space.names)}). Got {sorted(unknown)} instead.")
+    if values.get(LINEAR_PROBE):  # rule DA11: the exact linear head, its other values unused
+        from autotransfer.tuning.baseline import linear_probe_recipe
+
+        return linear_probe_recipe(recipe).model_copy(update={"reasons": dict(recipe.reasons)})
     changed = space.changed(values)
     data = recipe.model_dump()
     phases: list[dict[str, Any]] = data["phases"]

@@ -127,6 +127,14 @@ def outputs(executor: PhaseExecutor, objective: TrialAdaptation, batch_size: int
 
     features, inputs, clf = executor.last_features, executor.inputs, executor.clf
     last_phase = len(executor.recipe.phases) - 1
+    if (features is not None and objective.last_target is None
+            and executor.recipe.solves_head(executor.recipe.phases[last_phase])
+            and not swapped_statistics(objective)):  # an exact head: target through its prefix
+        context = PhaseContext(executor.recipe, last_phase, clf, inputs, features, batch_size)
+        prefix = context.prefix_model()
+        assert prefix is not None
+        objective.target_features(context, prefix)  # shared with trials on the same prefix
+        objective.last_phase = last_phase
     if (features is None or objective.last_target is None
             or objective.last_phase != last_phase or swapped_statistics(objective)):
         return candidate_outputs("trial", clf.model, inputs.eval_set("val", batch_size),
@@ -216,6 +224,25 @@ def _run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
 
         metrics["target_score"] = {"criterion": criterion, "rule": "DA11",
                                    "score": float(scores(scored, (criterion,))[criterion])}
+    # the final training writes a checkpoint after every epoch and phase; a trial writes none:
+    # one is timed here, for the final training's cost (tuning/final_cost.py, rule PLAN01)
+    metrics["checkpoint_seconds"] = checkpoint_seconds(clf.model, out / "checkpoint_timing")
     metrics["seconds_total"] = time.perf_counter() - started
     atomic_write_json(out / "metrics.json", metrics)
     return TrialResult(metrics, phases, state.adabn)
+
+
+def checkpoint_seconds(model: Any, folder: Path) -> float:
+    """Seconds of one checkpoint of ``model`` (and its optimizer, when built) as the trainer
+    writes it after every epoch, in ``folder``, removed afterwards."""
+    import shutil
+
+    from autotransfer.train.checkpoint import CheckpointManager
+
+    started = time.perf_counter()
+    try:
+        CheckpointManager(folder).save("epoch", model, {}, optimizer=getattr(model, "optimizer",
+                                                                              None))
+        return time.perf_counter() - started
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -139,8 +139,9 @@ def tune(
             it: every trial then trains with the adaptation and the target, and trials are
             ranked by rule DA09's criterion on the target instead of validation accuracy, λ
             searched over 0 and DA09's weights (rule DA11, :mod:`.adapting`; TUNE01's test and
-            TUNE02's stop, on source validation images, do not apply). Class folders in it are
-            never read.
+            TUNE02's stop, on source validation images, do not apply). The recipe's exact
+            linear head is scored by the same criterion besides the trials (trial ``probe``)
+            and kept when it scores at least as well. Class folders in it are never read.
         verbose: 1 (the default, as ``auto``: a search takes minutes) shows the steps and trials
             on stderr, with bars and the time left of the budget, when no ``progress`` is given
             (the CLI's display); 0 is silent.
@@ -272,6 +273,9 @@ def tune(
                 oracle.stop_reason = ""
         say(f"Searching: {len(space)} hyperparameter(s), up to {trials} trial(s), budget "
             f"{format_duration(budget)}" + ("" if my_role == "local" else f" ({my_role})"))
+        probe = None
+        if criterion is not None and my_role == "local":  # rule DA11: first, in the budget
+            probe = adapting.probe_candidate(recipe, hypermodel, out, deadline=deadline, say=say)
         try:
             tuner.search(verbose=0)
         except RecipeTuner.fatal as exc:
@@ -293,6 +297,10 @@ def tune(
                    "the time budget was spent" if deadline is not None and oracle.out_of_time()
                    else "the search space is exhausted")
     records = trial_records(oracle, space)
+    if criterion is not None:  # rule DA11: the exact linear head competes on the same score
+        if probe is None:  # a chief's workers ran the trials; it scores the head at the end
+            probe = adapting.probe_candidate(recipe, hypermodel, out, deadline=None, say=say)
+        records.append(probe)
     from autotransfer.train.tensorboard import write_trials  # the HParams dashboard's sessions
     from autotransfer.tuning.space import apply
 

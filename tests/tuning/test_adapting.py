@@ -3,6 +3,7 @@ DA09's criterion on the target, λ searched, target labels never read."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -40,6 +41,57 @@ def _row(trial_id, score, val_loss=0.5, **changed):
     base = {"dropout": 0.0, adapting.DIMENSION: 1.0}
     return TrialRecord(trial_id=trial_id, status="COMPLETED", values={**base, **changed},
                        changed=changed, val_accuracy=0.9, val_loss=val_loss, score=score)
+
+
+def test_the_linear_probe_value_makes_a_trial_the_exact_linear_head():
+    from autotransfer.tuning.trial_recipe import LINEAR_PROBE
+
+    recipe = _recipe().model_copy(update={"reasons": {"dropout": Reason(rule="X", text="t")}})
+    probe = apply(recipe, {LINEAR_PROBE: True, "dropout": 0.3},
+                  search_space(recipe, include=["dropout"]))
+    assert probe.head.solver == "lbfgs" and probe.head.hidden_units == 0
+    assert [p.trainable_from for p in probe.phases] == [5]
+    assert probe.domain_adaptation.method == "none" and not probe.domain_adaptation.needs_target
+    assert probe.head.dropout == recipe.head.dropout  # the head's other values are unused
+    assert probe.reasons == recipe.reasons  # the search records its own provenance
+    assert LINEAR_PROBE not in search_space(recipe).names  # a value no oracle draws
+
+
+def _probe_row(score, seconds=2.0):
+    from autotransfer.tuning.trial_recipe import LINEAR_PROBE
+
+    return TrialRecord(trial_id=adapting.PROBE_TRIAL, status="COMPLETED",
+                       values={LINEAR_PROBE: True}, changed={LINEAR_PROBE: True},
+                       val_accuracy=0.8, val_loss=0.6, seconds=seconds, epochs=1.0, score=score)
+
+
+def test_the_exact_linear_head_is_kept_when_it_scores_as_well_and_the_cheaper_wins_ties(
+        tmp_path):
+    recipe = _recipe()
+    space = search_space(recipe, include=["dropout", adapting.DIMENSION])
+    rows = [_row("00", -0.40), _row("01", -0.30, **{adapting.DIMENSION: 0.1})]
+    rows = [dataclasses.replace(r, seconds=30.0) for r in rows]
+    kept = adapting.summarise(tmp_path, recipe, space, [*rows, _probe_row(-0.30)],
+                              role_name="local", stopped="", seconds=1.0, algorithm="random",
+                              name="dev")
+    assert kept.best_trial == adapting.PROBE_TRIAL
+    refined = kept.refined
+    assert refined.head.solver == "lbfgs" and refined.domain_adaptation.method == "none"
+    assert all(p.trainable_from == 5 for p in refined.phases)
+    reason = refined.reasons["head.solver"]
+    assert reason.rule == "DA11" and reason.evidence["dev"] == -0.30
+    why = kept.selection["why"]
+    assert "exact linear head" in why and "at least the best adapting trial's (01: -0.3000)" in why
+    assert "the cheaper model to train" in why and "(28 s less training than trial 01)" in why
+    assert kept.selection["linear_probe"] == {"trial": "probe", "dev": -0.30, "seconds": 2.0,
+                                              "kept": True}
+    lost = adapting.summarise(tmp_path, recipe, space, [*rows, _probe_row(-0.35)],
+                              role_name="local", stopped="", seconds=1.0, algorithm="random",
+                              name="dev")
+    assert lost.best_trial == "01" and lost.refined.domain_adaptation.method == "coral"
+    assert "exact linear head (trial probe, the backbone frozen, no adaptation) scored " \
+           "-0.3500, below it" in lost.selection["why"]
+    assert lost.selection["linear_probe"]["kept"] is False
 
 
 def test_the_best_score_is_kept_ties_go_to_trial_0_and_changes_carry_da11(tmp_path):
@@ -103,7 +155,8 @@ def test_a_search_with_a_target_runs_adapting_trials_ranked_by_da09s_criterion(
                   stop_when_futile=True, verbose=0)
     criterion = str(rule_params("DA09")["criterion"])
     assert asked and set(asked) == {(criterion,)}  # the rule's criterion, nothing else
-    done = [t for t in result.trials if t.status == "COMPLETED"]
+    done = [t for t in result.trials
+            if t.status == "COMPLETED" and t.trial_id != adapting.PROBE_TRIAL]
     assert len(done) == 4  # TUNE02's stop (source validation) does not apply here
     saved = json.loads((tmp_path / "t" / "tuning.json").read_text())
     assert saved["objective"]["rule"] == "DA11" and saved["objective"]["criterion"] == criterion
@@ -120,10 +173,12 @@ def test_a_search_with_a_target_runs_adapting_trials_ranked_by_da09s_criterion(
                                            "score": pytest.approx(t.score)}
         result_file = json.loads((folder / "trial_result.json").read_text())
         assert result_file["objective"][f"target_{criterion}"] == pytest.approx(t.score)
-    best = max(done, key=lambda t: (t.score, not t.changed))
+    probe = result.trial(adapting.PROBE_TRIAL)  # scored beside the trials, ties to it
+    best = max([*done, probe], key=lambda t: (t.score, t is probe, not t.changed))
     assert result.best_trial == best.trial_id
-    assert result.refined.domain_adaptation.weight == pytest.approx(
-        best.values[adapting.DIMENSION])
+    if best is not probe:
+        assert result.refined.domain_adaptation.weight == pytest.approx(
+            best.values[adapting.DIMENSION])
 
 
 def test_an_adapting_recipe_without_a_target_is_a_clear_error(folders, tmp_path):
@@ -340,3 +395,59 @@ def test_the_final_training_reuses_the_target_features_of_the_trials(folders, tm
                 objective=objective, progress=False)
     assert objective.last_target is cached and run.metrics["domain_adaptation"]["method"] == "coral"
     assert final_objective(tiny_recipe(), target, store) is None  # no adaptation: the default
+
+
+def test_an_adapting_search_scores_the_exact_linear_head_on_its_criterion(folders, tmp_path,
+                                                                          monkeypatch):
+    """The exact linear head is scored beside the trials, from the cached frozen features and
+    the target's, shared with trial 0 (the same score as the trainer's model on images), in
+    the table and tuning.md; a resumed search reads it back instead of training it again."""
+    from autotransfer.data.splits import DataSplits
+    from autotransfer.train.run import train
+    from autotransfer.tuning import trials
+    from autotransfer.tuning.hypermodel import run_score
+    from autotransfer.tuning.trial_recipe import LINEAR_PROBE
+    from autotransfer.tuning.tuner import tune
+
+    source, target_dir = folders
+    target, recipe = untouchable_target(target_dir), _recipe("coral")
+    result = tune(source, recipe, tmp_path / "t", trials=1, target=target, verbose=0)
+    probe = result.trial(adapting.PROBE_TRIAL)
+    assert probe.status == "COMPLETED" and probe.values == {LINEAR_PROBE: True}
+    assert probe.score is not None and probe.seconds > 0
+    run = tmp_path / "t" / "search" / "trial_probe" / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["domain_adaptation"]["method"] == "none"
+    assert metrics["phases"][0]["solver"] is not None  # fitted exactly, not by gradient
+    assert metrics["target_score"]["score"] == pytest.approx(probe.score)
+    assert result.selection["linear_probe"]["kept"] == (result.best_trial == "probe")
+    assert "| probe" in (tmp_path / "t" / "tuning.md").read_text()
+    head = apply(recipe, {LINEAR_PROBE: True})
+    trained = train(DataSplits.load(tmp_path / "t" / "splits.json"), head, tmp_path / "head",
+                    progress=False)
+    assert probe.score == pytest.approx(run_score(trained.out, target, head, "dev"), rel=1e-2,
+                                        abs=1e-3)
+
+    def again(*args, **kwargs):
+        raise AssertionError("the exact linear head was trained again")
+
+    monkeypatch.setattr(trials, "run_trial", again)
+    resumed = tune(source, recipe, tmp_path / "t", trials=1, target=target, verbose=0)
+    assert resumed.trial(adapting.PROBE_TRIAL) == probe
+
+
+def test_the_exact_linear_head_past_the_deadline_is_recorded_failed(folders, tmp_path):
+    from autotransfer.train.splits import load_or_make
+    from autotransfer.tuning.hypermodel import RecipeHyperModel
+
+    source, target_dir = folders
+    recipe = _recipe("coral")
+    splits = load_or_make(source, recipe, tmp_path / "splits.json", resume=False)
+    model = RecipeHyperModel(recipe, splits, target=untouchable_target(target_dir),
+                             criterion="dev")
+    said = []
+    record = adapting.probe_candidate(recipe, model, tmp_path / "t", deadline=time.time() - 1.0,
+                                      say=said.append)
+    assert record.status == "FAILED" and "end of the time budget" in record.message
+    assert record.score is None and said and "exact linear head" in said[0]
+    assert not (tmp_path / "t" / "search" / "trial_probe" / adapting.PROBE_RESULT).exists()
