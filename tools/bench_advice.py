@@ -456,6 +456,22 @@ def grid_cells(advice: Any) -> list[tuple[str, dict[str, Any], Any]]:
     return cells + depths[:1] + rates + depths[1:]
 
 
+def rate_variant(recipe: Any, multiplier: float, tag: str) -> tuple[str, dict[str, Any], Any]:
+    """(cell id, coordinates, recipe): ``recipe`` as advised (its phases, epochs, augmentation)
+    with every fine-tuning phase's learning rate × ``multiplier`` — a candidate change of LR01's
+    ratios measured at the advised schedule, not on the grid's one 20-epoch phase."""
+    from autotransfer.recipe.schema import Recipe
+
+    data = recipe.model_dump()
+    for p in data["phases"]:
+        if p["trainable_from"] < 5:
+            p["learning_rate"] *= multiplier
+    data["name"] = f"{recipe.name} (fine-tuning rate x{multiplier:g})"
+    data["reasons"] = {}
+    return (f"advised-x{multiplier:g}", {"advised_rate": multiplier, "advice_of": tag},
+            Recipe.model_validate(data))
+
+
 def cell_roles(depth: int) -> dict[str, str]:
     """Names for the cells one factor away from the centre (``d<depth>-x1-advised``), usable in
     ``--cells`` before the advised depth is known: centre, no_aug, rate_up, rate_down,
@@ -532,7 +548,20 @@ def run_grid(args: argparse.Namespace) -> None:
               f"centre {roles['centre']}; cells {sorted(wanted) or 'all'}", flush=True)
         cells = grid_cells(advice)
         tag = args.readvise
-        if tag:  # only the advised cell, advised by the rule base in force; the centre is kept
+        if args.advised_rate is not None:  # the recorded advised cell's recipe at another rate
+            from autotransfer.recipe.schema import Recipe
+
+            kept = next((c for c in load()["grid"] if c["dataset"] == name
+                         and c["cell"] == "advised" and c.get("advice_tag") == args.advice_tag),
+                        None)
+            if kept is None:
+                print(f"{name}: no advised cell re-advised as {args.advice_tag}; skipped",
+                      flush=True)
+                continue
+            cells = [rate_variant(Recipe.model_validate(kept["recipe"]), args.advised_rate,
+                                  args.advice_tag)]
+            wanted = {cells[0][0]}
+        elif tag:  # only the advised cell, advised by the rule base in force; the centre is kept
             fold = lr05_fold(name)
             print(f"{name}: LR05's floor fitted leave one dataset out: {fold}", flush=True)
             readvised, advise_s, from_cache = cached_advice(
@@ -863,6 +892,174 @@ FZ01_GRID = {"far_shift": (0.25, 0.5, 1.0, 2.0, 4.0), "far_entropy": (0.4, 0.5, 
              "FZ02.early_high": (2.0, 4.0, 8.0, 16.0)}
 
 
+#: facts a one-threshold rule may read (the advised cell's facts), in the study's "one fact"
+#: leave-one-dataset-out checks of the fine-tune-at-all and augmentation decisions
+ONE_FACT_KEYS = ("linear_acc", "knn_acc", "per_class", "n_train", "n_classes", "bn_shift",
+                 "entropy", "early_shift", "median_side", "grayscale")
+
+
+def _one_fact_choice(rule: tuple[Any, ...], case: dict[str, Any], alt: str, other: str) -> str:
+    if rule[0] == "current":
+        return case["current"]
+    if rule[0] == "always":
+        return rule[1]
+    key, op, t = rule
+    v = case["facts"][key]
+    return alt if (v >= t if op == ">=" else v < t) else other
+
+
+def _one_fact_name(rule: tuple[Any, ...], alt: str) -> str:
+    if rule[0] == "current":
+        return "the current rules"
+    if rule[0] == "always":
+        return f"always {rule[1]}"
+    return f"{alt} when {rule[0]} {rule[1]} {rule[2]:.3g}"
+
+
+def one_fact_lodo(cases: list[dict[str, Any]], alt: str,
+                  keys: tuple[str, ...] = ONE_FACT_KEYS) -> dict[str, Any]:
+    """A two-way decision refitted leave one dataset out. Each case: dataset, facts, ``acc``
+    (choice → held-out accuracy, two choices), ``current`` (the rules' choice), n_test.
+    Candidates: the current rules, always one choice, or ``alt`` when one fact (ONE_FACT_KEYS) is
+    ≥ or < a threshold midway between the training datasets' values (``keys=()``: constants
+    only). Chosen on the others by the
+    least summed regret (points; ties: the current rules, then a constant, then the first),
+    judged on the one left out."""
+    choices = sorted({c for case in cases for c in case["acc"]})
+    other = next(c for c in choices if c != alt)
+
+    def regret(case: dict[str, Any], choice: str) -> float:
+        return 100 * (max(case["acc"].values()) - case["acc"][choice])
+
+    held: dict[str, dict[str, Any]] = {}
+    for case in cases:
+        train = [c for c in cases if c is not case]
+        rules: list[tuple[Any, ...]] = [("current",), ("always", other), ("always", alt)]
+        for key in keys:
+            vals = sorted({c["facts"][key] for c in train if c["facts"].get(key) is not None})
+            if len(vals) < 2 or case["facts"].get(key) is None:
+                continue
+            for lo, hi in zip(vals, vals[1:]):
+                rules += [(key, ">=", (lo + hi) / 2), (key, "<", (lo + hi) / 2)]
+        best = min(range(len(rules)), key=lambda i: (round(sum(
+            regret(c, _one_fact_choice(rules[i], c, alt, other)) for c in train), 6), i))
+        rule = rules[best]
+        pick = _one_fact_choice(rule, case, alt, other)
+        a, b = case["acc"][pick], case["acc"][case["current"]]
+        held[case["dataset"]] = {"rule": _one_fact_name(rule, alt), "choice": pick,
+                                 "current": case["current"], "loss": regret(case, pick),
+                                 "loss_current": regret(case, case["current"]),
+                                 "significant": pick != case["current"]
+                                 and significant(a, b, case["n_test"])}
+    return held
+
+
+def decision_cases(cells: list[dict[str, Any]], decision: str) -> list[dict[str, Any]]:
+    """The one_fact_lodo cases of ``decision``: "finetune" (the linear probe against the
+    fine-tuned choice of fz04_cases), "aug" (augmentation none against advised at the grid's
+    centre depth and rate) or "rate" (the rate × 3 against × 1 at the centre)."""
+    full = {c["dataset"]: c["facts"] for c in cells if c["cell"] == "advised" and c.get("facts")}
+    if decision == "finetune":
+        return [{"dataset": c["dataset"], "facts": full[c["dataset"]], "n_test": c["n_test"],
+                 "acc": {"head only": c["linear_probe"], "fine-tune": c["fine_tuned"]},
+                 "current": "fine-tune" if c["fine_tuned_cell"] == "advised" else "head only"}
+                for c in fz04_cases(cells)]
+    out = []
+    for d, r in regrets(cells).items():
+        centre = r.get("centre")
+        if not centre or d not in full:
+            continue
+        rows = {c["cell"]: c for c in cells if c["dataset"] == d}
+        depth = centre.split("-", 1)[0]
+        alt_id, names = ((f"{depth}-x1-none", ("advised", "none")) if decision == "aug" else
+                         (f"{depth}-x3-advised", ("× 1", "× 3")))
+        if alt_id in rows and centre in rows:
+            out.append({"dataset": d, "facts": full[d], "n_test": rows[centre]["n_test"],
+                        "acc": {names[0]: rows[centre]["test_accuracy"],
+                                names[1]: rows[alt_id]["test_accuracy"]}, "current": names[0]})
+    return out
+
+
+def one_fact_markdown(cells: list[dict[str, Any]]) -> list[str]:
+    """Fine-tune at all, and augmentation, refitted on one fact leave one dataset out."""
+    lines: list[str] = []
+    for decision, alt, title in (("finetune", "head only", "Fine-tune at all (FZ04)"),
+                                 ("aug", "none", "Augmentation (AUG01–AUG04)"),
+                                 ("rate", "× 3", "The fine-tuning rate (LR rules), × 3 against "
+                                  "the advised")):
+        cases = decision_cases(cells, decision)
+        if len(cases) < 3:
+            continue
+        held = one_fact_lodo(cases, alt)
+        lines += [f"{title}, refitted on one fact leave one dataset out: candidates are the "
+                  "current rules, either choice always, or the other choice when one of "
+                  f"{', '.join(ONE_FACT_KEYS)} (the advised cell's facts) lies above or below a "
+                  "threshold midway between the other datasets' values; chosen on the others by "
+                  "least summed regret (ties to the current rules), judged on the one left out "
+                  "(† the refit's choice differs from the current one significantly):", "",
+                  "| left out | " + " | ".join(cases[0]["acc"]) + " | chosen on the others | "
+                  "held-out regret: refit, current |", "|---|---|---|---|---|"]
+        for c in cases:
+            h = held[c["dataset"]]
+            lines.append(f"| {c['dataset']} | " + " | ".join(
+                f"{v:.4f}" for v in c["acc"].values()) + f" | {h['rule']} | "
+                f"{h['loss']:.1f}{'†' if h['significant'] else ''}, {h['loss_current']:.1f} |")
+        refit = sum(h["loss"] for h in held.values())
+        current = sum(h["loss_current"] for h in held.values())
+        gain = sum((c["acc"][alt] - c["acc"][next(k for k in c["acc"] if k != alt)])
+                   * c["n_test"] for c in cases)
+        const = one_fact_lodo(cases, alt, keys=())
+        lines += ["", f"Summed held-out regret {refit:.1f} points refitted against {current:.1f} "
+                  f"with the current rules; significant on "
+                  f"{sum(h['significant'] for h in held.values())} left-out dataset(s). "
+                  f"Pooled over the {sum(c['n_test'] for c in cases)} test images, '{alt}' "
+                  f"scores {gain:+.0f} images against the other choice. Constants only (the "
+                  "current rules or either choice always, chosen on the others): summed held-out "
+                  f"regret {sum(h['loss'] for h in const.values()):.1f} ("
+                  + ", ".join(f"{d} → {h['rule']}" for d, h in const.items()) + ").", ""]
+    return lines
+
+
+def rate_variant_markdown(cells: list[dict[str, Any]]) -> list[str]:
+    """The advised recipe against the same recipe with its fine-tuning rates × M (cells
+    ``advised-xM``, ``--advised-rate``), side by side on the same splits."""
+    variants = [c for c in cells if c.get("advised_rate") is not None]
+    if not variants:
+        return []
+    adv = {c["dataset"]: c for c in cells if c["cell"] == "advised"}
+    lines = ["The advised recipe (its phases, epochs and augmentation as advised) with every "
+             "fine-tuning rate multiplied (`--advised-rate M`, cell `advised-xM`) against the "
+             "advised cell, same splits (points; † significant on the test images):", "",
+             "| dataset | advised | × M | test | difference | epochs | seconds | load |",
+             "|---|---|---|---|---|---|---|---|"]
+    diffs = []
+    for v in variants:
+        a = adv.get(v["dataset"])
+        if a is None:
+            continue
+        d = 100 * (v["test_accuracy"] - a["test_accuracy"])
+        diffs.append((d, v["n_test"]))
+        sig = "†" if significant(v["test_accuracy"], a["test_accuracy"], v["n_test"]) else ""
+        ea = [p.get("epochs") for p in a["recipe"]["phases"]] if a.get("recipe") else None
+        ev = [p.get("epochs") for p in v["recipe"]["phases"]] if v.get("recipe") else None
+        other = (f" (planned epochs {', '.join(map(str, ev))} against the advised cell's "
+                 f"{', '.join(map(str, ea))}: its kept advice was re-advised under the rule "
+                 "file's floor)" if ea and ev and ea != ev else "")
+        lines.append(f"| {v['dataset']} | {a['test_accuracy']:.4f} | × {v['advised_rate']:g} | "
+                     f"{v['test_accuracy']:.4f} | {d:+.1f}{sig}{other} | "
+                     + ", ".join(f"{p['epochs_run']}{'s' if p.get('stopped_early') else ''}"
+                                 for p in v["phases"])
+                     + f" | {v['seconds']:.0f}{' (' + v['lane'].split(':')[0] + ')' if v.get('lane') else ''}"
+                     f" | {v['machine']['load']} |")
+    if diffs:
+        wins = sum(d > 0 for d, _ in diffs)
+        losses = sum(d < 0 for d, _ in diffs)
+        right = sum(d * n / 100 for d, n in diffs)
+        lines += ["", f"Higher on {wins}, lower on {losses} of {len(diffs)} datasets; "
+                  f"{right:+.0f} right over {sum(n for _, n in diffs)} test images.", ""]
+    return lines
+
+
 def fz01_depth(facts: dict[str, Any], params: dict[str, Any], rules: Any, preset: str) -> int:
     """The fine-tuning depth the freezing rules (FZ01 with ``params``, then FZ02–FZ04 as they
     are) choose from a dataset's recorded facts."""
@@ -989,6 +1186,8 @@ def rules_markdown(cells: list[dict[str, Any]]) -> list[str]:
     else:
         lines += ["", f"{len(cases)} dataset(s): too few for a leave-one-dataset-out refit "
                   "(3 or more needed).", ""]
+    lines += one_fact_markdown(cells)
+    lines += rate_variant_markdown(cells)
     reg = regrets(cells)
     depth = {d: r["depth"] for d, r in reg.items() if r.get("depth")}
     complete = [d for d in depth if reg[d]["axes_complete"]["depth"]]
@@ -1276,6 +1475,19 @@ FEATURE_SETS = (("logit_cv",), ("logit_cv", "logit_knn"), ("logit_cv", "log_trai
 #: points of mean absolute LODO error by which a gain slope must beat the mean gain to be kept
 GAIN_SLOPE_MARGIN = 0.5
 
+#: the advised recipe's forecast models compared leave one dataset out: (the linear-probe forecast
+#: the gain is added to: "whole" training split or at the recipe's own training size "fit"; the
+#: gain's inputs, () = the mean; whether the gain is fitted through the origin)
+ADVISED_MODELS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
+    ("whole", (), False), ("whole", ("logit_cv",), False), ("whole", ("headroom_cv",), True),
+    ("fit", (), False), ("fit", ("logit_cv",), False), ("fit", ("headroom_cv",), True))
+
+
+def advised_model_key(base: str, names: tuple[str, ...], origin: bool) -> str:
+    """The report's name of one advised-forecast model."""
+    gain = ",".join(names) or "mean"
+    return f"{base}+{gain}{' (through 0)' if origin else ''}"
+
 #: BB01 tie margins compared leave one dataset out
 TIE_MARGINS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
 
@@ -1307,13 +1519,13 @@ def chosen_backbone(rows: list[dict[str, Any]], margin: float | None = None) -> 
                key=lambda r: r["probe"]["linear_probe_accuracy"])
 
 
-def figures_of(cell: dict[str, Any]) -> Any:
+def figures_of(cell: dict[str, Any], n_fit: int | None = None) -> Any:
     from autotransfer.advisor.forecast import ProbeFigures
 
     p = cell["probe"]
     return ProbeFigures(linear_probe_accuracy=p["linear_probe_accuracy"],
                         knn_accuracy=p["knn_accuracy"], n_sample=cell["n_sample"],
-                        n_train=cell["n_train"], n_classes=cell["n_classes"])
+                        n_train=cell["n_train"], n_classes=cell["n_classes"], n_fit=n_fit)
 
 
 def run_forecast(args: argparse.Namespace) -> None:
@@ -1325,6 +1537,7 @@ def run_forecast(args: argparse.Namespace) -> None:
     from autotransfer._io import atomic_write_text
     from autotransfer.advisor.forecast import ForecastModel, LinearModel, features, fit_linear
 
+    t0 = time.perf_counter()
     data = load()
     cells = data["ranking"]
     by: dict[str, list[dict[str, Any]]] = {}
@@ -1346,11 +1559,13 @@ def run_forecast(args: argparse.Namespace) -> None:
     per_cell = lodo_cells(rows, list(names))
     b0, w = fit_linear([x for _, x, _ in rows], [_logit(y) for _, _, y in rows], list(names))
     chosen = {d: chosen_backbone(by[d]) for d in datasets}
-    lp_errors = {}
+    lp_errors: dict[str, float] = {}
+    lp_fold: dict[str, tuple[float, dict[str, float]]] = {}
     for d in datasets:  # the chosen backbone's forecast, fitted without its dataset
         others = [r for r in rows if r[0] != d]
         c0, cw = fit_linear([x for _, x, _ in others], [_logit(y) for _, _, y in others],
                             list(names))
+        lp_fold[d] = (c0, cw)
         x = features(figures_of(chosen[d]))
         pred = _sigmoid(c0 + sum(cw[n] * x[n] for n in names))
         lp_errors[d] = 100 * (pred - chosen[d]["truth"]["test_accuracy"])
@@ -1358,7 +1573,22 @@ def run_forecast(args: argparse.Namespace) -> None:
     linear = LinearModel(intercept=b0, weights=w, half_width=round(half, 2),
                          lodo_errors={d: round(e, 2) for d, e in lp_errors.items()})
 
+    advised_cells = {c["dataset"]: c for c in data["grid"] if c["cell"] == "advised"
+                     and c["dataset"] in lp_errors}
+    # the linear probe's forecast (fitted without the dataset) for the whole training split and
+    # at the advised recipe's own training size (the grid's split less its validation images)
+    base = {"whole": {d: chosen[d]["truth"]["test_accuracy"] + lp_errors[d] / 100
+                      for d in advised_cells}, "fit": {}}
+    for d, c in advised_cells.items():
+        c0, cw = lp_fold[d]
+        x = features(figures_of(chosen[d], n_fit=c["n_train"]))
+        x["log_train_over_sample"] = math.log(c["n_train"] / chosen[d]["n_sample"])
+        base["fit"][d] = _sigmoid(c0 + sum(cw[n] * x[n] for n in names))
+
     gain_model, gain_lodo, gain_compared = None, {}, {}
+    advised_errors: dict[str, float] = {}
+    advised_compared: dict[str, dict[str, Any]] = {}
+    advised_base = "whole"
     reg = regrets(data["grid"])
     # the gain of fine-tuning where it was advised, against the probe of the backbone the grid
     # ran (the advised one)
@@ -1369,65 +1599,83 @@ def run_forecast(args: argparse.Namespace) -> None:
                                      if c["dataset"] == d and c["cell"] == "advised")]
              if any(c["backbone"] == r_backbone for c in by[d])]
     if len(gains) >= 2:
-        # candidates: the mean gain, and (from 4 datasets) a slope on the probe's headroom;
-        # the one with the smaller mean absolute leave-one-dataset-out error is kept
-        candidates: list[tuple[str, ...]] = [()]
-        if len(gains) >= 4:
-            candidates.append(("logit_cv",))
-        fits = {}
-        for names_g in candidates:
-            errors = {}
+        # candidates: the mean gain and (from 4 datasets) a slope on the probe's linear CV or a
+        # share of its headroom, each added to the linear probe's forecast for the whole split or
+        # at the recipe's own training size; judged by the advised recipe's forecast leave one
+        # dataset out (mean absolute error; a fitted slope must beat it by GAIN_SLOPE_MARGIN)
+        fits: dict[tuple[str, ...], dict[str, float]] = {}
+        preds: dict[tuple[str, ...], dict[str, float]] = {}
+        for _, names_g, origin in ADVISED_MODELS:
+            if (names_g and len(gains) < 4) or names_g in fits:
+                continue
+            errors, pred_g = {}, {}
             for d, _, g in gains:
                 rest = [(x, h) for e, x, h in gains if e != d]
                 x = next(x for e, x, _ in gains if e == d)
-                c0, cw = fit_linear([x for x, _ in rest], [h for _, h in rest], list(names_g))
-                errors[d] = round(c0 + sum(cw[n] * x[n] for n in names_g) - g, 2)
-            fits[names_g] = errors
+                c0, cw = fit_linear([x for x, _ in rest], [h for _, h in rest], list(names_g),
+                                    intercept=not origin)
+                pred_g[d] = c0 + sum(cw[n] * x[n] for n in names_g)
+                errors[d] = round(pred_g[d] - g, 2)
+            fits[names_g], preds[names_g] = errors, pred_g
             gain_compared[",".join(names_g) or "mean"] = {
                 "mean_abs": float(np.mean([abs(e) for e in errors.values()])),
                 "max_abs": float(max(abs(e) for e in errors.values()))}
-        # the slope is kept only when it forecasts clearly better than the mean (by more than
-        # GAIN_SLOPE_MARGIN points): a smaller edge, on a handful of datasets whose gains are
-        # each measured to a point or two, is no evidence for the extra parameter
-        best_g = min(candidates, key=lambda n: gain_compared[",".join(n) or "mean"]["mean_abs"]
-                     + (GAIN_SLOPE_MARGIN if n else 0.0))
+        scored = []
+        for base_name, names_g, origin in ADVISED_MODELS:
+            if names_g not in preds:
+                continue
+            errs = {}
+            for d, c in advised_cells.items():
+                tunes = any(p["trainable_from"] < 5 for p in c["phases"])
+                if tunes and d not in preds[names_g]:
+                    continue
+                g = preds[names_g][d] if tunes else 0.0
+                errs[d] = round(100 * (base[base_name][d] + g / 100 - c["test_accuracy"]), 2)
+            if not errs:
+                continue
+            v = list(errs.values())
+            key = advised_model_key(base_name, names_g, origin)
+            advised_compared[key] = {
+                "errors": errs, "within_3": sum(abs(e) <= 3 for e in v), "n": len(v),
+                "mean_abs": float(np.mean(np.abs(v))), "max_abs": float(max(abs(e) for e in v)),
+                "bias": float(np.mean(v))}
+            scored.append((advised_compared[key]["mean_abs"]
+                           + (GAIN_SLOPE_MARGIN if names_g else 0.0), base_name, names_g, origin))
+        _, advised_base, best_g, origin = min(scored, key=lambda t: t[0])
+        advised_errors = advised_compared[advised_model_key(advised_base, best_g, origin)]["errors"]
         gain_lodo = fits[best_g]
-        c0, cw = fit_linear([x for _, x, _ in gains], [g for _, _, g in gains], list(best_g))
+        c0, cw = fit_linear([x for _, x, _ in gains], [g for _, _, g in gains], list(best_g),
+                            intercept=not origin)
         gain_model = LinearModel(intercept=round(c0, 3), weights={k: round(v, 4) for k, v in
                                                                   cw.items()},
                                  half_width=round(max(abs(e) for e in gain_lodo.values()), 2),
                                  lodo_errors=gain_lodo)
     model = ForecastModel(fitted_on=datasets, source="docs/benchmarks/advice.json (tools/"
-                          "bench_advice.py)", linear_probe=linear, gain=gain_model)
+                          "bench_advice.py)", linear_probe=linear, gain=gain_model,
+                          advised_base=advised_base)
     path = REPO / "recipes" / "forecast.yaml"
     header = ("# The forecast's coefficients (autotransfer/advisor/forecast.py), fitted by\n"
               "# 'python tools/bench_advice.py --part forecast' on docs/benchmarks/advice.json;\n"
               "# see docs/benchmarks/advice.md for the leave-one-dataset-out errors. Data only.\n")
     atomic_write_text(path, header + yaml.safe_dump(model.model_dump(mode="json"),
                                                     sort_keys=False))
-    # the advised recipe's forecast (linear probe + gain, each fitted without the dataset)
-    # against the advised cell of the grid
-    advised_errors = {}
-    for grid_adv in (c for c in data["grid"] if c["cell"] == "advised"):
-        d = grid_adv["dataset"]
-        tunes = any(p["trainable_from"] < 5 for p in grid_adv["phases"])
-        if d not in lp_errors or (tunes and d not in gain_lodo):
-            continue
-        lp_pred = chosen[d]["truth"]["test_accuracy"] + lp_errors[d] / 100
-        gain_pred = (next(g for e, _, g in gains if e == d) + gain_lodo[d]) if tunes else 0.0
-        advised_errors[d] = round(100 * (lp_pred + gain_pred / 100 - grid_adv["test_accuracy"]), 2)
     import fcntl
 
+    WORK.mkdir(parents=True, exist_ok=True)
     with open(WORK / "advice.lock", "w") as lock:  # the grid may be appending meanwhile
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = load()
         data["forecast"] = {"feature_sets": compared, "chosen_features": list(names),
                             "advised_lodo_errors": advised_errors,
+                            "advised_models": advised_compared,
+                            "advised_cells": {d: [c["n_test"], c["test_accuracy"]]
+                                              for d, c in advised_cells.items()},
                             "linear_probe_lodo_errors": lp_errors,
                             "chosen_backbones": {d: c["backbone"] for d, c in chosen.items()},
                             "gain_lodo_errors": gain_lodo, "gain_models": gain_compared,
                             "gain_data": {d: g for d, _, g in gains},
-                            "model": model.model_dump(mode="json"), "machine": machine()}
+                            "model": model.model_dump(mode="json"), "machine": machine(),
+                            "seconds": round(time.perf_counter() - t0, 1)}
         save(data)
     print(f"wrote {path}: features {names}, LODO errors {lp_errors}")
 
@@ -1857,7 +2105,13 @@ def forecast_markdown(f: dict[str, Any]) -> list[str]:
     if not f:
         return []
     lp = f["model"]["linear_probe"]
+    m = f.get("machine") or {}
     lines = ["## Forecast (leave one dataset out)", "",
+             "Fitted by `python tools/bench_advice.py --part forecast`: arithmetic on the recorded "
+             "cells, no training"
+             + (f", {f['seconds']:.1f} s" if f.get("seconds") is not None else "")
+             + (f" at {m['at']}, load {m['load']} (nice 10, beside the lanes)" if m else "")
+             + ".", "",
              "The linear probe's held-out accuracy forecast from the probe's sample "
              f"(features {', '.join(f['chosen_features'])}; logit scale; fitted on every "
              f"backbone's cell), interval ±{lp['half_width']:.1f} points (90th percentile of the "
@@ -1886,14 +2140,37 @@ def forecast_markdown(f: dict[str, Any]) -> list[str]:
                   + ", ".join(f"{d} {e:+.1f}" for d, e in f["gain_lodo_errors"].items()) + ".", ""]
         if f.get("advised_lodo_errors"):
             e = f["advised_lodo_errors"]
-            lines += ["The advised recipe's forecast (the linear probe's plus, where the advice "
-                      "fine-tunes, the gain; both fitted without the dataset) against the advised "
-                      "cell of the grid "
-                      "(forecast − measured, points): " + ", ".join(
-                          f"{d} {v:+.1f}" for d, v in e.items())
-                      + f"; within ±3 on {sum(abs(v) <= 3 for v in e.values())} of {len(e)}. "
-                      "(The linear probe's forecast is for the ranking's split — the whole capped "
-                      "training set — while the grid trains on 80% of it.)", ""]
+            base = f["model"].get("advised_base", "whole")
+            lines += ["The advised recipe's forecast (the linear probe's "
+                      + ("at the recipe's own training size — the training split less the "
+                         "validation images it holds out — " if base == "fit" else "")
+                      + "plus, where the advice fine-tunes, the gain; both fitted without the "
+                      "dataset) against the advised cell of the grid (forecast − measured, "
+                      "points): " + ", ".join(f"{d} {v:+.1f}" for d, v in e.items())
+                      + f"; within ±3 on {sum(abs(v) <= 3 for v in e.values())} of {len(e)}.",
+                      ""]
+        models = f.get("advised_models") or {}
+        if models:
+            lines += ["Advised-recipe forecasts compared, leave one dataset out (base: the linear "
+                      "probe's forecast for the whole training split, or at the recipe's own "
+                      "training size; gain: the mean, a slope on the probe's logit CV accuracy, or "
+                      "a share of its headroom, 100 × (1 − CV), through 0). Kept: the least mean "
+                      "absolute error, a fitted slope charged "
+                      f"{GAIN_SLOPE_MARGIN} points; the gain is measured against the linear probe "
+                      "on the grid's split, so a whole-split base forecasts the probe on more "
+                      "images than the recipe trains on:", "",
+                      "| model | within ±3 | mean abs | max abs | bias | errors (forecast − "
+                      "measured, points) |", "|---|---|---|---|---|---|"]
+            kept = (f"{base}+" + (",".join(f["model"]["gain"]["weights"]) or "mean"))
+            for k, v in models.items():
+                mark = " **(kept)**" if k.split(" (")[0] == kept else ""
+                lines.append(f"| {k}{mark} | {v['within_3']} of {v['n']} | {v['mean_abs']:.2f} | "
+                             f"{v['max_abs']:.2f} | {v['bias']:+.2f} | " + ", ".join(
+                                 f"{d} {x:+.1f}" for d, x in v["errors"].items()) + " |")
+            lines += ["", f"Noise ceiling: a forecast equal to each advised cell's true accuracy "
+                      f"would fall within ±3 points of the measured one (Binomial(n, p)/n on the "
+                      f"test images) on {advised_ceiling(f):.1f} of {len(e)} datasets in "
+                      "expectation.", ""]
         if f.get("gain_models"):
             lines += ["Gain models compared (mean / max absolute LODO error, points): " + "; ".join(
                 f"{k}: {v['mean_abs']:.2f} / {v['max_abs']:.2f}"
@@ -1903,6 +2180,18 @@ def forecast_markdown(f: dict[str, Any]) -> list[str]:
         lines += ["No gain model: fewer than two datasets have both the advised recipe and the "
                   "linear probe in the grid, so `advise` forecasts the linear probe only.", ""]
     return lines
+
+
+def advised_ceiling(f: dict[str, Any], draws: int = 20000, seed: int = 0) -> float:
+    """Expected number of datasets on which a perfect forecast of the advised cell falls within
+    ±3 points of its measured accuracy (test noise only, Binomial(n, p)/n, p = the measured)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    total = 0.0
+    for n, p in f.get("advised_cells", {}).values():
+        total += float(np.mean(np.abs(rng.binomial(n, p, draws) / n - p) <= 0.03 + 1e-9))
+    return total
 
 
 def not_readvised(cells: list[dict[str, Any]]) -> list[str]:
@@ -1990,6 +2279,45 @@ def goals_markdown(data: dict[str, Any]) -> list[str]:
                          "fine-tune at all (FZ04, far data) is what costs here, "
                          + ("significantly" if r["significant"] else "within noise")
                          + f" on {r['n_test']} test images | – |")
+    for d, r in reg.items():  # a miss whose best cell fine-tunes: which decisions it changes
+        if r["regret"] <= 3 or r["best_cell"] == "linear_probe" or not r.get("centre"):
+            continue
+        rows = {c["cell"]: c for c in data.get("grid", []) if c["dataset"] == d}
+        centre = rows.get(r["centre"])
+        axes = "; ".join(f"{name} {v['regret']:+.1f} (best {v['best']})" for name, v in (
+            ("depth", r.get("depth")), ("rate", r.get("rate")),
+            ("augmentation", r.get("aug"))) if v)
+        sched = (f"; the advised schedule against the centre's one 20-epoch phase (same depth, "
+                 f"rate and augmentation): {100 * (r['advised'] - centre['test_accuracy']):+.1f}"
+                 if centre and r["advised_tunes"] else "")
+        lines.append(f"| (why {d} misses) | its best cell {r['best_cell']} "
+                     f"({r['best']:.1%}) against the advised {r['advised']:.1%}; along each axis "
+                     f"at the centre {r['centre']}: {axes}{sched}; "
+                     + ("significantly" if r["significant"] else "within noise")
+                     + f" on {r['n_test']} test images | – |")
+    refits = []
+    for decision, alt, title in (("finetune", "head only", "fine-tune at all"),
+                                 ("aug", "none", "augmentation none"),
+                                 ("rate", "× 3", "fine-tuning rate × 3")):
+        cases = decision_cases(data.get("grid", []), decision)
+        if len(cases) >= 3:
+            held = one_fact_lodo(cases, alt)
+            const = one_fact_lodo(cases, alt, keys=())
+            refits.append(f"{title} {sum(h['loss'] for h in held.values()):.1f} "
+                          f"(constants {sum(h['loss'] for h in const.values()):.1f}) against "
+                          f"{sum(h['loss_current'] for h in held.values()):.1f}, significant on "
+                          f"{sum(h['significant'] for h in held.values())} of {len(cases)}")
+    summary = [line for line in rate_variant_markdown(data.get("grid", []))
+               if line.startswith("Higher on")]
+    if summary:
+        refits.append("the advised recipe with its fine-tuning rates × 3 (cells advised-x3): "
+                      + summary[0].rstrip(".").replace("Higher", "higher"))
+    if refits:
+        lines.append("| (can a rule change close it?) | refitted on one fact leave one dataset out "
+                     "(\"Rules against the grid\"), summed held-out regret, refit against the "
+                     "current rules: " + "; ".join(refits) + ". A rule changes only when the "
+                     "refit lowers the summed held-out regret and differs from the current choice "
+                     "beyond noise on a left-out dataset | – |")
     pending = not_readvised(data.get("grid", []))
     if pending:
         lines.append(f"| (the same goal, what is not measured yet) | {len(pending)} dataset(s) "
@@ -2018,6 +2346,11 @@ def goals_markdown(data: dict[str, Any]) -> list[str]:
                      + f" | {'yes' if k >= 6 else 'no'} (linear probe)"
                      + (f"; {'not yet' if len(a) < 8 else 'yes' if ka >= 6 else 'no'} "
                         "(advised)" if a else "") + " |")
+        if a and f.get("advised_cells"):
+            lines.append(f"| (the advised forecast's ceiling) | a forecast equal to each advised "
+                         f"cell's true accuracy would be within ±3 of the measure on "
+                         f"{advised_ceiling(f):.1f} of {len(a)} in expectation (test noise "
+                         "alone) | – |")
     return lines + [""]
 
 
@@ -2041,6 +2374,11 @@ def main() -> None:
                         help="grid: run only the advised cell, advised by the rule base in force "
                              "(its advice kept under TAG); the dataset's earlier advised cell is "
                              f"kept as '{BEFORE}', and the grid's centre stays the kept advice")
+    parser.add_argument("--advised-rate", type=float, default=None, metavar="M",
+                        help="grid: run only the advised recipe kept under --advice-tag with "
+                             "every fine-tuning rate × M, as cell advised-xM")
+    parser.add_argument("--advice-tag", default="lr05",
+                        help="the kept re-advice --advised-rate starts from")
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args()
     if args.render_only:

@@ -135,9 +135,19 @@ def _forecast(probe: Any, facts: dict[str, Any], recipe: Recipe) -> Forecast | N
     figures = ProbeFigures(linear_probe_accuracy=t.linear_probe_accuracy,
                            knn_accuracy=t.knn_accuracy, n_sample=t.n_samples,
                            n_train=max(int(facts["n_train"]), t.n_samples),
-                           n_classes=max(2, int(facts["n_classes"])))
+                           n_classes=max(2, int(facts["n_classes"])),
+                           n_fit=_fit_size(facts, recipe))
     return forecast_accuracy(model, figures,
                              fine_tunes=any(p.trainable_from < 5 for p in recipe.phases))
+
+
+def _fit_size(facts: dict[str, Any], recipe: Recipe) -> int:
+    """Images the recipe trains on: the training split less the validation images it holds out
+    when the dataset has no validation split of its own."""
+    n_train = int(facts["n_train"])
+    if facts.get("has_val"):
+        return max(2, n_train)
+    return max(2, round(n_train * (1 - recipe.data.val_fraction)))
 
 
 def _time_step(advice: Advice, profile: DatasetProfile, advisor: Advisor,
@@ -268,60 +278,65 @@ class Advisor(BaseEstimator):
             from autotransfer.data.target import read_target
 
             target = read_target(self.target, profile)
-        probes = probe_dataset(profile, self.backbones, per_class=self.per_class,
-                               total=self.max_total, seed=self.seed, cache=self.cache,
-                               weights=self.weights, progress=progress)
+
         def decided(probes: Any) -> Advice:
             return decide(profile, probes, preset=self.preset, max_params_m=self.max_params_m,
                           allow=self.backbones, rules=self.rules, seed=self.seed,
                           time_budget=budget, precision=self.precision)
 
-        self.advice_ = decided(probes)
-        da = self.advice_.recipe.reasons.get("domain_adaptation.method")
-        if da is not None and da.rule == "DA01":
-            # AdaBN advised on the shift alone: measure whether it helps the chosen backbone's
-            # linear probe (one more pass over the sample), and decide again (DA02 / DA03)
-            from autotransfer.probes.probe import measure_adabn
+        from autotransfer.probes.sample import forget_sample_images
 
-            probes = measure_adabn(probes, profile, self.advice_.recipe.backbone.name,
-                                   per_class=self.per_class, total=self.max_total,
-                                   weights=self.weights, cache=self.cache,
-                                   progress=progress)
+        try:  # the sample's decoded images are kept for the measurements below, then released,
+            # also when one fails or is interrupted
+            probes = probe_dataset(profile, self.backbones, per_class=self.per_class,
+                                   total=self.max_total, seed=self.seed, cache=self.cache,
+                                   weights=self.weights, progress=progress)
             self.advice_ = decided(probes)
-        if target is not None:
-            # the gap between the training images and the target's, for the chosen backbone
-            # (its cached features reused), then decide again (DA04-DA08)
-            from autotransfer.probes.domain_gap import measure_domain_gap
+            da = self.advice_.recipe.reasons.get("domain_adaptation.method")
+            if da is not None and da.rule == "DA01":
+                # AdaBN advised on the shift alone: measure whether it helps the chosen backbone's
+                # linear probe (one more pass over the sample), and decide again (DA02 / DA03)
+                from autotransfer.probes.probe import measure_adabn
 
-            chosen = probes.get(self.advice_.recipe.backbone.name)
-            gap = measure_domain_gap(profile, target, chosen.backbone, per_class=self.per_class,
-                                     total=self.max_total, seed=self.seed,
-                                     input_size=chosen.input_size, weights=self.weights,
-                                     cache=self.cache, progress=progress)
-            probes = probes.model_copy(update={"domain_gap": gap})
-            self.advice_ = decided(probes)
-        if self.precision == "auto":
-            # time the chosen backbone in float32 and mixed_bfloat16 and compare its features
-            # (cached with the probe's), then decide again (PREC01 / PREC02)
-            from autotransfer.probes.probe import measure_precision
-
-            probes = measure_precision(probes, profile, self.advice_.recipe.backbone.name,
+                probes = measure_adabn(probes, profile, self.advice_.recipe.backbone.name,
                                        per_class=self.per_class, total=self.max_total,
                                        weights=self.weights, cache=self.cache,
                                        progress=progress)
-            self.advice_ = decided(probes)
-        # one training step of the recipe (unsized: the depth it would train at) timed as the
-        # trainer runs it, cached with the probe's features: the epoch estimate (COST01)
-        timed = _time_step(decide(profile, probes, preset=self.preset,
-                                  max_params_m=self.max_params_m, allow=self.backbones,
-                                  rules=self.rules, seed=self.seed,
-                                  precision=self.precision), profile, self, progress)
-        if timed is not None:
-            probes = timed
-            self.advice_ = decided(probes)
-        from autotransfer.probes.sample import forget_sample_images
+                self.advice_ = decided(probes)
+            if target is not None:
+                # the gap between the training images and the target's, for the chosen backbone
+                # (its cached features reused), then decide again (DA04-DA08)
+                from autotransfer.probes.domain_gap import measure_domain_gap
 
-        forget_sample_images()  # the sample's decoded images, kept for the measurements above
+                chosen = probes.get(self.advice_.recipe.backbone.name)
+                gap = measure_domain_gap(profile, target, chosen.backbone,
+                                         per_class=self.per_class, total=self.max_total,
+                                         seed=self.seed,
+                                         input_size=chosen.input_size, weights=self.weights,
+                                         cache=self.cache, progress=progress)
+                probes = probes.model_copy(update={"domain_gap": gap})
+                self.advice_ = decided(probes)
+            if self.precision == "auto":
+                # time the chosen backbone in float32 and mixed_bfloat16 and compare its features
+                # (cached with the probe's), then decide again (PREC01 / PREC02)
+                from autotransfer.probes.probe import measure_precision
+
+                probes = measure_precision(probes, profile, self.advice_.recipe.backbone.name,
+                                           per_class=self.per_class, total=self.max_total,
+                                           weights=self.weights, cache=self.cache,
+                                           progress=progress)
+                self.advice_ = decided(probes)
+            # one training step of the recipe (unsized: the depth it would train at) timed as the
+            # trainer runs it, cached with the probe's features: the epoch estimate (COST01)
+            timed = _time_step(decide(profile, probes, preset=self.preset,
+                                      max_params_m=self.max_params_m, allow=self.backbones,
+                                      rules=self.rules, seed=self.seed,
+                                      precision=self.precision), profile, self, progress)
+            if timed is not None:
+                probes = timed
+                self.advice_ = decided(probes)
+        finally:
+            forget_sample_images()
         self.target_ = target  # the TargetSet read (None without a target)
         self.profile_, self.probes_ = self.advice_.profile, self.advice_.probes
         self.candidates_, self.facts_ = self.advice_.candidates, self.advice_.facts

@@ -3,16 +3,21 @@
 From the probe's measurements of the chosen backbone on its sample (linear-probe cross-validated
 accuracy, k-NN accuracy, sample size against training-set size, classes), the expected held-out
 accuracy of the exact linear probe trained on the whole training split, and of the advised
-recipe (the linear probe plus the expected gain of fine-tuning), each with an interval.
+recipe (the linear probe plus the expected gain of fine-tuning), each with an interval. The
+advised recipe trains on its training split without the validation images (``n_fit``): its
+forecast adds the gain to the linear probe's forecast at that size when the model says so
+(``advised_base: fit``), since the study measures the gain against a linear probe on that split.
 
 The coefficients are data (``recipes/forecast.yaml``, read with ``yaml.safe_load``), fitted by
 ``tools/bench_advice.py --part forecast`` on the study's datasets (every backbone's cell) and
 judged leave one dataset out; the interval's half-width is the 90th percentile of the cells'
 leave-one-dataset-out errors, so on new data it is an estimate, which a run's report compares
 with what it measured (:func:`versus_measured`). The gain of fine-tuning is fitted on the study's
-datasets where the advice fine-tunes (advised − linear probe on the same split): their mean, or a
-slope on the probe's linear CV accuracy where that forecasts clearly better leave one dataset
-out; its interval is the largest leave-one-dataset-out error.
+datasets where the advice fine-tunes (advised − linear probe on the same split): their mean, a
+slope on the probe's linear CV accuracy, or a share of the probe's headroom (``headroom_cv`` =
+points the linear CV on the sample misses; fine-tuning can only gain what the frozen features
+miss), whichever forecasts the advised recipe best leave one dataset out (a fitted slope must beat
+the mean clearly); its interval is the largest leave-one-dataset-out error.
 Pure: no TensorFlow; :func:`fit_linear` is plain least squares in numpy.
 """
 
@@ -22,6 +27,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import yaml
@@ -31,6 +37,8 @@ from autotransfer.errors import InvalidConfigError
 
 #: the inputs, in the order of the coefficients
 FEATURES = ("logit_cv", "logit_knn", "log_train_over_sample", "log_classes")
+#: further inputs a gain model may read (points of accuracy the probe's linear CV misses)
+GAIN_FEATURES = ("headroom_cv",)
 _EPS = 1e-3
 
 
@@ -60,6 +68,9 @@ class ForecastModel(_Model):
     gain: LinearModel | None = Field(
         default=None, description="Points gained by the advised fine-tuning over the linear "
         "probe; None where the study had too few fine-tuned datasets to fit it.")
+    advised_base: Literal["whole", "fit"] = Field(
+        default="whole", description="The linear-probe forecast the gain is added to: for the "
+        "whole training split, or at the advised recipe's own training size (n_fit).")
 
 
 class ProbeFigures(_Model):
@@ -70,6 +81,8 @@ class ProbeFigures(_Model):
     n_sample: int = Field(ge=2)
     n_train: int = Field(ge=2)
     n_classes: int = Field(ge=2)
+    n_fit: int | None = Field(default=None, ge=2, description="Images the advised recipe trains "
+                              "on (its training split less validation); None: n_train.")
 
 
 class Forecast(_Model):
@@ -107,7 +120,18 @@ def features(f: ProbeFigures) -> dict[str, float]:
     """The model inputs of one probe."""
     return {"logit_cv": _logit(f.linear_probe_accuracy), "logit_knn": _logit(f.knn_accuracy),
             "log_train_over_sample": math.log(max(f.n_train, f.n_sample) / f.n_sample),
-            "log_classes": math.log(f.n_classes)}
+            "log_classes": math.log(f.n_classes),
+            "headroom_cv": 100.0 * (1.0 - f.linear_probe_accuracy)}
+
+
+def linear_probe_at_fit(model: LinearModel, f: ProbeFigures) -> float:
+    """The linear probe's forecast at the advised recipe's training size ``n_fit`` (the size
+    ratio to the sample is not floored at 1 here: the recipe may train on fewer images than the
+    probe's sample held)."""
+    x = features(f)
+    if f.n_fit is not None:
+        x["log_train_over_sample"] = math.log(f.n_fit / f.n_sample)
+    return _sigmoid(_apply(model, x))
 
 
 def _apply(model: LinearModel, x: Mapping[str, float]) -> float:
@@ -122,7 +146,9 @@ def forecast(model: ForecastModel, figures: ProbeFigures, *, fine_tunes: bool = 
     advised = interval = gain = None
     if fine_tunes and model.gain is not None:
         gain = _apply(model.gain, x)
-        advised = min(1.0, max(0.0, lp + gain / 100))
+        base = (linear_probe_at_fit(model.linear_probe, figures) if model.advised_base == "fit"
+                else lp)
+        advised = min(1.0, max(0.0, base + gain / 100))
         h = half + model.gain.half_width / 100
         interval = (max(0.0, advised - h), min(1.0, advised + h))
     return Forecast(linear_probe=lp, linear_probe_interval=(max(0.0, lp - half), min(1.0, lp + half)),
@@ -132,11 +158,14 @@ def forecast(model: ForecastModel, figures: ProbeFigures, *, fine_tunes: bool = 
 
 # ----------------------------------------------------------------------------- fitting
 def fit_linear(x: Sequence[Mapping[str, float]], y: Sequence[float], names: Sequence[str], *,
-               ridge: float = 1e-2) -> tuple[float, dict[str, float]]:
+               ridge: float = 1e-2, intercept: bool = True) -> tuple[float, dict[str, float]]:
     """Least squares (a small ridge on the weights, not the intercept) of ``y`` on the named
-    inputs: (intercept, weights)."""
+    inputs: (intercept, weights); ``intercept=False`` fits through the origin (intercept 0)."""
     a = np.asarray([[row[n] for n in names] for row in x], dtype=np.float64)
     b = np.asarray(y, dtype=np.float64)
+    if not intercept:
+        w = np.linalg.solve(a.T @ a + ridge * len(b) * np.eye(len(names)), a.T @ b)
+        return 0.0, {n: float(v) for n, v in zip(names, w)}
     mean_a, mean_b = a.mean(axis=0), b.mean()
     ac = a - mean_a
     w = np.linalg.solve(ac.T @ ac + ridge * len(b) * np.eye(len(names)), ac.T @ (b - mean_b))

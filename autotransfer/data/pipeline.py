@@ -19,6 +19,17 @@ from autotransfer.data.models import ImageRecord
 from autotransfer.data.splits import DataSplits
 
 
+def set_autotune(ds: tf.data.Dataset, enabled: bool = False) -> tf.data.Dataset:
+    """``ds`` with tf.data's autotuning thread off (or on). Every ``fit``, ``predict`` or loop over
+    a dataset makes a fresh iterator, and destroying one waits for that thread's next wake-up,
+    10 ms × (2^k − 1) after the iterator started: a 16–20 s epoch took 20.5 s
+    (docs/benchmarks/fit_tail.md). ``AUTOTUNE`` arguments still work without it (TensorFlow
+    then uses its defaults), and the elements and their order do not depend on it."""
+    options = tf.data.Options()
+    options.autotune.enabled = enabled
+    return ds.with_options(options)
+
+
 @dataclass(frozen=True)
 class InputPipelines:
     """Batched datasets of ``(uint8 image [H, W, 3], int32 label)`` and their class order."""
@@ -68,7 +79,7 @@ def make_dataset(
     if shuffle:
         ds = ds.shuffle(max(1, len(records)), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return set_autotune(ds).prefetch(tf.data.AUTOTUNE)
 
 
 def make_pipelines(

@@ -38,12 +38,14 @@ def adapted_features(plan: ExtractionPlan, images: np.ndarray, batch_size: int =
     import keras
     import tensorflow as tf
 
-    from autotransfer.backbones.build import build_backbone
     from autotransfer.backbones.adabn import adapt_batchnorm
+    from autotransfer.backbones.build import build_backbone
+    from autotransfer.data.pipeline import set_autotune
 
     model = build_backbone(plan.spec, plan.input_size, weights=plan.weights, include_top=False)
     subset = images[adaptation_subset(len(images), adapt_images)]
-    adapt_batchnorm(model, tf.data.Dataset.from_tensor_slices(subset).batch(batch_size))
+    adapt_batchnorm(model, set_autotune(
+        tf.data.Dataset.from_tensor_slices(subset).batch(batch_size)))
     (features,) = run_model(model, images, batch_size)
     keras.backend.clear_session(free_memory=True)
     return np.asarray(features, dtype=np.float32)

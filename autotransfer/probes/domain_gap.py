@@ -277,12 +277,14 @@ def held_out_adabn(plan: object, images: np.ndarray, batch_size: int = 32) -> np
 
     from autotransfer.backbones.adabn import adapt_batchnorm
     from autotransfer.backbones.build import build_backbone
+    from autotransfer.data.pipeline import set_autotune
     from autotransfer.probes.extract import run_model
 
     p = plan  # an ExtractionPlan
     model = build_backbone(p.spec, p.input_size, weights=p.weights,  # type: ignore[attr-defined]
                            include_top=False)
-    adapt_batchnorm(model, tf.data.Dataset.from_tensor_slices(images[0::2]).batch(batch_size))
+    adapt_batchnorm(model, set_autotune(
+        tf.data.Dataset.from_tensor_slices(images[0::2]).batch(batch_size)))
     (features,) = run_model(model, images[1::2], batch_size)
     keras.backend.clear_session(free_memory=True)
     return np.asarray(features, dtype=np.float32)

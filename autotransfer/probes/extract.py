@@ -13,7 +13,10 @@ cached extraction needs no model at all.
 
 from __future__ import annotations
 
+import itertools
 import os
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -77,29 +80,81 @@ def _top_available(spec: BackboneSpec, size: int) -> tuple[bool, str]:
 
 
 def decode_sample(records: list[ImageRecord], root: str | os.PathLike[str], size: int,
-                  workers: int | None = None) -> np.ndarray:
+                  workers: int | None = None,
+                  cancel: threading.Event | None = None) -> np.ndarray:
     """Decode ``records`` at ``size`` into one uint8 array N × H × W × 3.
 
     The training pipeline's reader (:func:`~autotransfer.data.images.load_image`, centre crop),
-    so the pixels are the pipeline's, in a pool of threads (Pillow releases the GIL while it
-    decodes and resizes): no TensorFlow, so decoding can run while TensorFlow loads.
+    so the pixels are the pipeline's, in daemon threads (Pillow releases the GIL while it decodes
+    and resizes): no TensorFlow, so decoding can run while TensorFlow loads. Daemon threads, and
+    each stops at its next image once ``cancel`` is set (then :class:`DecodeCancelled`): Ctrl-C,
+    or the process ending, never waits for the rest of the sample.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from autotransfer.data.images import load_image
 
     out = np.empty((len(records), size, size, 3), dtype=np.uint8)
+    todo = itertools.count()  # next() is atomic: each index goes to one thread
+    failed: list[BaseException] = []
+    stop = cancel or threading.Event()
 
-    def one(i: int) -> None:
-        out[i] = load_image(Path(root, records[i].path), (size, size))
+    def work() -> None:
+        try:
+            while not stop.is_set() and (i := next(todo)) < len(records):
+                out[i] = load_image(Path(root, records[i].path), (size, size))
+        except BaseException as exc:  # re-raised in the caller's thread
+            failed.append(exc)
+            stop.set()
 
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        for _ in pool.map(one, range(len(records))):
-            pass
+    threads = [threading.Thread(target=work, name="autotransfer-decode", daemon=True)
+               for _ in range(max(1, min(workers or os.cpu_count() or 1, len(records))))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    except BaseException:  # Ctrl-C while waiting: the threads stop at their next image
+        stop.set()
+        raise
+    if failed:
+        raise failed[0]
+    if stop.is_set():
+        raise DecodeCancelled("decoding the sample was cancelled")
     return out
 
 
+class DecodeCancelled(Exception):
+    """:func:`decode_sample` stopped before the end: its ``cancel`` event was set."""
+
+
+def import_tensorflow(modules: Sequence[str] = ("tensorflow", "keras")) -> None:
+    """Import ``modules`` (TensorFlow and Keras) with Python's cyclic garbage collector paused,
+    then, in the console script's process (:data:`autotransfer._process.freeze_after_import`),
+    freeze what exists (:func:`gc.freeze`). Importing them makes some 360,000 objects, which
+    the collector would otherwise walk again and again: during the import, during every model's
+    construction and in each ``clear_session``. Frozen objects are still freed by reference
+    counting; only cycles among them are never collected (module-level objects: none to free).
+    A library caller's process is not frozen: its own objects would be frozen too."""
+    import gc
+    import importlib
+
+    from autotransfer import _process
+
+    if all(name in sys.modules for name in modules):
+        return
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for name in modules:
+            importlib.import_module(name)
+    finally:
+        if enabled:
+            gc.enable()
+    if _process.freeze_after_import:
+        gc.freeze()
+
+
 def _probe_model(plan: ExtractionPlan) -> tuple[Any, list[Any], dict[str, str]]:
+    import_tensorflow()
     import keras
 
     from autotransfer.backbones.build import build_backbone, layer_group_ranges
@@ -148,8 +203,8 @@ def extract_with_views(plan: ExtractionPlan, images: np.ndarray | Callable[[], n
     model, bn_layers, group_of = _probe_model(plan)
     if callable(images):
         images = images()
-    outputs, clock = _run_probe(model, 2 if plan.with_top else 1, images,
-                                stats_subset(len(images), bn_images), batch_size)
+    outputs, clock, forward = _run_probe(model, 2 if plan.with_top else 1, images,
+                                         stats_subset(len(images), bn_images), batch_size)
     result: dict[str, np.ndarray] = {"features": np.asarray(outputs.pop(0), dtype=np.float32)}
     if "seconds_per_image" in clock:
         result["seconds_per_image"] = np.asarray(clock["seconds_per_image"], dtype=np.float64)
@@ -166,16 +221,16 @@ def extract_with_views(plan: ExtractionPlan, images: np.ndarray | Callable[[], n
     result["bn_groups"] = np.asarray([group_of.get(l.name, last_group) for l in bn_layers], dtype=str)
     result["bn_eps"] = np.asarray([float(l.epsilon) for l in bn_layers], dtype=np.float64)
     views = None
-    if subset is not None:
-        pooled = keras.Model(model.inputs, model.outputs[0])
-        views = _views_of(pooled, images[np.asarray(subset, dtype=int)],
+    if subset is not None:  # the same traced function, without BN statistics (k = 0)
+        views = _views_of(forward, images[np.asarray(subset, dtype=int)],
                           result["features"][np.asarray(subset, dtype=int)], batch_size)
     keras.backend.clear_session(free_memory=True)
     return result, views
 
 
 def _run_probe(model: Any, n_heads: int, images: np.ndarray, stats_on: np.ndarray,
-               batch_size: int) -> tuple[list[np.ndarray], dict[str, float]]:
+               batch_size: int
+               ) -> tuple[list[np.ndarray], dict[str, float], Callable[[np.ndarray], np.ndarray]]:
     """The probe ``model``'s first ``n_heads`` outputs for every image (in their order), then each
     BN input's per-image channel mean and mean square for ``images[stats_on]`` only.
 
@@ -183,6 +238,8 @@ def _run_probe(model: Any, n_heads: int, images: np.ndarray, stats_on: np.ndarra
     tensor: one ``tf.function``, traced once), so the other images cost the plain forward pass.
     ``seconds_per_image``: the steady-state time of batches without BN statistics (after the
     first, tracing batch); where every batch is in the subset, one more batch run without them.
+    Also returned: a function from a batch of images (uint8) to their pooled features, the same
+    traced function without BN statistics (no second trace for the orientation views).
     """
     import tensorflow as tf
 
@@ -231,18 +288,24 @@ def _run_probe(model: Any, n_heads: int, images: np.ndarray, stats_on: np.ndarra
         whole = np.empty_like(merged[i])
         whole[order] = merged[i]
         merged[i] = whole
-    return merged, clock
+
+    def pooled(batch: np.ndarray) -> np.ndarray:
+        return forward(tf.convert_to_tensor(batch), tf.constant(0, tf.int32))[0].numpy()
+
+    return merged, clock, pooled
 
 
-def _views_of(pooled: Any, images: np.ndarray, unrotated: np.ndarray | None,
-              batch_size: int) -> dict[str, np.ndarray]:
-    """:func:`extract_views`' arrays from the model ``pooled`` (image → pooled features); the
-    unrotated view's features are ``unrotated`` when given."""
+def _views_of(pooled: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
+              unrotated: np.ndarray | None, batch_size: int) -> dict[str, np.ndarray]:
+    """:func:`extract_views`' arrays, each batch's pooled features from ``pooled`` (a function
+    of a uint8 batch); the unrotated view's features are ``unrotated`` when given."""
     from autotransfer.probes.orientation import views
 
     stacked, view, source = views(images)
     todo = view != 0 if unrotated is not None else np.ones(len(view), dtype=bool)
-    (computed,) = run_model(pooled, stacked[todo], batch_size)
+    rest = stacked[todo]
+    computed = np.concatenate([pooled(rest[i:i + batch_size])
+                               for i in range(0, len(rest), batch_size)], axis=0)
     features = np.empty((len(view), computed.shape[1]), dtype=np.float32)
     features[todo] = computed
     if unrotated is not None:
@@ -255,12 +318,19 @@ def extract_views(plan: ExtractionPlan, images: np.ndarray | Callable[[], np.nda
     """Pooled features of the rotated and mirrored views of ``images`` (or of what a callable
     returns once the model is built; see :func:`extract`) (see
     :mod:`autotransfer.probes.orientation`), with each view's index and source image."""
+    import_tensorflow()
     import keras
 
     from autotransfer.backbones.build import build_backbone
 
+    import tensorflow as tf
+
     model = build_backbone(plan.spec, plan.input_size, weights=plan.weights, include_top=False)
-    arrays = _views_of(model, images() if callable(images) else images, None, batch_size)
+    images = images() if callable(images) else images
+    spec = tf.TensorSpec((None, *images.shape[1:]), tf.as_dtype(images.dtype))
+    forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    arrays = _views_of(lambda batch: forward(tf.convert_to_tensor(batch)).numpy(),
+                       images, None, batch_size)
     keras.backend.clear_session(free_memory=True)
     return arrays
 
@@ -278,7 +348,10 @@ def run_model(model: Any, images: np.ndarray, batch_size: int = 32,
 
     spec = tf.TensorSpec((None, *images.shape[1:]), tf.as_dtype(images.dtype))
     forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-    ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    from autotransfer.data.pipeline import set_autotune
+
+    ds = set_autotune(tf.data.Dataset.from_tensor_slices(images).batch(batch_size))
+    ds = ds.prefetch(tf.data.AUTOTUNE)  # without the autotuning thread: the loop's end waited
 
     def outputs_of(batch: Any) -> list[np.ndarray]:  # .numpy() waits for the result
         out = forward(batch)

@@ -249,26 +249,26 @@ def measure_step(report: ProbeReport, profile: DatasetProfile, backbone: str, *,
     ``float32`` or ``bfloat16``, and whether it mixes images), on the probe's sample (pass its ``per_class`` and ``total``); see
     :mod:`.step_time`. With the recipe's ``augmentation``, its image transform is timed too
     (the input pipeline's share of an uncached epoch). Cached with the probe's features; unchanged when this step is already
-    timed."""
+    timed with the same setting (every argument above that the timing depends on)."""
     from autotransfer.probes.precision import KERAS_POLICIES
     from autotransfer.probes.step_time import TIMED_STEPS, step_timing, time_training_step
 
     i = next(i for i, p in enumerate(report.probes) if p.backbone == backbone)
     probe = report.probes[i]
+    n_train = next((s.n_images for s in profile.splits if s.name == "train"),
+                   profile.splits[0].n_images)
+    timed = (f"train-step:from={trainable_from}:batch={batch_size}:bn_frozen={bn_frozen}"
+             f":mixes={mixes}:n_train={n_train}:precision={precision}"
+             f":aug={_augmentation_key(augmentation)}:v6")  # all that the timing depends on
     setting = dict(trainable_from=trainable_from, input_size=input_size, batch_size=batch_size,
                    precision=precision)
-    if probe.step is not None and all(getattr(probe.step, k) == v for k, v in setting.items()):
+    if probe.step is not None and probe.step.setting == f"{timed}:size={input_size}":
         return report
     say = progress or (lambda backbone, what: None)
     records, labels, hashes = _probed_sample(profile, probe, per_class, total, report.seed)
-    n_train = next((s.n_images for s in profile.splits if s.name == "train"),
-                   profile.splits[0].n_images)
     plan = plan_extraction(get_backbone(backbone), input_size, None)
     store = _store(cache)
-    key = _key(plan, hashes, report.seed,
-               extra=f"train-step:from={trainable_from}:batch={batch_size}:bn_frozen={bn_frozen}"
-                     f":mixes={mixes}:n_train={n_train}:precision={precision}"
-                     f":aug={_augmentation_key(augmentation)}:v5")
+    key = _key(plan, hashes, report.seed, extra=timed)
     arrays = store.load(key) if store else None
     seconds = 0.0
     if arrays is None:
@@ -284,7 +284,7 @@ def measure_step(report: ProbeReport, profile: DatasetProfile, backbone: str, *,
         seconds = time.perf_counter() - t0
         if store:
             store.save(key, arrays)
-    step = step_timing(arrays, seconds=seconds, **setting)
+    step = step_timing(arrays, seconds=seconds, setting=f"{timed}:size={input_size}", **setting)
     return _with_probe(report, i, probe.model_copy(update={"step": step}))
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 import time
 from collections import defaultdict
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future
 
 import numpy as np
 
@@ -66,12 +68,25 @@ class SampleImages:
         self.decode_s = 0.0  # seconds spent decoding (in the background thread)
         self._futures: dict[int, Future[np.ndarray]] = {}
         self._lock = threading.Lock()
+        self._cancel = threading.Event()
 
     def start(self, size: int) -> None:
-        """Begin decoding at ``size`` (once)."""
+        """Begin decoding at ``size`` (once), in a daemon thread: the process never waits for it
+        at exit (Ctrl-C during a probe is prompt), and :meth:`cancel` stops it."""
         with self._lock:
             if size not in self._futures:
-                self._futures[size] = _BACKGROUND.submit(self._decode, size)
+                future: Future[np.ndarray] = Future()
+                future.set_running_or_notify_cancel()
+                self._futures[size] = future
+                _in_background(lambda: self._decode(size, future))
+
+    def cancel(self) -> None:
+        """Stop decoding, each thread at its next image; what is not decoded is dropped and
+        nothing more is decoded (:meth:`at` then raises :class:`.extract.DecodeCancelled`)."""
+        self._cancel.set()
+        with self._lock:
+            self._futures = {s: f for s, f in self._futures.items() if f.done()
+                             and f.exception() is None}
 
     def ready(self, size: int) -> bool:
         """Whether the images at ``size`` are decoded (:meth:`at` returns at once)."""
@@ -88,17 +103,41 @@ class SampleImages:
         self.start(size)
         return self._futures[size].result()[:n]
 
-    def _decode(self, size: int) -> np.ndarray:
+    def _decode(self, size: int, future: Future[np.ndarray]) -> None:
         from autotransfer.probes.extract import decode_sample
 
         t0 = time.perf_counter()
-        images = decode_sample(self.records, self.root, size)
+        try:
+            images = decode_sample(self.records, self.root, size, cancel=self._cancel)
+        except BaseException as exc:  # the caller of at() gets it
+            future.set_exception(exc)
+            return
         images.flags.writeable = False
         self.decode_s += time.perf_counter() - t0
-        return images
+        future.set_result(images)
 
 
-_BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autotransfer-decode")
+_queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+_worker: threading.Thread | None = None
+
+
+def _in_background(task: Callable[[], None]) -> None:
+    """Run ``task`` in the one background daemon thread, after those queued before it (one
+    decode at a time, first asked first done, as the probe needs them)."""
+    global _worker
+    _queue.put(task)
+    with _worker_lock:
+        if _worker is None or not _worker.is_alive():
+            _worker = threading.Thread(target=_work, daemon=True, name="autotransfer-decode")
+            _worker.start()
+
+
+def _work() -> None:
+    while True:
+        _queue.get()()
+
+
+_worker_lock = threading.Lock()
 _last: SampleImages | None = None
 
 
@@ -113,6 +152,9 @@ def sample_images(records: list[ImageRecord], root: str) -> SampleImages:
 
 
 def forget_sample_images() -> None:
-    """Release the kept decoded images (the advisor calls it when it has measured)."""
+    """Release the kept decoded images, stopping a decode still running (the advisor calls it
+    when it has measured)."""
     global _last
+    if _last is not None:
+        _last.cancel()
     _last = None

@@ -73,6 +73,10 @@ class StepTiming(BaseModel):
                             "cached activations), as an epoch runs; False: an older record "
                             "of bare train_on_batch steps.")
     seconds: float = Field(default=0.0, description="Seconds spent measuring (0 when cached).")
+    setting: str = Field(default="", description="Everything the timing depends on (depth, "
+                         "batch, BN policy, mixing, training-set size, precision, augmentation, "
+                         "input size), as in its cache key: a report's timing is reused only "
+                         "for the same setting; '' in a record from before it was kept.")
 
     @model_validator(mode="before")
     @classmethod
@@ -119,6 +123,7 @@ def time_training_step(spec: Any, images: np.ndarray, n_classes: int, trainable_
     import tensorflow as tf
 
     from autotransfer.backbones.build import build_backbone, group_boundaries, layer_group_ranges
+    from autotransfer.data.pipeline import set_autotune
 
     images = np.asarray(images, dtype=np.float32)
     size = int(images.shape[1])
@@ -154,9 +159,10 @@ def time_training_step(spec: Any, images: np.ndarray, n_classes: int, trainable_
     epoch = epoch.shuffle(len(idx), seed=0, reshuffle_each_iteration=False).batch(batch_size)
     if transform is not None:
         epoch = epoch.map(transform)  # traced once, here, for both fits
-    epoch = epoch.prefetch(tf.data.AUTOTUNE)
-    val = tf.data.Dataset.from_tensor_slices((inputs[:batch_size],
-                                              labels[:batch_size])).batch(batch_size)
+    # without tf.data's autotuning thread, as the trainer's pipelines (train/data.py finish)
+    epoch = set_autotune(epoch).prefetch(tf.data.AUTOTUNE)
+    val = set_autotune(tf.data.Dataset.from_tensor_slices((inputs[:batch_size],
+                                                           labels[:batch_size])).batch(batch_size))
     with tempfile.TemporaryDirectory(prefix="autotransfer-step-") as logs:
         # as the trainer's (train/tensorboard.py), which closes, and so flushes, its event
         # files at the end of every epoch's fit
@@ -217,9 +223,11 @@ def image_transform(augmentation: Any, seed: int = 0) -> Any:
 
 
 def step_timing(arrays: dict[str, np.ndarray], *, trainable_from: int, input_size: int,
-                batch_size: int, precision: str, seconds: float) -> StepTiming:
-    """The typed record of :func:`time_training_step`'s arrays."""
-    return StepTiming(trainable_from=trainable_from, input_size=input_size,
+                batch_size: int, precision: str, seconds: float,
+                setting: str = "") -> StepTiming:
+    """The typed record of :func:`time_training_step`'s arrays (``setting``: what the timing
+    depends on, see :attr:`StepTiming.setting`)."""
+    return StepTiming(trainable_from=trainable_from, input_size=input_size, setting=setting,
                       batch_size=batch_size, precision=precision,
                       cached=bool(arrays["cached"]),
                       step_ms=round(1000 * float(arrays["step_seconds_per_image"]), 4),

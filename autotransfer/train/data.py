@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from autotransfer.data.models import ImageRecord
-from autotransfer.data.pipeline import make_dataset
+from autotransfer.data.pipeline import make_dataset, set_autotune
 from autotransfer.data.splits import DataSplits
 from autotransfer.train.augment import compose, make_augmenter, make_mixer
 
@@ -44,9 +44,8 @@ def finish(ds: tf.data.Dataset) -> tf.data.Dataset:
     """``ds`` with the trainer's tf.data options: without the autotuning thread (see the
     module's docstring), sharded by data under a distribution strategy."""
     options = tf.data.Options()
-    options.autotune.enabled = AUTOTUNE_THREAD
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(options)
+    return set_autotune(ds.with_options(options), AUTOTUNE_THREAD)
 
 
 def epoch_seed(seed: int, phase: int, epoch: int) -> int:

@@ -113,3 +113,26 @@ def test_advisor_fit_shows_progress_unless_silent(dataset, tmp_path, capsys):
     Advisor(backbones=["test_tiny"], weights=None, per_class=8, cache=FeatureCache(tmp_path),
             verbose=0).fit(dataset)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("the probe failed"), KeyboardInterrupt()])
+def test_a_failed_or_interrupted_fit_releases_the_decoded_sample(dataset, monkeypatch, failure):
+    from autotransfer.advisor.advise import Advisor
+    from autotransfer.data.profile import profile_dataset
+    from autotransfer.probes import probe, sample
+
+    profile = profile_dataset(dataset, workers=1)
+    records = sample.sample_records(profile, per_class=2)
+    kept = []
+
+    def probe_then_fail(*args, **kwargs):
+        decoded = sample.sample_images(records, profile.root)  # kept for the later measurements
+        decoded.at(8)
+        kept.append(decoded)
+        raise failure
+
+    monkeypatch.setattr(probe, "probe_dataset", probe_then_fail)
+    with pytest.raises(type(failure)):
+        Advisor(backbones=["test_tiny"], weights=None, verbose=0).fit(profile)
+    assert kept and sample.sample_images(records, profile.root) is not kept[0]  # released
+    sample.forget_sample_images()

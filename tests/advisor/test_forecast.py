@@ -120,3 +120,52 @@ def test_decide_states_the_forecast_of_the_chosen_backbone(monkeypatch):
     monkeypatch.setattr(advise, "load_forecast", lambda: None)
     assert advise.decide(profile({"a": 60, "b": 60}),
                          report(probe("mobilenet_v2", 0.5))).forecast is None
+
+
+def test_the_advised_forecast_can_start_from_the_probe_at_the_recipes_own_training_size():
+    zero = dict.fromkeys(FEATURES, 0.0)
+    lp = LinearModel(intercept=0.0, weights={**zero, "logit_cv": 1.0, "log_train_over_sample": 1.0},
+                     half_width=2.0)
+    gain = LinearModel(intercept=3.0, weights={}, half_width=1.0)
+    whole = ForecastModel(fitted_on=["a", "b", "c"], source="test", linear_probe=lp, gain=gain)
+    fit = whole.model_copy(update={"advised_base": "fit"})
+    # the sample is the whole training split: the linear probe's forecast stays at the CV
+    # accuracy, but the recipe trains on 80 of the 100 images (validation held out)
+    f = figures(0.8, n_sample=100, n_train=100)
+    at_fit = f.model_copy(update={"n_fit": 80})
+    assert forecast(whole, at_fit).advised == pytest.approx(0.83)
+    lp_80 = 1 / (1 + math.exp(-(math.log(4) + math.log(0.8))))  # logit(0.8) + log(80/100)
+    assert forecast(fit, at_fit).linear_probe == pytest.approx(0.8)  # unchanged
+    assert forecast(fit, at_fit).advised == pytest.approx(lp_80 + 0.03)
+    assert forecast(fit, f).advised == pytest.approx(0.83)  # no n_fit: the whole split
+
+
+def test_the_gain_may_read_the_probes_headroom_and_fit_through_the_origin():
+    assert features(figures(0.85))["headroom_cv"] == pytest.approx(15.0)
+    rows = [{"h": h} for h in (5.0, 10.0, 20.0)]
+    b0, w = fit_linear(rows, [0.3 * r["h"] for r in rows], ["h"], ridge=0.0, intercept=False)
+    assert b0 == 0.0 and w["h"] == pytest.approx(0.3)
+    b0, w = fit_linear(rows, [1.0 + 0.3 * r["h"] for r in rows], ["h"], ridge=0.0)
+    assert b0 == pytest.approx(1.0) and w["h"] == pytest.approx(0.3)
+
+
+def test_decide_forecasts_the_advised_recipe_at_its_own_training_size(monkeypatch):
+    from autotransfer.advisor import advise
+    from tests.advisor.synthetic import probe, profile, report
+
+    zero = dict.fromkeys(FEATURES, 0.0)
+    lp = LinearModel(intercept=0.0, weights={**zero, "logit_cv": 1.0}, half_width=2.0)
+    seen = []
+    real = advise.forecast_accuracy
+
+    def spy(m, figs, **kw):
+        seen.append(figs)
+        return real(m, figs, **kw)
+
+    monkeypatch.setattr(advise, "forecast_accuracy", spy)
+    monkeypatch.setattr(advise, "load_forecast", lambda: ForecastModel(
+        fitted_on=["a", "b", "c"], source="t", linear_probe=lp, advised_base="fit"))
+    advice = advise.decide(profile({"a": 60, "b": 60}), report(probe("mobilenet_v2", 0.5)))
+    assert advice.forecast is not None
+    frac = advice.recipe.data.val_fraction
+    assert seen[-1].n_fit == round(seen[-1].n_train * (1 - frac))  # no val split: held out

@@ -61,3 +61,87 @@ def test_sample_images_are_decoded_once_and_kept_for_the_same_files(profile):
     assert sample_images(records[1:], profile.root) is not decoded  # other files: a new sample
     forget_sample_images()
     assert sample_images(records[1:], profile.root) is not sample_images(records, profile.root)
+
+
+def test_ctrl_c_while_decoding_the_sample_ends_the_process_at_once(tmp_path):
+    """The decode runs in daemon threads: Ctrl-C (SIGINT) while a probe waits for the sample
+    ends the process without decoding the rest (it waited for the whole decode)."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "interrupted.py"
+    script.write_text(
+        "import os, signal, threading, time\n"
+        "from types import SimpleNamespace\n"
+        "import numpy as np\n"
+        "import autotransfer.data.images as images\n"
+        "def slow(path, size):\n"
+        "    time.sleep(0.1)\n"
+        "    return np.zeros((*size, 3), np.uint8)\n"
+        "images.load_image = slow  # 400 images x 0.1 s: 20 s on 2 threads\n"
+        "from autotransfer.probes.sample import SampleImages\n"
+        "records = [SimpleNamespace(path=f'{i}.png', sha=str(i)) for i in range(400)]\n"
+        "decoded = SampleImages(records, '.')\n"
+        "decoded.start(8)\n"
+        "threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+        "try:\n"
+        "    decoded.at(8)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n")
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == "interrupted", done.stderr
+    assert time.perf_counter() - started < 8  # the rest of the decode (about 20 s) not waited for
+
+
+def test_a_cancelled_decode_stops_at_the_next_image(monkeypatch):
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    import autotransfer.data.images as images
+    from autotransfer.probes.extract import DecodeCancelled
+    from autotransfer.probes.sample import SampleImages
+
+    calls = []
+
+    def slow(path, size):
+        calls.append(path)
+        time.sleep(0.02)
+        return np.zeros((*size, 3), np.uint8)
+
+    monkeypatch.setattr(images, "load_image", slow)
+    decoded = SampleImages([SimpleNamespace(path=f"{i}.png", sha=str(i)) for i in range(500)], ".")
+    decoded.start(4)
+    time.sleep(0.1)
+    decoded.cancel()
+    time.sleep(0.1)
+    stopped = len(calls)
+    time.sleep(0.2)
+    assert 0 < stopped == len(calls) < 500
+    assert not any(t.name == "autotransfer-decode" and not t.daemon for t in threading.enumerate())
+    with pytest.raises(DecodeCancelled):
+        decoded.at(4)
+
+
+def test_decodes_run_one_at_a_time_first_asked_first_done(monkeypatch):
+    """The first backbone's input size is decoded first, without a second size competing."""
+    from types import SimpleNamespace
+
+    import autotransfer.data.images as images
+    from autotransfer.probes.sample import SampleImages
+
+    sizes = []
+
+    def recording(path, size):
+        sizes.append(size[0])
+        return np.zeros((*size, 3), np.uint8)
+
+    monkeypatch.setattr(images, "load_image", recording)
+    decoded = SampleImages([SimpleNamespace(path=f"{i}.png", sha=str(i)) for i in range(40)], ".")
+    decoded.start(4)
+    decoded.start(8)
+    assert decoded.at(8).shape == (40, 8, 8, 3) and decoded.ready(4)
+    assert sizes == [4] * 40 + [8] * 40

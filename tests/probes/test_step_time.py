@@ -87,6 +87,26 @@ def test_measured_once_then_cached_with_the_probe(dataset, tmp_path, monkeypatch
                      **{**setting, "augmentation": Augmentation(rotate90=True)})
 
 
+def test_a_reports_timing_is_reused_only_for_the_same_setting(dataset, tmp_path, monkeypatch):
+    """measure_step on a report that already holds a timing: the same setting returns it as it
+    is; another BN policy, mixing or augmentation (not only another depth) is timed again."""
+    cache = FeatureCache(tmp_path / "cache")
+    report = probe_dataset(dataset, ["test_tiny"], weights=None, per_class=6, cache=cache,
+                           measure_orientation_with="none")
+    profile = profile_dataset(dataset)
+    setting = dict(input_size=32, trainable_from=2, batch_size=4, bn_frozen=True, mixes=False,
+                   per_class=6, cache=cache, augmentation=Augmentation())
+    timed = measure_step(report, profile, "test_tiny", **setting)
+    assert "bn_frozen=True" in timed.get("test_tiny").step.setting
+    monkeypatch.setattr(step_time, "time_training_step",
+                        lambda *a, **k: pytest.fail("timed again"))
+    assert measure_step(timed, profile, "test_tiny", **setting) is timed
+    for changed in ({"bn_frozen": False}, {"mixes": True},
+                    {"augmentation": Augmentation(rotate90=True)}):
+        with pytest.raises(pytest.fail.Exception, match="timed again"):
+            measure_step(timed, profile, "test_tiny", **{**setting, **changed})
+
+
 def test_a_record_or_cache_from_when_a_retrace_was_timed_still_loads():
     """The probe no longer times a retrace (the trainer traces once per phase): a saved record
     with ``trace_s`` and cached arrays with ``trace_seconds`` still load, without that figure."""

@@ -269,3 +269,118 @@ def test_a_readvised_cell_runs_with_the_floor_of_its_fold(bench):
     cell_ = {"recipe": {"reasons": {"phases.2.epochs": {"rule": "LR05",
                                                         "thresholds": {"min_epochs": 5}}}}}
     assert bench.floor_used(cell_) == 5 and bench.floor_used({"recipe": {"reasons": {}}}) is None
+
+
+def _case(d: str, x: float, a: float, b: float, n: int = 400) -> dict:
+    return {"dataset": d, "facts": {k: x for k in ("linear_acc", "per_class")}, "n_test": n,
+            "acc": {"keep": a, "alt": b}, "current": "keep"}
+
+
+def test_a_one_fact_refit_learns_a_threshold_only_from_the_other_datasets(bench):
+    # "alt" wins where the fact is high, on every dataset: each fold learns it without its own
+    cases = [_case("a", 0.1, 0.90, 0.80), _case("b", 0.2, 0.85, 0.80),
+             _case("c", 0.8, 0.80, 0.90), _case("d", 0.9, 0.70, 0.85)]
+    held = bench.one_fact_lodo(cases, "alt")
+    assert all(h["loss"] == 0.0 for h in held.values())
+    assert held["d"]["rule"].startswith("alt when") and held["d"]["choice"] == "alt"
+    assert held["d"]["loss_current"] == pytest.approx(15.0) and held["d"]["significant"]
+    # a lone dataset where "alt" wins cannot be learned from the others: its fold keeps the rules
+    lone = [_case("a", 0.1, 0.90, 0.80), _case("b", 0.2, 0.85, 0.80),
+            _case("c", 0.8, 0.80, 0.80), _case("d", 0.9, 0.70, 0.85)]
+    held = bench.one_fact_lodo(lone, "alt")
+    assert held["d"]["rule"] == "the current rules" and held["d"]["loss"] == pytest.approx(15.0)
+    const = bench.one_fact_lodo(cases, "alt", keys=())
+    assert {h["rule"] for h in const.values()} <= {"the current rules", "always alt",
+                                                   "always keep"}
+
+
+def test_the_augmentation_and_rate_decisions_read_the_centres_neighbours(bench):
+    cells = [cell("advised", 0.80), cell("linear_probe", 0.70, tunes=False),
+             cell("d2-x1-advised", 0.78, depth=2, rate=1.0, aug="advised"),
+             cell("d2-x1-none", 0.81, depth=2, rate=1.0, aug="none"),
+             cell("d2-x3-advised", 0.76, depth=2, rate=3.0, aug="advised")]
+    cells[0]["facts"] = {"linear_acc": 0.9, "per_class": 50, "bn_shift": 1.0, "entropy": 0.6}
+    aug = bench.decision_cases(cells, "aug")
+    assert aug[0]["acc"] == {"advised": 0.78, "none": 0.81} and aug[0]["current"] == "advised"
+    rate = bench.decision_cases(cells, "rate")
+    assert rate[0]["acc"] == {"× 1": 0.78, "× 3": 0.76}
+    ft = bench.decision_cases(cells, "finetune")
+    assert ft[0]["acc"] == {"head only": 0.70, "fine-tune": 0.80}
+    assert ft[0]["current"] == "fine-tune"
+
+
+def test_the_advised_forecasts_ceiling_counts_test_noise_alone(bench):
+    sure = {"advised_cells": {"a": [10000, 0.9], "b": [10000, 0.5]}}
+    assert bench.advised_ceiling(sure) == pytest.approx(2.0)
+    noisy = {"advised_cells": {"a": [20, 0.5]}}
+    assert bench.advised_ceiling(noisy) < 0.3  # one image is 5 points
+
+
+def test_the_forecast_compares_advised_models_and_keeps_the_least_lodo_error(bench, tmp_path,
+                                                                            monkeypatch):
+    import yaml
+
+    from autotransfer.advisor.forecast import ForecastModel
+
+    monkeypatch.setattr(bench, "WORK", tmp_path / "work")
+    monkeypatch.setattr(bench, "OUT", tmp_path / "advice")
+    monkeypatch.setattr(bench, "REPO", tmp_path)
+    monkeypatch.setattr(bench, "markdown", lambda data: "")
+    monkeypatch.setattr(bench, "rule_params", lambda rule: {"tie_margin": 0.02})
+    (tmp_path / "recipes").mkdir()
+    ranking, grid = [], []
+    for i, d in enumerate("abcde"):
+        for j, bb in enumerate(("m1", "m2", "m3")):
+            cv = 0.6 + 0.07 * i + 0.03 * j
+            ranking.append({"dataset": d, "backbone": bb, "n_train": 500, "n_sample": 250,
+                            "n_classes": 2 + i, "probe": {"logme": float(j),
+                                                          "linear_probe_accuracy": cv,
+                                                          "knn_accuracy": cv - 0.05},
+                            "truth": {"test_accuracy": min(0.99, cv + 0.02)}})
+        lp = min(0.99, 0.6 + 0.07 * i + 0.06)  # the chosen (m3) probe on the grid's split
+        for name, acc, tunes in (("linear_probe", lp - 0.02, False),
+                                 ("advised", lp + 0.03 - 0.005 * i, True)):
+            grid.append({**cell(name, acc, tunes=tunes, n=300, dataset=d), "backbone": "m3",
+                         "n_train": 400})
+    bench.save({"ranking": ranking, "grid": grid, "forecast": {}})
+    bench.run_forecast(None)
+    f = bench.load()["forecast"]
+    assert len(f["advised_models"]) == 6  # 2 bases × (mean, logit_cv, headroom through 0)
+    model = ForecastModel.model_validate(yaml.safe_load(
+        (tmp_path / "recipes" / "forecast.yaml").read_text()))
+    kept = f"{model.advised_base}+{','.join(model.gain.weights) or 'mean'}"
+    score = {k: v["mean_abs"] + (bench.GAIN_SLOPE_MARGIN if "mean" not in k.split("+")[1]
+                                  else 0.0) for k, v in f["advised_models"].items()}
+    assert min(score, key=score.get).split(" (")[0] == kept
+    assert f["advised_lodo_errors"] == f["advised_models"][min(score, key=score.get)]["errors"]
+    assert set(f["advised_cells"]) == set("abcde")
+
+
+def test_a_rate_variant_multiplies_only_the_fine_tuning_rates_of_the_advised_recipe(bench):
+    from autotransfer.recipe.schema import BackboneChoice, Phase, Recipe
+
+    advised = Recipe(backbone=BackboneChoice(name="mobilenet_v2", input_size=224), phases=[
+        Phase(name="head", epochs=40, trainable_from=5, learning_rate=1e-3),
+        Phase(name="gradual", epochs=5, trainable_from=4, learning_rate=2e-4),
+        Phase(name="finetune", epochs=9, trainable_from=2, learning_rate=2e-4)])
+    cell_id, coords, recipe = bench.rate_variant(advised, 3.0, "lr05")
+    assert cell_id == "advised-x3" and coords == {"advised_rate": 3.0, "advice_of": "lr05"}
+    assert [p.learning_rate for p in recipe.phases] == pytest.approx([1e-3, 6e-4, 6e-4])
+    assert [p.epochs for p in recipe.phases] == [40, 5, 9]  # the advised schedule, unchanged
+    assert recipe.augmentation == advised.augmentation
+
+
+def test_the_rate_variant_is_set_beside_the_advised_cell(bench):
+    adv = cell("advised", 0.80, n=100)
+    var = {**cell("advised-x3", 0.85, n=100), "advised_rate": 3.0, "seconds": 120.0,
+           "lane": "lane 0: pinned", "machine": {"load": "1.00 1.00 1.00"}}
+    var["phases"] = [{"trainable_from": 5, "epochs_run": 40, "stopped_early": True},
+                     {"trainable_from": 2, "epochs_run": 9, "stopped_early": False}]
+    lines = bench.rate_variant_markdown([adv, var])
+    row = next(line for line in lines if line.startswith("| d |"))
+    assert "| 0.8000 | × 3 | 0.8500 | +5.0 |" in row and "40s, 9" in row and "(lane 0)" in row
+    assert any("Higher on 1, lower on 0 of 1 datasets; +5 right over 100" in line
+               for line in lines)
+    assert bench.rate_variant_markdown([adv]) == []
+    r = bench.regrets([adv, var, cell("linear_probe", 0.7, tunes=False, n=100)])["d"]
+    assert r["best_cell"] == "advised-x3"  # a measured recipe that could have been chosen
