@@ -82,16 +82,36 @@ def floor_before_probing(budget: float, elapsed: float, params: dict[str, Any],
         "training), or 'none' for no limit.")
 
 
-def head_seconds(facts: dict[str, Any], input_size: int, params: dict[str, Any]) -> float | None:
+def head_seconds(facts: dict[str, Any], input_size: int, params: dict[str, Any], *,
+                 feature_dim: int | None = None) -> float | None:
     """Estimated seconds of the cheapest training (the head alone), from the probe's forward
-    pass (as rule BUD03 computes it); ``None`` when the forward pass was not timed."""
+    pass (as rule BUD03 computes it), plus, given the backbone's ``feature_dim``, the exact
+    head's cross-validation of C (:func:`cv_seconds`); ``None`` when the forward pass was not
+    timed."""
     from autotransfer.advisor.cost import forward_seconds
 
     forward = forward_seconds(facts.get("n_train", math.nan), facts.get("forward_ms", math.nan),
                               input_size, facts.get("probe_size", math.nan))
     if forward != forward:  # NaN: not measured
         return None
-    return float(params["fixed_s"]) + float(params["head_views"]) * forward
+    cv = 0.0 if feature_dim is None else cv_seconds(
+        facts.get("n_train", 0), facts.get("n_classes", 0), feature_dim, params)
+    return float(params["fixed_s"]) + float(params["head_views"]) * forward + cv
+
+
+def cv_seconds(n_train: float, n_classes: float, feature_dim: int, params: dict[str, Any]
+               ) -> float:
+    """Seconds of the exact head's L-BFGS fits (rule BUD03): ``cv_grid`` values of C on each of
+    ``cv_folds`` folds ((folds − 1)/folds of the ``head_views`` views of every image), then the
+    kept fit on all of them, which runs in float64 (counted twice); each fit's cost is
+    proportional to rows × features × classes, at ``cv_s_per_gelem`` seconds per 10⁹
+    (calibrated in the rule; the folds counted one after the other, as on a loaded machine)."""
+    n_classes = max(2.0, float(n_classes or 0))
+    folds, views = float(params["cv_folds"]), float(params["head_views"])
+    rows = float(n_train or 0) * views
+    per_row = feature_dim * n_classes / 1e9
+    work = params["cv_grid"] * folds * rows * (folds - 1) / folds * per_row + 2 * rows * per_row
+    return float(params["cv_s_per_gelem"]) * work
 
 
 def floor_after_probing(budget: float, elapsed: float, head_s: float | None,

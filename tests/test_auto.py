@@ -269,7 +269,7 @@ def test_a_final_training_on_the_tuning_splits_does_not_cross_validate_again(tmp
     assert all(p.features.shared for p in phase_records(result.metrics) if p.features.used)
     assert result.val_accuracy == pytest.approx(result.tuning.best_accuracy)  # the same model
     report = (result.out / "report.md").read_text()
-    assert "instead of cross-validating the same images again" in report
+    assert "on the same images, instead of cross-validating again" in report
     # one trial is one bar: said in words, no picture (issue 15)
     assert len(result.tuning.trials) == 1 and not (result.out / "tuning.png").exists()
     assert "One trial ran" in report and "tuning.png" not in report
@@ -335,7 +335,8 @@ def test_a_budget_below_the_cheapest_training_is_refused_after_probing(tmp_path,
     from autotransfer.errors import TimeBudgetError
 
     # the head alone "needs" 10 minutes: a 3-minute budget passes the first floor, not this one
-    monkeypatch.setattr(budget_module, "head_seconds", lambda facts, size, params: 600.0)
+    monkeypatch.setattr(budget_module, "head_seconds",
+                        lambda facts, size, params, **_: 600.0)
     dataset = make_colour_dataset(tmp_path / "colours", COUNTS)
     with pytest.raises(TimeBudgetError, match="profiling and probing took") as caught:
         auto(dataset, tmp_path / "run", time_budget="3m", backbones=["test_tiny"],
@@ -460,7 +461,8 @@ def test_no_fine_tuned_model_ships_that_the_budget_could_not_compare(tmp_path, m
     # fine-tuning fits the 10-minute budget (more than 300 s), but not beside a linear probe
     # estimated at 300 s: the advised recipe then trains the head alone, and no probe runs
     _advise_fine_tuning(monkeypatch, above_s=300.0)
-    monkeypatch.setattr(budget_module, "head_seconds", lambda facts, size, params: 300.0)
+    monkeypatch.setattr(budget_module, "head_seconds",
+                        lambda facts, size, params, **_: 300.0)
     dataset = tmp_path / "colours"
     make_colour_dataset(dataset, COUNTS, split="train")
     make_colour_dataset(dataset, {k: 4 for k in COUNTS}, split="test", seed=1)

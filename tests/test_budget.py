@@ -9,7 +9,7 @@ from autotransfer.advisor.rules import load_rules
 from autotransfer.errors import InvalidParameterError, TimeBudgetError
 from tests.advisor import synthetic
 
-PARAMS = {"fixed_s": 60, "head_views": 4}
+PARAMS = {"fixed_s": 60, "head_views": 4, "cv_grid": 11, "cv_folds": 5, "cv_s_per_gelem": 13}
 
 
 def test_bud03_fires_when_even_the_head_does_not_fit():
@@ -35,6 +35,22 @@ def test_head_seconds_follows_the_rule():
     assert budget.head_seconds(facts, 224, PARAMS) == pytest.approx(68.0)
     assert budget.head_seconds(facts, 448, PARAMS) == pytest.approx(60 + 4 * 8.0)  # 4× pixels
     assert budget.head_seconds(synthetic.facts(), 224, PARAMS) is None  # not timed
+
+
+def test_head_seconds_counts_the_cross_validation_of_c():
+    from autotransfer.train.linear_head import C_GRID, DEFAULT_FOLDS
+
+    assert (PARAMS["cv_grid"], PARAMS["cv_folds"]) == (len(C_GRID), DEFAULT_FOLDS)
+    facts = synthetic.facts(n_train=1000, forward_ms=2.0, probe_size=224)
+    n_classes = facts["n_classes"]
+    # 11 C × 5 folds on 4/5 of 4 views of 1000 images, plus the kept fit (counted twice)
+    work = (11 * 5 * 3200 + 2 * 4000) * 1280 * n_classes / 1e9
+    cv = budget.cv_seconds(1000, n_classes, 1280, PARAMS)
+    assert cv == pytest.approx(13 * work)
+    assert budget.head_seconds(facts, 224, PARAMS, feature_dim=1280) == pytest.approx(68.0 + cv)
+    # twice the features or the images: twice the fits' cost
+    assert budget.cv_seconds(1000, n_classes, 2560, PARAMS) == pytest.approx(2 * cv)
+    assert budget.cv_seconds(2000, n_classes, 1280, PARAMS) == pytest.approx(2 * cv)
 
 
 def test_floors_say_the_minimum():

@@ -55,7 +55,7 @@ class Rule(BaseModel):
     group: Literal["backbone", "resolution", "freezing", "unfreezing", "learning-rate",
                    "schedule", "augmentation", "domain", "imbalance", "data-quality",
                    "regularization", "batchnorm", "precision", "selection", "plan", "search",
-                   "final"]
+                   "final", "training"]
     #: "select": a decision ``auto`` takes after training; "plan": one ``auto`` or the search
     #: takes (budget shares, search ranges, the final recipe). Their params and text are read
     #: there (:func:`rule_params`, :func:`rule_text`); the advisor does not evaluate them

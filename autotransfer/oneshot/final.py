@@ -85,14 +85,18 @@ def final_recipe(refined: Recipe, phases: Sequence[PhaseRecord], *,
     return Recipe.model_validate(data)
 
 
-def reuse_head_c(refined: Recipe, phases: Sequence[PhaseRecord], trial: str | None) -> Recipe:
-    """``refined`` with ``head.lbfgs_c`` fixed at the L2 strength that the best trial's
-    cross-validation chose, for a final training on the trial's own splits.
+def reuse_head_c(refined: Recipe, phases: Sequence[PhaseRecord], trial: str | None, *,
+                 source: str | None = None, growth: float = 1.0) -> Recipe:
+    """``refined`` with ``head.lbfgs_c`` fixed at the L2 strength that the best trial's (or the
+    linear probe's: ``source``) cross-validation chose, for the final training.
 
-    The final model then solves the same problem as the trial without cross-validating it again
-    (the same images, views and folds would choose the same ``C``, and the cross-validation is
-    most of the head's time). A recipe that fixes ``C`` itself, or whose
-    trial fitted no head exactly, is returned unchanged.
+    On the trial's own splits the final model solves the same problem without cross-validating
+    it again (the same images, views and folds would choose the same ``C``, and the
+    cross-validation is most of the head's time). On train + validation (``growth``: its images
+    over the trial's) the same ``C`` is kept, not scaled: scikit-learn's ``C`` weighs the
+    *summed* loss, so the penalty per image already falls as images are added (rule FINAL03
+    gives the evidence). A recipe that fixes ``C`` itself, or whose trial fitted no head
+    exactly, is returned unchanged.
     """
     if refined.head.solver != "lbfgs" or refined.head.lbfgs_c is not None:
         return refined
@@ -102,8 +106,11 @@ def reuse_head_c(refined: Recipe, phases: Sequence[PhaseRecord], trial: str | No
     fit = fits[-1]
     data = refined.model_dump()
     data["head"]["lbfgs_c"] = float(fit.c)
-    evidence = {"trial": trial, "c": float(fit.c), "folds": fit.folds,
-                "cv_accuracy": fit.cv_accuracy}
+    evidence = {"trial": trial, "source": source or f"trial {trial}", "c": float(fit.c),
+                "folds": fit.folds, "cv_accuracy": fit.cv_accuracy,
+                "images": ("the same images" if growth == 1.0 else
+                           f"{growth:.2f}× its images (train + validation)"),
+                "growth": round(growth, 3)}
     data["reasons"] = dict(refined.reasons) | {"head.lbfgs_c": Reason(
         rule=KEEP_C, text=rule_text(KEEP_C, evidence), evidence=evidence, thresholds={})}
     return Recipe.model_validate(data)

@@ -37,30 +37,55 @@ def probe_final(probe: ProbeRun, mode: str, splits: DataSplits) -> FinalTraining
             "chance)")
     if mode == "train+val":
         merged = merge_train_val(splits)
-        return FinalTraining(probe.recipe, merged, step, (
+        recipe = reuse_head_c(probe.recipe, phase_records(probe.metrics), "linear probe",
+                              source="the linear probe",
+                              growth=len(merged.train) / max(1, len(splits.train)))
+        return FinalTraining(recipe, merged, step, (
             f"The linear probe was kept (rule SEL02, section 4): trained on train + validation "
-            f"({len(merged.train)} images), its head's L2 strength cross-validated on them; the "
-            "validation numbers of this model are on images it trained on: the test split is the "
-            "held-out measure."))
-    recipe = reuse_head_c(probe.recipe, phase_records(probe.metrics), "linear probe")
+            f"({len(merged.train)} images) with the L2 strength its cross-validation chose "
+            "(FINAL03); the validation numbers of this model are on images it trained on: the "
+            "test split is the held-out measure."))
+    recipe = reuse_head_c(probe.recipe, phase_records(probe.metrics), "linear probe",
+                          source="the linear probe")
     return FinalTraining(recipe, splits, step, (
         "The linear probe was kept (rule SEL02, section 4): trained on the tuning splits (no test "
         "split: the validation images stay out of training, and compared it with fine-tuning), "
         "with the L2 strength its cross-validation chose."))
 
 
+def probe_c(recipe: Recipe, probe: ProbeRun | None, growth: float = 1.0) -> Recipe:
+    """``recipe`` with the L2 strength the linear probe cross-validated (FINAL03), when it
+    trains the head alone, fitted exactly, on the same features as the probe (backbone, input
+    size, data, augmentation, precision, AdaBN and seed: the same images, views and folds);
+    else unchanged."""
+    from autotransfer.tuning.baseline import fine_tunes, linear_probe_recipe
+
+    if probe is None or fine_tunes(recipe) or recipe.head.solver != "lbfgs":
+        return recipe
+    keys = {"backbone", "data", "augmentation", "precision", "domain_adaptation", "seed", "head",
+            "bn_policy"}
+    if linear_probe_recipe(recipe).model_dump(include=keys) != \
+            probe.recipe.model_dump(include=keys):
+        return recipe
+    return reuse_head_c(recipe, phase_records(probe.metrics), "linear probe",
+                        source="the linear probe", growth=growth)
+
+
 def refined_final(mode: str, refined: Recipe, tuning: TuneResult | None,
                   phases: Sequence[PhaseRecord], splits: DataSplits,
                   seconds_left: float | None, measured: Any = None,
-                  features_kept: bool = True) -> FinalTraining:
+                  features_kept: bool = True, probe: ProbeRun | None = None) -> FinalTraining:
     """The refined (or, without a search, the advised) recipe's final training (PLAN04).
 
     ``measured``: the best trial's :class:`~autotransfer.tuning.final_cost.MeasuredTrial`, which
     sizes the lengthening (FINAL02) and the last guard (FINAL04) to ``seconds_left``, the whole
     final training counted (``features_kept``: whether the search's store still keeps that
-    trial's frozen features)."""
+    trial's frozen features). ``probe``: the linear probe, whose cross-validated C a recipe
+    that trains the same head alone keeps (FINAL03) when no search ran."""
     n_train, n_val = len(splits.train), len(splits.val)
     growth = (n_train + n_val) / max(1, n_train) if mode == "train+val" else 1.0
+    if tuning is None:
+        refined = probe_c(refined, probe, growth)
     cost = None if measured is None else (lambda epochs: measured.final_seconds(
         epochs, growth=growth, eval_images=n_val + len(splits.test), features_kept=features_kept))
     if mode == "train+val":
@@ -81,6 +106,9 @@ def refined_final(mode: str, refined: Recipe, tuning: TuneResult | None,
         note = (f"Trained on train + validation ({n_train + n_val} images) with {which}; the "
                 "validation numbers of this model are on images it trained on: the test split is "
                 "the held-out measure." + "".join(f" {text}" for text in lengthened))
+        kept = recipe.reasons.get("head.lbfgs_c")
+        if tuning is None and kept is not None and kept.rule == KEEP_C:
+            note += f" {kept.text}"
         return FinalTraining(recipe, merge_train_val(splits), step, note)
     recipe = shortened_to_fit(refined, cost, seconds_left)  # FINAL04
     if tuning is not None:

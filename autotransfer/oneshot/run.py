@@ -175,7 +175,9 @@ def auto(
             budget_floor.floor_after_probing(
                 budget, time.time() - started,
                 budget_floor.head_seconds(advice.facts, advice.recipe.backbone.input_size,
-                                          floor_params), shares.wrap_up_s, advice.facts)
+                                          floor_params,
+                                          feature_dim=_feature_dim(advice.recipe)),
+                shares.wrap_up_s, advice.facts)
     if remaining is not None:  # size the recipe to its share of the budget (PLAN01, BUD01, BUD02)
         def sized(seconds: float) -> Any:
             return decide(advice.profile, advice.probes, preset=preset, max_params_m=max_params_m,
@@ -185,7 +187,8 @@ def auto(
         whole = sized(max(1.0, remaining - shares.wrap_up_s))
         if linear_probe.fine_tunes(whole.recipe) and not adapts:  # SEL02: size again
             probe_s = budget_floor.head_seconds(advice.facts, whole.recipe.backbone.input_size,
-                                                floor_params) or 0.0
+                                                floor_params,
+                                                feature_dim=_feature_dim(whole.recipe)) or 0.0
             beside = sized(max(1.0, remaining - shares.wrap_up_s - probe_s))
             if linear_probe.fine_tunes(beside.recipe):
                 probe, probe_note = _train_probe(splits, whole.recipe, partial, step, store)
@@ -314,9 +317,12 @@ def auto(
     else:
         left = (None if budget is None
                 else budget - (time.time() - started) - shares.wrap_up_s)
-        measured, kept = _measured(best_dir, len(splits.val), store)
+        from autotransfer.tuning.final_cost import read_measured
+
+        measured, kept = read_measured(None if best_dir is None else best_dir / "run",
+                                       len(splits.val), store)
         final_training = refined_final(mode, refined, tuning, best_phases, splits, left,
-                                       measured, kept)
+                                       measured, kept, probe=probe)
     reused, unreadable = (None, "") if run is not None or adaptation is None else \
         adapt.reuse_decision(adaptation, final_training, partial)
     said = "" if adaptation is None or run is not None else adapt.reuse_note(
@@ -398,22 +404,16 @@ def auto(
     return dataclasses.replace(result, seconds=time.time() - started)
 
 
-def _measured(best_dir: Path | None, n_val: int, store: Any) -> tuple[Any, bool]:
-    """The best trial's :class:`~autotransfer.tuning.final_cost.MeasuredTrial` (``None``
-    without one, or when its run's ``metrics.json`` cannot be read), and whether ``store``
-    still keeps the frozen features it trained on (the final training then reuses them)."""
-    import json
-
-    from autotransfer.tuning.final_cost import MeasuredTrial
+def _feature_dim(recipe: Recipe) -> int | None:
+    """The pooled feature width of ``recipe``'s backbone (BUD03's cross-validation cost);
+    ``None`` for a backbone not registered here."""
+    from autotransfer.backbones.catalog import get_backbone
+    from autotransfer.errors import AutoTransferError
 
     try:
-        metrics = json.loads((best_dir / "run" / "metrics.json").read_text(encoding="utf-8"))
-    except (TypeError, OSError, ValueError):  # no search (best_dir None), or no readable record
-        return None, False
-    if not isinstance(metrics, dict):
-        return None, False
-    keys = (metrics.get("store") or {}).get("keys") or []
-    return MeasuredTrial.from_metrics(metrics, n_val), bool(keys) and bool(store.resident(keys))
+        return int(get_backbone(recipe.backbone.name).feature_dim)
+    except AutoTransferError:
+        return None
 
 
 def _train_probe(splits: DataSplits, recipe: Recipe, partial: Path,

@@ -16,7 +16,7 @@ from autotransfer._io import atomic_write_json, atomic_write_text
 from autotransfer._version import __version__
 from autotransfer.recipe.schema import Recipe
 from autotransfer.train import distribute
-from autotransfer.train.checkpoint import CheckpointManager
+from autotransfer.train.checkpoint import CheckpointClock, CheckpointManager, CheckpointPolicy
 from autotransfer.train.data import TrainingInputs
 from autotransfer.train.executor import CacheSettings, ExecutionHooks, PhaseExecutor
 from autotransfer.train.feature_cache import DEFAULT_MAX_BYTES, DEFAULT_VIEWS, FeatureSource
@@ -47,6 +47,8 @@ class Runner:
         self.verbose = verbose
         self._progress = progress
         self.ckpt = CheckpointManager(partial / "checkpoints")
+        #: when epochs are checkpointed (rule CKPT01) and the seconds spent writing them
+        self.ckpt_clock = CheckpointClock(CheckpointPolicy.from_rules())
         self.strategy = strategy if strategy is not None else distribute.select_strategy()
         self.policy = keras_policy(recipe.precision)
         self.splits = load_or_make(dataset, recipe, partial / "splits.json", resume=resume)
@@ -85,8 +87,9 @@ class Runner:
 
     def _save(self, name: str, optimizer: Any = None, best: list[np.ndarray] | None = None,
               keep_best: bool = False) -> None:
-        self.ckpt.save(name, self.clf.model, self.state_dict(), optimizer=optimizer,
-                       best_model_weights=best, keep_best=keep_best)
+        self.ckpt_clock.write(lambda: self.ckpt.save(
+            name, self.clf.model, self.state_dict(), optimizer=optimizer,
+            best_model_weights=best, keep_best=keep_best))
 
     def _elapsed(self) -> float:
         return self._seconds_before + (time.perf_counter() - self._t0)
@@ -247,10 +250,16 @@ class Runner:
 
 class _TrainerHooks(ExecutionHooks):
     """The trainer's side of the phase loop: progress, TensorBoard scalars, a checkpoint after
-    every epoch, AdaBN and phase; the optimizer and best weights restored on resume."""
+    AdaBN and every phase, and after an epoch when rule CKPT01 says one is due; the optimizer
+    and best weights restored on resume.
+
+    A phase's best weights from an epoch whose checkpoint was skipped are kept here until the
+    next checkpoint of the phase is written (which then holds them); an interrupted run resumes
+    from that checkpoint and runs the skipped epochs again, the best among them too."""
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
+        self._best: list[np.ndarray] | None = None  # the phase's best, not yet in a checkpoint
 
     def progress(self, text: str) -> None:
         self.runner.progress(text)
@@ -271,6 +280,7 @@ class _TrainerHooks(ExecutionHooks):
     def on_compiled(self, state: ExecState, record: Any, optimizer: Any,
                     steps_per_epoch: int) -> None:
         ckpt = self.runner.ckpt
+        self._best = None  # a phase (re)starts from its last checkpoint: nothing pending
         if record.epochs_run > 0 and ckpt.has_optimizer():
             ckpt.restore_optimizer(optimizer)
             optimizer.iterations.assign(record.epochs_run * steps_per_epoch)
@@ -280,8 +290,14 @@ class _TrainerHooks(ExecutionHooks):
         r = self.runner
         r.state = state
         # the epoch's scalars: written by Keras' TensorBoard callback (self.tb.callback)
-        r._save(f"epoch-{state.global_epoch:04d}", optimizer=optimizer, best=best_weights,
-                keep_best=best_weights is None)
+        if best_weights is not None:
+            self._best = best_weights
+        if state.phases[state.phase].finished or not r.ckpt_clock.due():
+            r.ckpt_clock.skip()  # a finished phase is written by on_phase_end, next
+            return
+        best, self._best = self._best, None
+        r._save(f"epoch-{state.global_epoch:04d}", optimizer=optimizer, best=best,
+                keep_best=best is None)
 
     def on_solved(self, state: ExecState, logs: dict[str, float]) -> None:
         self.runner.state = state
@@ -292,4 +308,5 @@ class _TrainerHooks(ExecutionHooks):
 
     def on_phase_end(self, state: ExecState) -> None:
         self.runner.state = state
+        self._best = None
         self.runner._save(f"phase-{state.phase:02d}-start")

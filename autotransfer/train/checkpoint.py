@@ -15,6 +15,9 @@ no checkpoint is sound, resuming stops with a clear error instead of starting ov
 
 The random state needs no saving: every epoch derives its seeds (shuffle, augmentation, dropout)
 from the recipe's seed, the phase and the epoch (:func:`autotransfer.train.data.epoch_seed`).
+So an epoch's checkpoint may be skipped (:class:`CheckpointPolicy`, rule CKPT01): a run
+interrupted after skipped ones resumes from the last one written and runs the epochs after it
+again, with the same seeds, to the same result.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +43,61 @@ BEST = "best_weights.npz"
 OPTIMIZER = "optimizer.npz"
 MANIFEST = "manifest.json"
 POINTER = "latest.json"
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """When an epoch's checkpoint is written (rule CKPT01): once at least ``min_interval_s``
+    seconds, and ``1 / max_share`` times the last checkpoint's own cost, passed since the last
+    one was written. Phase ends are always written (by the caller)."""
+
+    min_interval_s: float = 30.0
+    max_share: float = 0.05
+
+    @classmethod
+    def from_rules(cls) -> CheckpointPolicy:
+        """Rule CKPT01's parameters from ``recipes/rules.yaml``."""
+        from autotransfer.advisor.rules import rule_params
+
+        params = rule_params("CKPT01")
+        return cls(float(params["min_interval_s"]), float(params["max_share"]))
+
+    def interval(self, last_cost_s: float) -> float:
+        """The seconds that must pass after a checkpoint that took ``last_cost_s`` to write."""
+        share = self.max_share if self.max_share > 0 else 1.0
+        return max(self.min_interval_s, last_cost_s / share)
+
+
+@dataclass
+class CheckpointClock:
+    """Whether an epoch's checkpoint is due under ``policy``, and the seconds spent writing."""
+
+    policy: CheckpointPolicy
+    clock: Callable[[], float] = time.perf_counter
+    #: seconds spent writing checkpoints, and how many were written and skipped
+    seconds: float = 0.0
+    written: int = 0
+    skipped: int = 0
+    _last: float = field(default=0.0, init=False)
+    _cost: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self._last = self.clock()  # the run's start counts as a checkpoint (resume goes there)
+
+    def due(self) -> bool:
+        return self.clock() - self._last >= self.policy.interval(self._cost)
+
+    def skip(self) -> None:
+        self.skipped += 1
+
+    def write(self, save: Callable[[], object]) -> None:
+        """Run ``save`` and time it."""
+        started = self.clock()
+        save()
+        self._last = self.clock()
+        self._cost = self._last - started
+        self.seconds += self._cost
+        self.written += 1
 
 
 class CheckpointWarning(UserWarning):

@@ -18,7 +18,6 @@ kept when it scores at least as well as the best trial (the cheaper model wins t
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -152,14 +151,15 @@ def _probe_why(why: str, best: Any, probe: Any, trials: list[Any], name: str) ->
 def probe_candidate(recipe: Recipe, hypermodel: Any, out: Path, *, deadline: float | None,
                     say: Callable[[str], None]) -> Any:
     """The exact linear head of ``recipe`` trained on the search's splits, in memory with its
-    shared frozen features (``hypermodel``'s store and target features), and scored by its
-    criterion on the target, as a :class:`~.results.TrialRecord` (trial :data:`PROBE_TRIAL`;
-    files in its trial folder, reused by a resumed search). Past ``deadline`` it stops and is
-    recorded as failed, as a trial would be."""
-    from autotransfer.tuning.hypermodel import Deadline, TrialFailed, release_memory
+    shared frozen features (``hypermodel``'s store and target features; the hypermodel's trial
+    path and guards), and scored by its criterion on the target, as a
+    :class:`~.results.TrialRecord` (trial :data:`PROBE_TRIAL`; files in its trial folder,
+    reused by a resumed search). Past ``deadline`` it stops — or, already past, is skipped —
+    and, like any failure of its training, is recorded as failed, as a trial would be."""
+    from autotransfer.tuning.hypermodel import Deadline, TrialFailed, release_memory, \
+        trial_failure
     from autotransfer.tuning.results import TrialRecord, trial_dir
     from autotransfer.tuning.trial_recipe import LINEAR_PROBE, apply
-    from autotransfer.tuning.trials import TrialAdaptation, run_trial
 
     folder = trial_dir(out, PROBE_TRIAL)
     values = {LINEAR_PROBE: True}
@@ -167,37 +167,48 @@ def probe_candidate(recipe: Recipe, hypermodel: Any, out: Path, *, deadline: flo
     if done.is_file():
         got = json.loads(done.read_text(encoding="utf-8"))["objective"]
     else:
+        def failed(message: str) -> Any:
+            say(f"The exact linear head was not scored ({RULE}): {message}")
+            return TrialRecord(trial_id=PROBE_TRIAL, status="FAILED", values=values,
+                               changed=values, message=message)
+
+        if deadline is not None and time.time() >= deadline:
+            return failed("skipped: it could only start past the end of the time budget")
         probe = apply(recipe, values, hypermodel.space)
         say(f"Scoring the exact linear head (L-BFGS on the frozen backbone, no adaptation) by "
             f"{hypermodel.criterion} on the target, beside the trials ({RULE})")
         guards = [] if deadline is None else [Deadline(deadline)]
-        objective = TrialAdaptation(probe, hypermodel.target, hypermodel.target_features,
-                                    callbacks=guards)
         started = time.perf_counter()
         try:
-            result = run_trial(probe, hypermodel.store, folder / "run", callbacks=guards,
-                               objective=objective, criterion=hypermodel.criterion)
+            result, score = hypermodel.in_memory(probe, folder / "run", guards, adapting=True)
+            got = hypermodel.objective(result, score, time.perf_counter() - started)
         except TrialFailed as exc:
-            return TrialRecord(trial_id=PROBE_TRIAL, status="FAILED", values=values,
-                               changed=values, message=str(exc))
+            return failed(str(exc))
+        except Exception as exc:  # noqa: BLE001 - recorded as failed, as a trial is
+            return failed(str(trial_failure(exc)))
         finally:
             release_memory()
-        val, score = result.metrics["val"], result.metrics["target_score"]["score"]
-        if not math.isfinite(score):
-            return TrialRecord(trial_id=PROBE_TRIAL, status="FAILED", values=values,
-                               changed=values, message=f"the {hypermodel.criterion} score on "
-                               f"the target is {score}")
-        got = {"val_accuracy": float(val["accuracy"]), "val_loss": float(val["loss"]),
-               "seconds": time.perf_counter() - started, "epochs": 1.0,
-               metric(str(hypermodel.criterion)): float(score)}
         from autotransfer._io import atomic_write_json
 
         atomic_write_json(done, {"objective": got, "kind": "in memory", "rule": RULE,
-                                 "val_correct": val.get("correct")})
+                                 "val_correct": result.metrics["val"].get("correct")})
     return TrialRecord(trial_id=PROBE_TRIAL, status="COMPLETED", values=values, changed=values,
                        val_accuracy=got["val_accuracy"], val_loss=got["val_loss"],
                        seconds=got["seconds"], epochs=got["epochs"],
                        score=got[metric(str(hypermodel.criterion))])
+
+
+def probe_deadline(oracle: Any, now: float | None = None) -> float | None:
+    """When the exact linear head, scored before trial 0, must end (rule DA11): the oracle's
+    deadline for a trial started ``now`` (PLAN01: trial 0's final training still fits after
+    it), or without one (``tune`` alone) half the time left, so trial 0, which always runs, is
+    never starved; ``None`` without a search deadline."""
+    start = time.time() if now is None else now
+    ends = oracle.trial_deadline(start) if hasattr(oracle, "trial_deadline") else None
+    if ends is not None:
+        return ends
+    deadline = getattr(oracle, "deadline", None)
+    return None if deadline is None else start + max(0.0, deadline - start) / 2.0
 
 
 def _with_reasons(recipe: Recipe, refined: Recipe, changes: list[dict[str, Any]], best: Any,

@@ -90,6 +90,14 @@ class Deadline(keras.callbacks.Callback):
         self.check()
 
 
+def trial_failure(exc: Exception) -> TrialFailed:
+    """``exc``, raised by a trial's training, as the :class:`TrialFailed` that records it."""
+    from autotransfer.train.distribute import is_out_of_memory
+
+    kind = "out of memory" if is_out_of_memory(exc) else type(exc).__name__
+    return TrialFailed(f"{kind}: {str(exc)[:500]}")
+
+
 def release_memory() -> None:
     """Drop Keras' global state and collect garbage between trials."""
     keras.backend.clear_session()
@@ -165,22 +173,14 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         done = trial_dir / RESULT_FILE
         if done.is_file():  # finished before an interruption, not yet reported
             return json.loads(done.read_text(encoding="utf-8"))["objective"]
-        guards = [NaNGuard(), *callbacks]
-        from autotransfer.tuning import trials
-
         result: Any
         adapting = self.target is not None and recipe.domain_adaptation.needs_target
         score = None
         if self.shared_cache:
-            adaptation = (trials.TrialAdaptation(recipe, self.target, self.target_features,
-                                                 callbacks=guards) if adapting else None)
-            result = trials.run_trial(recipe, self.store, run_dir, callbacks=guards,
-                                      progress=self.progress, objective=adaptation,
-                                      criterion=self.criterion)
-            if adapting:
-                score = result.metrics["target_score"]["score"]
+            result, score = self.in_memory(recipe, run_dir, callbacks, adapting=adapting)
             kind = "in memory"
         else:
+            guards = [NaNGuard(), *callbacks]
             resume = (partial_dir(run_dir) / "recipe.yaml").is_file()
             extra = {"target": self.target} if adapting else {}
             result = train(self.splits, recipe, run_dir, resume=resume, callbacks=guards,
@@ -189,12 +189,37 @@ class RecipeHyperModel(keras_tuner.HyperModel):
                 _check_deadlines(guards)  # scoring on the target takes a pass over it
                 score = run_score(run_dir, self.target, recipe, str(self.criterion))
             kind = "trainer" + (" (resumed)" if resume else "")
+        objective = self.objective(result, score, time.perf_counter() - started)
+        val = result.metrics["val"]
+        atomic_write_json(done, {"objective": objective, "kind": kind,
+                                 "phases": _phase_summary(result.phases),
+                                 "val_correct": val.get("correct")})
+        return objective
+
+    def in_memory(self, recipe: Recipe, run_dir: Path, callbacks: Sequence[Any] = (), *,
+                  adapting: bool) -> tuple[Any, float | None]:
+        """Run ``recipe`` as an in-memory trial (:func:`.trials.run_trial`, on the shared
+        store) behind the NaN guard, adapting to the target when ``adapting``; its
+        :class:`~.trials.TrialResult` and its target score (``None`` when not adapting)."""
+        from autotransfer.tuning import trials
+
+        guards = [NaNGuard(), *callbacks]
+        adaptation = (trials.TrialAdaptation(recipe, self.target, self.target_features,
+                                             callbacks=guards) if adapting else None)
+        result = trials.run_trial(recipe, self.store, run_dir, callbacks=guards,
+                                  progress=self.progress, objective=adaptation,
+                                  criterion=self.criterion)
+        score = result.metrics["target_score"]["score"] if adapting else None
+        return result, score
+
+    def objective(self, result: Any, score: float | None, seconds: float) -> dict[str, float]:
+        """A trial's objective values from its result (``score``: its target score, rule
+        DA11); :class:`TrialFailed` when the validation loss or the score is not finite."""
         metrics, phases = result.metrics, result.phases
         epochs = total_epochs(phases)
         val = metrics["val"]
         if not math.isfinite(float(val["loss"])):
             raise TrialFailed(f"the validation loss is {val['loss']}")
-        seconds = time.perf_counter() - started
         # cold_seconds: what the trial would have taken without the work it reused from earlier
         # trials (AdaBN, frozen activations); a final training on other images redoes it
         objective = {"val_accuracy": float(val["accuracy"]), "val_loss": float(val["loss"]),
@@ -211,9 +236,6 @@ class RecipeHyperModel(keras_tuner.HyperModel):
             if not math.isfinite(score):
                 raise TrialFailed(f"the {self.criterion} score on the target is {score}")
             objective[metric(str(self.criterion))] = float(score)
-        atomic_write_json(done, {"objective": objective, "kind": kind,
-                                 "phases": _phase_summary(phases),
-                                 "val_correct": val.get("correct")})
         return objective
 
 

@@ -33,7 +33,6 @@ Both oracles also
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
@@ -70,6 +69,10 @@ class AdvisedFirstMixin(FirstValuesHook):
     #: a trial's frozen features count as reused only while it still keeps them (``None``: the
     #: trials' records are trusted, as on a chief whose workers keep their own stores)
     feature_store: Any = None
+    #: the search's :class:`~autotransfer.data.splits.DataSplits` (or a callable returning
+    #: them): the final training evaluates their validation and test images, with or without a
+    #: shared ``feature_store`` (default: the store's)
+    splits: Any = None
 
     def first_values(self) -> dict[str, Any]:
         """The hyperparameters' defaults: the advised recipe."""
@@ -114,11 +117,11 @@ class AdvisedFirstMixin(FirstValuesHook):
         trial would take, whichever wins (rule PLAN01): ``factor`` / ``growth`` (the margin,
         PLAN01's ``final_factor``) × that trial's final training as measured in its run
         (:class:`~.final_cost.MeasuredTrial`: its fixed work; each epoch, measured around its
-        ``fit``, ``growth`` = (train + validation) / train times as long, plus the checkpoint the
-        trainer writes after it; its frozen features, none on the trial's own images while
+        ``fit``, ``growth`` = (train + validation) / train times as long, plus the checkpoints
+        the trainer writes (rule CKPT01); its frozen features, none on the trial's own images while
         ``feature_store`` keeps them, else ``growth`` × the trial's; and evaluating the
-        validation and test images through the model). A trial whose run records cannot be
-        read counts as before: ``factor`` × its cold duration less the frozen features the
+        validation and test images of :attr:`splits` through the model). A trial whose run
+        records cannot be read counts as before: ``factor`` × its cold duration less the frozen features the
         final training reuses."""
         self.final_factor, self.final_growth = factor, growth
         self.evictions_seen = getattr(self.feature_store, "evictions", 0)
@@ -131,10 +134,9 @@ class AdvisedFirstMixin(FirstValuesHook):
                    if trial.metrics.exists(name)}
             if "seconds" not in got:
                 continue
-            kept = self.features_kept(trial.trial_id)
-            measured = self.measured(trial.trial_id)
+            measured, kept = self._read(trial.trial_id)
             if measured is not None:
-                splits = getattr(self.feature_store, "splits", None)
+                splits = self._splits()
                 images = 0 if splits is None else len(splits.val) + len(splits.test)
                 final = measured.final_seconds(growth=growth, eval_images=images,
                                                features_kept=kept)
@@ -152,17 +154,20 @@ class AdvisedFirstMixin(FirstValuesHook):
     def measured(self, trial_id: str) -> Any:
         """Trial ``trial_id``'s :class:`~.final_cost.MeasuredTrial`, from its run's
         ``metrics.json`` (``None`` when it cannot be read)."""
-        from autotransfer.tuning.final_cost import MeasuredTrial
+        return self._read(trial_id)[0]
 
-        if self.tuning_dir is None:
-            return None
-        path = trial_dir(self.tuning_dir, trial_id) / "run" / "metrics.json"
-        try:
-            metrics = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        splits = getattr(self.feature_store, "splits", None)
-        return MeasuredTrial.from_metrics(metrics, 0 if splits is None else len(splits.val))
+    def _splits(self) -> Any:
+        splits = self.splits if self.splits is not None else getattr(self.feature_store,
+                                                                      "splits", None)
+        return splits() if callable(splits) else splits
+
+    def _read(self, trial_id: str) -> tuple[Any, bool]:
+        """:func:`~.final_cost.read_measured` for trial ``trial_id``."""
+        from autotransfer.tuning.final_cost import read_measured
+
+        run = None if self.tuning_dir is None else trial_dir(self.tuning_dir, trial_id) / "run"
+        splits = self._splits()
+        return read_measured(run, 0 if splits is None else len(splits.val), self.feature_store)
 
     def follow_store(self) -> None:
         """Compute the reserve again (:meth:`keep_for_final`, same factor and growth) when
@@ -176,16 +181,7 @@ class AdvisedFirstMixin(FirstValuesHook):
         """Whether ``feature_store`` still keeps all the frozen features trial ``trial_id`` took
         (the keys its run recorded, ``metrics.json``'s ``store.keys``); ``True`` without a store,
         ``False`` when the trial recorded none."""
-        if self.feature_store is None:
-            return True
-        if self.tuning_dir is None:
-            return False
-        path = trial_dir(self.tuning_dir, trial_id) / "run" / "metrics.json"
-        try:
-            keys = json.loads(path.read_text(encoding="utf-8"))["store"]["keys"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return False
-        return bool(keys) and bool(self.feature_store.resident(keys))
+        return self._read(trial_id)[1]
 
     def expected_seconds(self) -> float:
         """What the next trial is judged to take: the median completed trial's cold seconds (as

@@ -19,7 +19,7 @@ from keras_tuner.engine.base_tuner import BaseTuner
 from autotransfer.errors import AutoTransferError, DistributedTuningError
 from autotransfer.recipe.io import save_recipe
 from autotransfer.tuning import distributed
-from autotransfer.tuning.hypermodel import Deadline, TrialFailed, release_memory
+from autotransfer.tuning.hypermodel import Deadline, TrialFailed, release_memory, trial_failure
 from autotransfer.tuning.oracle import FUTILE_PREFIX
 from autotransfer.tuning.space import fmt
 
@@ -123,10 +123,7 @@ class RecipeTuner(BaseTuner):
                 raise FatalTrial(exc) from exc
             raise TrialFailed(f"{type(exc).__name__}: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - a failed trial is recorded and skipped
-            from autotransfer.train.distribute import is_out_of_memory
-
-            kind = "out of memory" if is_out_of_memory(exc) else type(exc).__name__
-            raise TrialFailed(f"{kind}: {str(exc)[:500]}") from exc
+            raise trial_failure(exc) from exc
         finally:
             release_memory()
 

@@ -149,11 +149,19 @@ def outputs(executor: PhaseExecutor, objective: TrialAdaptation, batch_size: int
 
 
 class _Progress(ExecutionHooks):
+    """Progress lines, and the last phase's compiled training optimizer (what the trainer's
+    checkpoints write: :func:`checkpoint_seconds`)."""
+
     def __init__(self, say: Callable[[str], None]) -> None:
         self.say = say
+        self.optimizer: Any = None
 
     def progress(self, text: str) -> None:
         self.say(text)
+
+    def on_compiled(self, state: ExecState, record: Any, optimizer: Any,
+                    steps_per_epoch: int) -> None:
+        self.optimizer = optimizer
 
 
 def run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
@@ -190,8 +198,9 @@ def _run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
     bs = recipe.data.batch_size
     keras.utils.set_random_seed(recipe.seed)
     clf = build_classifier(recipe, inputs.n_classes)
+    hooks = _Progress(say)
     executor = PhaseExecutor(recipe, clf, inputs, source=store, objective=objective,
-                             hooks=_Progress(say), callbacks=callbacks, measure_adabn=False)
+                             hooks=hooks, callbacks=callbacks, measure_adabn=False)
     state = executor.run(ExecState(batch_size=bs))
     scored = None
     if isinstance(objective, TrialAdaptation) and criterion is not None:
@@ -224,25 +233,28 @@ def _run_trial(recipe: Recipe, store: ActivationStore, out: Path, *,
 
         metrics["target_score"] = {"criterion": criterion, "rule": "DA11",
                                    "score": float(scores(scored, (criterion,))[criterion])}
-    # the final training writes a checkpoint after every epoch and phase; a trial writes none:
-    # one is timed here, for the final training's cost (tuning/final_cost.py, rule PLAN01)
-    metrics["checkpoint_seconds"] = checkpoint_seconds(clf.model, out / "checkpoint_timing")
+    # the final training writes checkpoints (phase ends, epochs as CKPT01 spaces them); a trial
+    # writes none: one is timed here, for the final training's cost (tuning/final_cost.py, PLAN01)
+    metrics["checkpoint_seconds"] = checkpoint_seconds(clf.model, out / "checkpoint_timing",
+                                                       optimizer=hooks.optimizer)
     metrics["seconds_total"] = time.perf_counter() - started
     atomic_write_json(out / "metrics.json", metrics)
     return TrialResult(metrics, phases, state.adabn)
 
 
-def checkpoint_seconds(model: Any, folder: Path) -> float:
-    """Seconds of one checkpoint of ``model`` (and its optimizer, when built) as the trainer
-    writes it after every epoch, in ``folder``, removed afterwards."""
+def checkpoint_seconds(model: Any, folder: Path, *, optimizer: Any = None) -> float:
+    """Seconds of one checkpoint of ``model`` as the trainer writes it on an improving epoch
+    (``train/_runner.py``): its weights, ``optimizer``'s variables (the phase's compiled training
+    model's — on cached features the suffix's, not ``model``'s) and a copy of the best weights,
+    in ``folder``, removed afterwards."""
     import shutil
 
     from autotransfer.train.checkpoint import CheckpointManager
 
     started = time.perf_counter()
     try:
-        CheckpointManager(folder).save("epoch", model, {}, optimizer=getattr(model, "optimizer",
-                                                                              None))
+        CheckpointManager(folder).save("epoch", model, {}, optimizer=optimizer,
+                                       best_model_weights=model.get_weights())
         return time.perf_counter() - started
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -257,6 +257,8 @@ def tune(
     oracle.stop_when_futile = stop_when_futile
     # the reserve counts a trial's frozen features as reused only while this store keeps them
     oracle.feature_store = hypermodel.store if shared_cache else None
+    # the reserve counts evaluating these splits' validation and test images, store or not
+    oracle.splits = lambda: hypermodel.store.splits
     hard = None if budget is None else started + budget * 1.1 + 30
     from autotransfer.tuning.recipe_tuner import RecipeTuner
 
@@ -274,8 +276,10 @@ def tune(
         say(f"Searching: {len(space)} hyperparameter(s), up to {trials} trial(s), budget "
             f"{format_duration(budget)}" + ("" if my_role == "local" else f" ({my_role})"))
         probe = None
-        if criterion is not None and my_role == "local":  # rule DA11: first, in the budget
-            probe = adapting.probe_candidate(recipe, hypermodel, out, deadline=deadline, say=say)
+        if criterion is not None and my_role == "local":  # rule DA11: first, in the budget,
+            # bounded so trial 0 (PLAN01's sizing does not count the head) is never starved
+            probe = adapting.probe_candidate(recipe, hypermodel, out,
+                                             deadline=adapting.probe_deadline(oracle), say=say)
         try:
             tuner.search(verbose=0)
         except RecipeTuner.fatal as exc:
@@ -298,8 +302,9 @@ def tune(
                    else "the search space is exhausted")
     records = trial_records(oracle, space)
     if criterion is not None:  # rule DA11: the exact linear head competes on the same score
-        if probe is None:  # a chief's workers ran the trials; it scores the head at the end
-            probe = adapting.probe_candidate(recipe, hypermodel, out, deadline=None, say=say)
+        if probe is None:  # a chief's workers ran the trials; it scores the head at the end,
+            # within the search's budget (skipped, and recorded as such, once it is spent)
+            probe = adapting.probe_candidate(recipe, hypermodel, out, deadline=deadline, say=say)
         records.append(probe)
     from autotransfer.train.tensorboard import write_trials  # the HParams dashboard's sessions
     from autotransfer.tuning.space import apply

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autotransfer.oneshot.final import final_recipe, shortened_to_fit
+from autotransfer.train.checkpoint import CheckpointPolicy
 from autotransfer.train.phases import PhaseRecord
 from autotransfer.tuning.final_cost import MeasuredTrial
 from tests.train.helpers import tiny_recipe
@@ -24,10 +25,12 @@ def phases(last_best=2):
                         epoch_seconds=(5.0, 5.0, 5.0))]
 
 
-# the same trial, measured as a whole: 20 s of fixed work, 1 s per checkpoint, 100 images to
-# evaluate at 0.1 s each (the parts the phases' seconds leave out)
+# the same trial, measured as a whole: 20 s of fixed work, 1 s per checkpoint, written after
+# every epoch (rule CKPT01 with no interval; a phase's last epoch is its phase end's), 100 images
+# to evaluate at 0.1 s each (the parts the phases' seconds leave out)
 MEASURED = MeasuredTrial(epochs=(2, 3), epoch_s=(5.0, 5.0), features_s=0.0, fixed_s=20.0,
-                         checkpoint_s=1.0, forward_s=0.1)
+                         checkpoint_s=1.0, forward_s=0.1,
+                         policy=CheckpointPolicy(min_interval_s=0.0, max_share=1.0))
 
 
 def cost(growth=1.0):
@@ -37,19 +40,19 @@ def cost(growth=1.0):
 def test_the_lengthening_counts_the_whole_final_training():
     # the phases alone: (0.85 × 75 − 25) / 5 = 7 epochs would fit, at most doubled: +3, and
     # 1 + 6 epochs would take 74 s of the 75; the whole final training of 1 + 3 epochs costs
-    # 20 + 20 + 6 + 10 = 56 s, each more 6 s: (63.75 − 56) / 6: +1
+    # 20 + 20 + 4 + 10 = 54 s, each more 6 s: (63.75 − 54) / 6: +1
     old = final_recipe(recipe_2_3(), phases(), seconds_left=75.0)
     assert old.phases[-1].epochs == 6
     final = final_recipe(recipe_2_3(), phases(), seconds_left=75.0, cost=cost())
     assert [p.epochs for p in final.phases] == [1, 4]
     reason = final.reasons["phases.1.epochs"]
-    assert reason.rule == "FINAL02" and reason.evidence["base_s"] == pytest.approx(56.0)
+    assert reason.rule == "FINAL02" and reason.evidence["base_s"] == pytest.approx(54.0)
     assert reason.evidence["epoch_s"] == pytest.approx(6.0)
     assert cost()([1, 4])["total"] <= 0.85 * 75.0
 
 
 def test_a_final_training_that_would_overrun_is_shortened_to_end_in_time():
-    # FINAL01 keeps 1 + 3 epochs: 56 s on the same images, 20 + 1.5 × 20 + 6 + 10 = 66 s on
+    # FINAL01 keeps 1 + 3 epochs: 54 s on the same images, 20 + 1.5 × 20 + 4 + 10 = 64 s on
     # train + validation; 50 s are left: the last phase is cut to what fits (49 s), its reason
     # says so
     final = final_recipe(recipe_2_3(), phases(), seconds_left=50.0, growth=1.5,
@@ -58,8 +61,8 @@ def test_a_final_training_that_would_overrun_is_shortened_to_end_in_time():
     assert cost(1.5)([1, 1])["total"] <= 50.0
     reason = final.reasons["phases.1.epochs"]
     assert reason.rule == "FINAL04" and "shortened from 3 to 1" in reason.text
-    assert reason.evidence["planned_s"] == pytest.approx(66.0)
-    assert reason.evidence["checkpoints_s"] == pytest.approx(4.0)
+    assert reason.evidence["planned_s"] == pytest.approx(64.0)
+    assert reason.evidence["checkpoints_s"] == pytest.approx(2.0)  # the two phase ends
     assert final.early_stopping.patience > 1
     # with more time it is not touched
     kept = final_recipe(recipe_2_3(), phases(), seconds_left=80.0, growth=1.5, cost=cost(1.5))
@@ -68,12 +71,12 @@ def test_a_final_training_that_would_overrun_is_shortened_to_end_in_time():
 
 def test_shortening_goes_to_earlier_phases_never_below_one_epoch():
     recipe = recipe_2_3()
-    short = shortened_to_fit(recipe, cost(), 50.0)  # 2 + 3 epochs: 20 + 25 + 7 + 10 = 62 s
-    assert [p.epochs for p in short.phases] == [2, 1]  # 20 + 15 + 5 + 10 = 50 s
+    short = shortened_to_fit(recipe, cost(), 50.0)  # 2 + 3 epochs: 20 + 25 + 5 + 10 = 60 s
+    assert [p.epochs for p in short.phases] == [2, 1]  # 20 + 15 + 3 + 10 = 48 s
     assert short.reasons["phases.1.epochs"].rule == "FINAL04"
     assert "phases.0.epochs" not in short.reasons or \
         short.reasons["phases.0.epochs"].rule != "FINAL04"
-    # then the head: 1 + 1 epochs cost 44 s
+    # then the head: 1 + 1 epochs cost 42 s
     assert [p.epochs for p in shortened_to_fit(recipe, cost(), 45.0).phases] == [1, 1]
     # one epoch each is the least, even when still over
     assert [p.epochs for p in shortened_to_fit(recipe, cost(), 30.0).phases] == [1, 1]

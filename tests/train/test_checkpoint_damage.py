@@ -60,6 +60,7 @@ def test_the_previous_checkpoint_is_kept_and_used_when_the_latest_is_damaged(tmp
         CheckpointManager(manager.root).latest_state()
 
 
+@pytest.mark.usefixtures("every_epoch")
 def test_resume_after_the_latest_checkpoint_was_truncated(tmp_path, capsys):
     data = make_colour_dataset(tmp_path / "ds", {"a": 6, "b": 6, "c": 6})
     out = tmp_path / "run"

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from autotransfer.train import train
-from autotransfer.train.checkpoint import CheckpointManager
+from autotransfer.train.checkpoint import (BEST, CheckpointClock, CheckpointManager,
+                                           CheckpointPolicy)
 from autotransfer.train.export import load_model
 from autotransfer.train.phases import ExecState
 from autotransfer.train.run import partial_dir
@@ -64,6 +65,7 @@ def uninterrupted(dataset, tmp_path_factory):
     return train(dataset, recipe(), tmp_path_factory.mktemp("u") / "run")
 
 
+@pytest.mark.usefixtures("every_epoch")
 def test_ctrl_c_then_resume_continues_from_the_right_epoch(dataset, uninterrupted, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
@@ -94,6 +96,7 @@ def test_ctrl_c_then_resume_continues_from_the_right_epoch(dataset, uninterrupte
         np.testing.assert_allclose(x, y, rtol=0.05, atol=2e-3)
 
 
+@pytest.mark.usefixtures("every_epoch")
 def test_resume_refuses_a_different_recipe(dataset, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
@@ -137,3 +140,64 @@ def test_killed_process_resumes(dataset, uninterrupted, tmp_path):
     assert log.epochs == [2, 3]
     for a, b in zip(resumed.metrics["phases"], uninterrupted.metrics["phases"]):
         np.testing.assert_allclose(a["history"]["val_loss"], b["history"]["val_loss"], rtol=5e-3)
+
+
+def three_epoch_recipe():
+    r = recipe()
+    return r.model_copy(update={"phases": [r.phases[0], r.phases[1].model_copy(
+        update={"epochs": 3})]})
+
+
+@pytest.fixture(scope="module")
+def uninterrupted3(dataset, tmp_path_factory):
+    return train(dataset, three_epoch_recipe(), tmp_path_factory.mktemp("u3") / "run")
+
+
+def test_policy_interval_bounds_the_share_spent_on_checkpoints():
+    policy = CheckpointPolicy(min_interval_s=30, max_share=0.05)
+    assert policy.interval(0.5) == 30 and policy.interval(3.0) == pytest.approx(60)
+    now = [100.0]
+    clock = CheckpointClock(policy, clock=lambda: now[0])
+    now[0] += 29.9
+    assert not clock.due()
+    now[0] += 0.1
+    assert clock.due()
+    clock.write(lambda: now.__setitem__(0, now[0] + 2.0))  # a checkpoint taking 2 s
+    assert (clock.written, clock.seconds) == (1, pytest.approx(2.0))
+    now[0] += 39.9
+    assert not clock.due()  # 2 s / 0.05 = 40 s
+    now[0] += 0.1
+    assert clock.due()
+
+
+def test_skipped_checkpoints_resume_to_the_same_result(dataset, uninterrupted3, tmp_path,
+                                                       monkeypatch):
+    """Epoch 2's checkpoint skipped (its best weights kept in memory), epoch 3's written (with
+    them), Ctrl-C in epoch 4: the resumed run repeats epoch 4 only and ends as the run that was
+    never interrupted, the best epoch's weights restored."""
+    calls = []
+
+    def due(self):  # epoch 0 (not due), epoch 2 (not due), epoch 3 (due)
+        calls.append(1)
+        return len(calls) == 3
+
+    monkeypatch.setattr(CheckpointClock, "due", due)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(dataset, three_epoch_recipe(), out, callbacks=[InterruptAt(4)])
+    ckpt = partial_dir(out) / "checkpoints"
+    assert json.loads((ckpt / "latest.json").read_text())["dir"] == "epoch-0004"
+    assert not (ckpt / "epoch-0003").exists() and (ckpt / "epoch-0004" / BEST).is_file()
+    state = ExecState.from_dict(CheckpointManager(ckpt).latest_state())
+    assert state.global_epoch == 4 and state.phases[1].epochs_run == 2
+
+    log = EpochLog()
+    resumed = train(dataset, None, out, resume=True, callbacks=[log])
+    assert log.epochs == [4]
+    for a, b in zip(resumed.phases, uninterrupted3.phases, strict=True):
+        assert (a.epochs_run, a.best_epoch) == (b.epochs_run, b.best_epoch)
+        np.testing.assert_allclose(a.history["val_loss"], b.history["val_loss"], rtol=5e-3)
+    for x, y in zip(load_model(resumed.model_path).get_weights(),
+                    load_model(uninterrupted3.model_path).get_weights()):
+        np.testing.assert_allclose(x, y, rtol=0.05, atol=2e-3)
+

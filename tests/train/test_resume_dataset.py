@@ -26,6 +26,7 @@ class InterruptAt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.usefixtures("every_epoch")
 def test_resume_refuses_another_dataset_and_accepts_the_same_one_by_another_path(tmp_path,
                                                                                  capsys):
     data = make_colour_dataset(tmp_path / "ds", {"a": 6, "b": 6})

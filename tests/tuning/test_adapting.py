@@ -451,3 +451,40 @@ def test_the_exact_linear_head_past_the_deadline_is_recorded_failed(folders, tmp
     assert record.status == "FAILED" and "end of the time budget" in record.message
     assert record.score is None and said and "exact linear head" in said[0]
     assert not (tmp_path / "t" / "search" / "trial_probe" / adapting.PROBE_RESULT).exists()
+
+
+def test_an_unexpected_failure_of_the_exact_linear_head_is_a_failed_row(folders, tmp_path,
+                                                                        monkeypatch):
+    """Any error of its training is recorded as a failed row, as a trial's is, instead of
+    aborting the search; nothing is written as its result."""
+    from autotransfer.train.splits import load_or_make
+    from autotransfer.tuning import trials
+    from autotransfer.tuning.hypermodel import RecipeHyperModel
+
+    source, target_dir = folders
+    recipe = _recipe("coral")
+    splits = load_or_make(source, recipe, tmp_path / "splits.json", resume=False)
+    model = RecipeHyperModel(recipe, splits, target=untouchable_target(target_dir),
+                             criterion="dev")
+
+    def broken(*args, **kwargs):
+        raise ValueError("a broken solver")
+
+    monkeypatch.setattr(trials, "run_trial", broken)
+    said = []
+    record = adapting.probe_candidate(recipe, model, tmp_path / "t", deadline=None,
+                                      say=said.append)
+    assert record.status == "FAILED" and record.message == "ValueError: a broken solver"
+    assert record.score is None and any("not scored" in s for s in said)
+    assert not (tmp_path / "t" / "search" / "trial_probe" / adapting.PROBE_RESULT).exists()
+
+
+def test_the_exact_linear_head_before_trial_0_is_bounded_so_trial_0_still_runs():
+    from types import SimpleNamespace
+
+    planned = SimpleNamespace(trial_deadline=lambda started: started + 40.0, deadline=200.0)
+    assert adapting.probe_deadline(planned, now=100.0) == 140.0  # PLAN01's trial deadline
+    alone = SimpleNamespace(trial_deadline=lambda started: None, deadline=200.0)
+    assert adapting.probe_deadline(alone, now=100.0) == 150.0  # half the time left
+    assert adapting.probe_deadline(SimpleNamespace(trial_deadline=lambda s: None,
+                                                   deadline=None), now=100.0) is None

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from types import SimpleNamespace
 
 import pytest
 
+from autotransfer.train.checkpoint import CheckpointPolicy
 from autotransfer.train.phases import FeatureUse, PhaseRecord
-from autotransfer.tuning.final_cost import MeasuredTrial
+from autotransfer.tuning.final_cost import MeasuredTrial, read_measured
 from autotransfer.tuning.results import trial_dir
 from tests.tuning.test_oracle import oracle_for
 
@@ -46,13 +48,15 @@ def test_a_trial_is_split_into_the_parts_its_final_training_repeats():
 
 
 def test_the_final_training_counts_checkpoints_evaluation_and_the_added_features():
-    measured = MeasuredTrial.from_metrics(trial_metrics(), n_val=120)
+    measured = dataclasses.replace(MeasuredTrial.from_metrics(trial_metrics(), n_val=120),
+                                   policy=CheckpointPolicy(min_interval_s=30, max_share=0.05))
     same = measured.final_seconds(eval_images=240)  # on the tuning splits, features kept
     assert same["features"] == 0.0
     assert same["epochs"] == pytest.approx(52.0)
-    assert same["checkpoints"] == pytest.approx(0.8 * (30 + 2))  # each epoch and phase
+    # rule CKPT01: each phase's end, and one within the fine-tuning phase's 50 s of epochs
+    assert same["checkpoints"] == pytest.approx(0.8 * 3)
     assert same["evaluation"] == pytest.approx(240 * 82.0 / 1120)
-    assert same["total"] == pytest.approx(6.0 + 52.0 + 25.6 + 240 * 82.0 / 1120)
+    assert same["total"] == pytest.approx(6.0 + 52.0 + 2.4 + 240 * 82.0 / 1120)
     grown = measured.final_seconds([20, 12], growth=1.48, eval_images=240)
     assert grown["epochs"] == pytest.approx(1.48 * (2.0 + 60.0))
     # on train + validation the store's reuse still decodes and augments every image: counted
@@ -60,7 +64,41 @@ def test_the_final_training_counts_checkpoints_evaluation_and_the_added_features
     assert grown["features"] == pytest.approx(1.48 * 131.0)
     evicted = measured.final_seconds(growth=1.48, features_kept=False)
     assert evicted["features"] == pytest.approx(1.48 * 131.0)
-    assert measured.epoch_seconds(1, 1.48) == pytest.approx(1.48 * 5.0 + 0.8)
+    assert measured.epoch_seconds(1, 1.48) == pytest.approx(1.48 * 5.0 + 0.8 * 1.48 * 5.0 / 30)
+
+
+def test_checkpoints_are_counted_as_the_trainer_spaces_them():
+    """Rule CKPT01: at most one per epoch (a phase's last epoch is its phase end), one each
+    interval, and the interval grows with a costly checkpoint (1 / max_share × its cost)."""
+    base = MeasuredTrial.from_metrics(trial_metrics(), n_val=120)
+    every = dataclasses.replace(base, policy=CheckpointPolicy(min_interval_s=0, max_share=1.0))
+    assert every.checkpoints((20, 10)) == 2 + 2 + 9  # head: 2 s of epochs / 0.8 s; tune: all
+    costly = dataclasses.replace(base, checkpoint_s=4.0,
+                                 policy=CheckpointPolicy(min_interval_s=10, max_share=0.2))
+    assert costly.interval() == pytest.approx(20.0)
+    assert costly.checkpoints((20, 10), growth=2.0) == 1 + 1 + 5  # tune: 100 s / 20 s
+    assert costly.final_seconds(growth=2.0)["checkpoints"] == pytest.approx(4.0 * 7)
+
+
+def test_a_trials_record_is_read_once_for_the_reserve_and_the_final_guard(tmp_path):
+    """read_measured: no folder, an unreadable record or a record whose ``store`` is not a
+    mapping gives no error; the features count as kept without a store, and with one only
+    while it keeps every key the trial recorded."""
+    keeps = SimpleNamespace(resident=lambda keys: keys == ["k"])
+    assert read_measured(None, 10, keeps) == (None, False)
+    assert read_measured(None, 10, None) == (None, True)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text("[1, 2]")
+    assert read_measured(run, 10, keeps) == (None, False)
+    metrics = trial_metrics() | {"store": "not a mapping"}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    measured, kept = read_measured(run, 120, keeps)
+    assert measured == MeasuredTrial.from_metrics(metrics, 120) and not kept
+    (run / "metrics.json").write_text(json.dumps(metrics | {"store": {"keys": ["k"]}}))
+    assert read_measured(run, 120, keeps)[1] and read_measured(run, 120, None)[1]
+    (run / "metrics.json").write_text(json.dumps(metrics | {"store": {"keys": ["k", "j"]}}))
+    assert not read_measured(run, 120, keeps)[1]
 
 
 def test_without_phases_or_wall_seconds_nothing_is_measured():
@@ -99,3 +137,24 @@ def test_the_reserve_is_the_measured_final_training_not_the_trials_seconds(tmp_p
     assert oracle.reserve > old + 1.2 * 25.0
     oracle.deadline = time.time() + oracle.reserve + 50.0  # a trial of ~190 s does not fit
     assert oracle.create_trial("tuner0").status == "STOPPED"
+
+
+def test_without_a_shared_store_the_reserve_still_counts_the_evaluation(tmp_path):
+    """shared_cache=False: no feature store, but the search's splits (``oracle.splits``, a
+    callable as tune() sets it) still give the validation and test images to evaluate."""
+    oracle, _ = oracle_for(tmp_path, "random")
+    oracle.splits = lambda: SimpleNamespace(val=[0] * 120, test=[0] * 120)
+    oracle.tuning_dir = tmp_path
+    metrics = trial_metrics()
+    trial = oracle.create_trial("tuner0")
+    folder = trial_dir(tmp_path, trial.trial_id) / "run"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5,
+                                         "seconds": metrics["seconds_total"]})
+    trial.status = "COMPLETED"
+    oracle.end_trial(trial)
+    oracle.keep_for_final(1.2, 1.0)
+    final = MeasuredTrial.from_metrics(metrics, 120).final_seconds(eval_images=240)
+    assert final["evaluation"] > 0
+    assert oracle.reserve == pytest.approx(1.2 * final["total"])

@@ -143,3 +143,31 @@ def test_train_plus_val_reuses_the_tuning_images_batches_exactly(splits, tmp_pat
     # a view the earlier run did not compute is computed whole
     third = store.frozen_features(dataclasses.replace(request(merged, 3)))
     assert len(third.views) == 3 and store.extractions == before + 3
+
+
+def test_the_timed_checkpoint_is_written_as_the_trainers_on_a_best_epoch(splits, tmp_path,
+                                                                          monkeypatch):
+    """On cached features Keras compiles the suffix, not the whole model: the checkpoint timed
+    for the final training's cost holds that optimizer's slots and a copy of the best weights,
+    as the trainer's does after an improving epoch (train/_runner.py), not the weights alone."""
+    from autotransfer.train.checkpoint import CheckpointManager
+
+    saved = []
+    original = CheckpointManager.save
+
+    def spy(self, name, model, state, *, optimizer=None, best_model_weights=None,
+            keep_best=False):
+        saved.append((optimizer, best_model_weights, len(model.get_weights())))
+        return original(self, name, model, state, optimizer=optimizer,
+                        best_model_weights=best_model_weights, keep_best=keep_best)
+
+    monkeypatch.setattr(CheckpointManager, "save", spy)
+    recipe = tiny_recipe(phases=[{"name": "head", "epochs": 2, "trainable_from": 5,
+                                  "learning_rate": 0.05}])
+    trial = run_trial(recipe, ActivationStore(splits), tmp_path / "trial")
+    assert trial.phases[0].features.used  # trained on cached features: a suffix compiled
+    [(optimizer, best, n_weights)] = saved
+    assert optimizer is not None and optimizer.built and len(optimizer.variables) > 1
+    assert best is not None and len(best) == n_weights
+    assert trial.metrics["checkpoint_seconds"] > 0
+    assert not (tmp_path / "trial" / "checkpoint_timing").exists()
