@@ -63,13 +63,19 @@ def test_a_training_step_is_timed_inside_fit_with_its_input_pipeline(trainable_f
     assert ("cached activations" if cached else "augmented images") in timing.describe()
 
 
-def test_measured_once_then_cached_with_the_probe(dataset, tmp_path, monkeypatch):
+@pytest.fixture
+def probed(dataset, tmp_path):
+    """A probe report of the tiny backbone (no step timed yet), its profile and a timing setting."""
     cache = FeatureCache(tmp_path / "cache")
     report = probe_dataset(dataset, ["test_tiny"], weights=None, per_class=6, cache=cache,
                            measure_orientation_with="none")
-    profile = profile_dataset(dataset)
     setting = dict(input_size=32, trainable_from=2, batch_size=4, bn_frozen=True, mixes=False,
                    per_class=6, cache=cache, augmentation=Augmentation())
+    return report, profile_dataset(dataset), setting
+
+
+def test_measured_once_then_cached_with_the_probe(probed, monkeypatch):
+    report, profile, setting = probed
     first = measure_step(report, profile, "test_tiny", **setting).get("test_tiny").step
     assert first.seconds > 0 and first.trainable_from == 2 and first.step_ms > 0
     assert first.fit_timed and first.overhead_s is not None and first.cached
@@ -87,15 +93,10 @@ def test_measured_once_then_cached_with_the_probe(dataset, tmp_path, monkeypatch
                      **{**setting, "augmentation": Augmentation(rotate90=True)})
 
 
-def test_a_reports_timing_is_reused_only_for_the_same_setting(dataset, tmp_path, monkeypatch):
+def test_a_reports_timing_is_reused_only_for_the_same_setting(probed, monkeypatch):
     """measure_step on a report that already holds a timing: the same setting returns it as it
     is; another BN policy, mixing or augmentation (not only another depth) is timed again."""
-    cache = FeatureCache(tmp_path / "cache")
-    report = probe_dataset(dataset, ["test_tiny"], weights=None, per_class=6, cache=cache,
-                           measure_orientation_with="none")
-    profile = profile_dataset(dataset)
-    setting = dict(input_size=32, trainable_from=2, batch_size=4, bn_frozen=True, mixes=False,
-                   per_class=6, cache=cache, augmentation=Augmentation())
+    report, profile, setting = probed
     timed = measure_step(report, profile, "test_tiny", **setting)
     assert "bn_frozen=True" in timed.get("test_tiny").step.setting
     monkeypatch.setattr(step_time, "time_training_step",
