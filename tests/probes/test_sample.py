@@ -73,6 +73,8 @@ def test_ctrl_c_while_decoding_the_sample_ends_the_process_at_once(tmp_path):
     script = tmp_path / "interrupted.py"
     script.write_text(
         "import os, signal, threading, time\n"
+        # Python's own Ctrl-C handler, whatever disposition the test process passed on
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from types import SimpleNamespace\n"
         "import numpy as np\n"
         "import autotransfer.data.images as images\n"
