@@ -227,9 +227,8 @@ def auto(
         # the search ends wrap_up_s before the budget (PLAN01): the final step's evaluation,
         # analysis, gap measurement and report come after the final training's reserve
         searching = None if remaining is None else max(1.0, remaining - shares.wrap_up_s)
-        step(3, f"Tuning for {format_duration(searching)}, keeping {factor:.2f} × the longest "
-                "trial's training for the final training (the frozen features it reuses left "
-                "out)")
+        step(3, f"Tuning for {format_duration(searching)}, keeping room for the final training: "
+                "its cost as the costliest trial measured it, with PLAN01's margin")
         tuning = tune(splits, recipe, partial / TUNING, trials=trials, time_budget=searching,
                       algorithm=algorithm, reserve_factor=factor, seed=None,
                       reserve_growth=plan.final_growth(mode, n_train, n_val),
