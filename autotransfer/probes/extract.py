@@ -192,12 +192,15 @@ def extract(plan: ExtractionPlan, images: np.ndarray | Callable[[], np.ndarray],
 
 def extract_with_views(plan: ExtractionPlan, images: np.ndarray | Callable[[], np.ndarray],
                        subset: Sequence[int] | None, batch_size: int = 32,
-                       bn_images: int = BN_IMAGES
+                       bn_images: int = BN_IMAGES, free_memory: bool = True
                        ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
     """:func:`extract`, and with ``subset`` (indices of ``images``) :func:`extract_views`' arrays
     of those images from the same model: one model built and loaded instead of two, and the
     unrotated views' features are the extraction's own (the model's pooled features, as
-    :func:`extract_views`' backbone without classifier computes them)."""
+    :func:`extract_views`' backbone without classifier computes them).
+
+    Keras' session is cleared at the end; with ``free_memory=False`` without its garbage
+    collection (a caller extracting several backbones collects once, after the last)."""
     import keras
 
     model, bn_layers, group_of = _probe_model(plan)
@@ -224,7 +227,7 @@ def extract_with_views(plan: ExtractionPlan, images: np.ndarray | Callable[[], n
     if subset is not None:  # the same traced function, without BN statistics (k = 0)
         views = _views_of(forward, images[np.asarray(subset, dtype=int)],
                           result["features"][np.asarray(subset, dtype=int)], batch_size)
-    keras.backend.clear_session(free_memory=True)
+    keras.backend.clear_session(free_memory=free_memory)
     return result, views
 
 

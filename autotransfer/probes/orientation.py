@@ -53,10 +53,13 @@ def predictability(features: np.ndarray, targets: np.ndarray, groups: np.ndarray
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from autotransfer.probes.blas import one_blas_thread
+
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=1000, tol=1e-3))
     n_folds = max(2, min(folds, len(np.unique(groups))))
     cv = GroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    return float(cross_val_score(clf, features, targets, groups=groups, cv=cv).mean())
+    with one_blas_thread():
+        return float(cross_val_score(clf, features, targets, groups=groups, cv=cv).mean())
 
 
 def measure_orientation(backbone: str, features: np.ndarray, view: np.ndarray,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import time
@@ -101,7 +102,7 @@ def probe_dataset(
         if orientation is None and store:
             view_arrays = store.load(o_key)
 
-    probes = []
+    probes, extracted = [], False
     for spec in specs:
         plan, key = plans[spec.name], keys[spec.name]
         if found[spec.name] is not None:  # features and statistics cached: nothing to compute
@@ -120,7 +121,9 @@ def probe_dataset(
 
             with policy_scope("float32"):  # the key says float32: never a caller's mixed policy
                 arrays, made = extract_with_views(
-                    plan, lambda: _decoded(images, plan.input_size, say), subset if views else None)
+                    plan, lambda: _decoded(images, plan.input_size, say), subset if views else None,
+                    free_memory=False)  # one collection after the last backbone, not one each
+            extracted = True
             extract_s = time.perf_counter() - t0
             if store:
                 store.save(key, arrays)
@@ -134,6 +137,8 @@ def probe_dataset(
                          extract_s, cached, t0)
         _save_record(store, key, measured, probe)
         probes.append(probe)
+    if extracted:
+        gc.collect()  # the models' garbage (Keras' session was cleared without it)
 
     for name in adabn_for:
         i = next((i for i, p in enumerate(probes) if p.backbone == name), None)
@@ -350,7 +355,8 @@ MEASURING_MODULES = ("autotransfer.probes.probe", "autotransfer.probes.models",
                      "autotransfer.probes.transferability", "autotransfer.probes.logme",
                      "autotransfer.probes.bn_shift", "autotransfer.probes.imagenet_view",
                      "autotransfer.probes.extract",
-                     "autotransfer.probes.orientation", "autotransfer.probes.precision",
+                     "autotransfer.probes.orientation", "autotransfer.probes.blas",
+                     "autotransfer.probes.precision",
                      "autotransfer.probes.step_time", "autotransfer.probes.domain_gap",
                      "autotransfer.backbones.imagenet_labels")
 #: ... and the libraries it uses.

@@ -150,9 +150,9 @@ def _one_blas_thread() -> Any:
     threads waiting for each other made the cross-validation 3× slower on a nearly idle machine
     and 10-30× on a loaded one (docs/benchmarks/linear_head.md); the folds run in parallel
     threads instead."""
-    from threadpoolctl import threadpool_limits
+    from autotransfer.probes.blas import one_blas_thread
 
-    return threadpool_limits(limits=1)
+    return one_blas_thread(user_api=None)
 
 
 def fit_linear_head(views: Sequence[np.ndarray], labels: np.ndarray, n_classes: int, *,
