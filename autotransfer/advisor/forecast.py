@@ -10,8 +10,11 @@ forecast adds the gain to the linear probe's forecast at that size when the mode
 
 The coefficients are data (``recipes/forecast.yaml``, read with ``yaml.safe_load``), fitted by
 ``tools/bench_advice.py --part forecast`` on the study's datasets (every backbone's cell) and
-judged leave one dataset out; the interval's half-width is the 90th percentile of the cells'
-leave-one-dataset-out errors, so on new data it is an estimate, which a run's report compares
+judged leave one dataset out, every choice among models nested inside (made on the other
+datasets only). The linear probe's interval half-width is the 90th percentile of the cells'
+nested leave-one-dataset-out errors; the advised recipe's is the largest of its nested errors
+(``advised_half_width``; a new dataset's error stays below the largest of n exchangeable ones
+with probability n / (n + 1)). On new data each is an estimate, which a run's report compares
 with what it measured (:func:`versus_measured`). The gain of fine-tuning is fitted on the study's
 datasets where the advice fine-tunes (advised − linear probe on the same split): their mean, a
 slope on the probe's linear CV accuracy, or a share of the probe's headroom (``headroom_cv`` =
@@ -71,6 +74,11 @@ class ForecastModel(_Model):
     advised_base: Literal["whole", "fit"] = Field(
         default="whole", description="The linear-probe forecast the gain is added to: for the "
         "whole training split, or at the advised recipe's own training size (n_fit).")
+    advised_half_width: float | None = Field(
+        default=None, ge=0.0, description="Points either side of the advised recipe's forecast: "
+        "the largest of its nested leave-one-dataset-out errors (each dataset forecast by the "
+        "model chosen and fitted without it). None: the linear probe's and the gain's half-widths "
+        "added.")
 
 
 class ProbeFigures(_Model):
@@ -149,7 +157,8 @@ def forecast(model: ForecastModel, figures: ProbeFigures, *, fine_tunes: bool = 
         base = (linear_probe_at_fit(model.linear_probe, figures) if model.advised_base == "fit"
                 else lp)
         advised = min(1.0, max(0.0, base + gain / 100))
-        h = half + model.gain.half_width / 100
+        h = (model.advised_half_width / 100 if model.advised_half_width is not None
+             else half + model.gain.half_width / 100)
         interval = (max(0.0, advised - h), min(1.0, advised + h))
     return Forecast(linear_probe=lp, linear_probe_interval=(max(0.0, lp - half), min(1.0, lp + half)),
                     advised=advised, advised_interval=interval, gain_points=gain,

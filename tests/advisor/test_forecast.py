@@ -58,6 +58,16 @@ def test_the_gain_adds_points_and_widens_the_interval():
     assert forecast(model(gain), figures(0.8), fine_tunes=False).advised is None
 
 
+def test_the_advised_interval_is_its_own_nested_half_width_when_the_file_states_one():
+    gain = LinearModel(intercept=3.0, weights=dict.fromkeys(FEATURES, 0.0), half_width=1.0)
+    f = forecast(model(gain).model_copy(update={"advised_half_width": 5.0}), figures(0.8))
+    assert f.advised == pytest.approx(0.83)
+    assert f.advised_interval == pytest.approx((0.78, 0.88))  # not 2 + 1 points
+    assert f.linear_probe_interval == pytest.approx((0.78, 0.82))
+    with pytest.raises(ValueError):
+        model(gain).model_validate({**model(gain).model_dump(), "advised_half_width": -1.0})
+
+
 def test_fit_linear_recovers_noiseless_coefficients():
     rows = [{"u": u, "v": v} for u in range(4) for v in (0.0, 1.0, 3.0)]
     y = [1.0 + 2.0 * r["u"] - 0.5 * r["v"] for r in rows]
