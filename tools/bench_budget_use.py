@@ -21,8 +21,9 @@ out of it, early stopping as advised) and is tested on its ``val``/``test`` fold
 selects on; same splits and seeds for every variant (``--max-train``: a seeded,
 class-proportional sample of the training folder, the same for every variant). Records test accuracy (with its 95% Wilson
 interval, and each test image right or wrong, for a paired exact McNemar test between variants),
-training seconds, the deepest phase's epochs and median seconds per epoch, and the load average
-before and after each run.
+training seconds, the deepest phase's epochs and median seconds per epoch, each phase's restored
+epoch (rule ES01), and the load average before and after each run; the table ends with each kind
+pooled over the datasets against the advised recipe (summed discordant images, exact McNemar).
 
 Resumable per variant: results are saved after each variant to ``<out>.json`` (and rendered to
 ``<out>.md``); a rerun reuses the dataset's saved advised recipe (so it trains the same recipe
@@ -155,6 +156,10 @@ def measure(splits: Any, recipe: Any, advised: Any, out: Path) -> dict[str, Any]
            "phases": [(p.name, p.epochs, p.trainable_from) for p in recipe.phases],
            "phase_seconds": [(p["name"], round(float(p.get("seconds") or 0.0), 1))
                              for p in m.get("phases", [])],
+           "val_accuracy": m["val"]["accuracy"],
+           # each phase's restored epoch (1-based; ES01's tie-break), epochs run, best value
+           "restored": [(p.name, None if p.best_epoch is None else p.best_epoch + 1,
+                         p.epochs_run, p.best_value) for p in run.phases],
            "deepest_epochs_run": deepest["epochs_run"] if deepest else 0,
            "deepest_epoch_s": statistics.median(deepest["epoch_seconds"][1:] or
                                                 deepest["epoch_seconds"]) if deepest else None,
@@ -272,10 +277,10 @@ def markdown(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
         lines += [f"## {r['dataset']} ({r['n_train']} train, {r['n_val']} validation, "
                   f"{r['n_test']} test{cap})", "",
                   "| variant | phases (name epochs×from group) | input | test accuracy (95%) | "
-                  "training time | deepest phase: epochs run, s/epoch | points per extra "
-                  "minute | paired vs advised | paired vs nearest-time longer | epoch estimate "
-                  "(COST01) | load before → after |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "training time | deepest phase: epochs run, s/epoch | restored epoch "
+                  "(ES01) | points per extra minute | paired vs advised | paired vs "
+                  "nearest-time longer | epoch estimate (COST01) | load before → after |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for v, row in rows.items():
             lo, hi = wilson(row["test_accuracy"], row["n_test"])
             ep = row["deepest_epoch_s"]
@@ -286,13 +291,58 @@ def markdown(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
                 f"| {v} | {', '.join(f'{n} {e}×{t}' for n, e, t in row['phases'])} | "
                 f"{row['input_size']} | {row['test_accuracy']:.4f} ({lo:.3f}–{hi:.3f}) | "
                 f"{row['seconds']:.0f} s | {row['deepest_epochs_run']}, "
-                f"{'–' if ep is None else f'{ep:.1f}'} | {rate} | "
+                f"{'–' if ep is None else f'{ep:.1f}'} | {_restored(row)} | {rate} | "
                 f"{_versus(rows, v, 'advised')} | "
                 f"{_versus(rows, v, _nearest_longer(rows, v))} | "
                 f"{_estimate(row.get('epoch_time'))} | {row['load_before']} → "
                 f"{row['load_after']} |")
         lines.append("")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + pooled(results)) + "\n"
+
+
+def _restored(row: dict[str, Any]) -> str:
+    """The deepest phase's restored epoch of those run (``9 of 13``), or – (older rows)."""
+    phases = [p for p in row.get("restored", []) if p[1] is not None]
+    if not phases:
+        return "–"
+    name, best, run, _ = phases[-1]
+    return f"{best} of {run}"
+
+
+def kind_of(v: str) -> str:
+    """The variant's kind: ``longer-18`` → ``longer``."""
+    return v.partition("-")[0]
+
+
+def pooled(results: list[dict[str, Any]]) -> list[str]:
+    """Each kind against the advised recipe, pooled over the datasets (one variant of a kind per
+    dataset, the first measured): the summed discordant test images (exact McNemar on the sums), the datasets where it gained / lost, seconds."""
+    by_kind: dict[str, list[tuple[str, tuple[int, int, float], float]]] = {}
+    for r in results:
+        rows, base = r["variants"], r["variants"].get("advised")
+        for v, row in rows.items():
+            t = None if v == "advised" or not base else paired(
+                base.get("test_correct", ""), row.get("test_correct", ""))
+            cells = by_kind.setdefault(kind_of(v), [])
+            if t is not None and all(d != r["dataset"] for d, _, _ in cells):
+                # one variant per dataset and kind (the first measured): the same test images
+                # counted twice would pool as if independent
+                extra = row["seconds"] / base["seconds"] if base["seconds"] else float("nan")
+                cells.append((r["dataset"], t, extra))
+    by_kind = {k: cells for k, cells in by_kind.items() if cells}
+    if not by_kind:
+        return []
+    lines = ["## Pooled over the datasets (each kind against the advised recipe)", "",
+             "| kind | datasets (+ gained − lost, p; time × advised) | pooled | higher on | "
+             "lower on |", "|---|---|---|---|---|"]
+    for kind, cells in by_kind.items():
+        gained, lost = sum(t[0] for _, t, _ in cells), sum(t[1] for _, t, _ in cells)
+        p = paired("0" * gained + "1" * lost, "1" * gained + "0" * lost)
+        each = "; ".join(f"{d}: +{t[0]} −{t[1]}, p = {t[2]:.2g}; {x:.2f}×" for d, t, x in cells)
+        lines.append(f"| {kind} | {each} | +{gained} −{lost}, p = {p[2] if p else 1.0:.2g} | "
+                     f"{sum(t[0] > t[1] for _, t, _ in cells)} of {len(cells)} | "
+                     f"{sum(t[0] < t[1] for _, t, _ in cells)} of {len(cells)} |")
+    return lines + [""]
 
 
 def _estimate(t: dict[str, Any] | None) -> str:

@@ -91,3 +91,33 @@ def test_the_table_compares_each_variant_with_the_advised_and_the_nearest_longer
     deeper = next(line for line in text.splitlines() if line.startswith("| deeper-3"))
     # +50 points in 70 extra seconds; 2 images gained on the advised, 1 on longer-6
     assert "+42.86" in deeper and "+2 −0, p = 0.5" in deeper and "+1 −0, p = 1" in deeper
+
+
+def test_the_kinds_are_pooled_over_datasets_against_the_advised():
+    b = bench()
+
+    def row(correct, seconds=100.0, restored=None):
+        r = {"test_accuracy": correct.count("1") / len(correct), "n_test": len(correct),
+             "test_correct": correct, "seconds": seconds, "input_size": 128,
+             "phases": [["head", 40, 5], ["finetune", 9, 2]], "deepest_epochs_run": 9,
+             "deepest_epoch_s": 10.0, "epoch_time": None, "load_before": "1", "load_after": "1"}
+        return {**r, "restored": restored} if restored else r
+
+    results = [{"dataset": "a", "n_train": 8, "n_val": 2, "n_test": 4, "max_train": None,
+                "variants": {"advised": row("1000"),
+                             "longer-18": row("1110", 150.0,
+                                              [["head", 31, 40, 0.9], ["finetune", 13, 16, 0.9]])}},
+               {"dataset": "b", "n_train": 8, "n_val": 2, "n_test": 4, "max_train": None,
+                "variants": {"advised": row("1100"), "longer-18": row("1001", 200.0),
+                             "deeper-9": row("1100"),
+                             # a second variant of a kind on the same images is not pooled again
+                             "longer-24": row("1011", 250.0)}}]
+    text = b.markdown(results, {"cpus": 2, "started": "t", "affinity": [0]})
+    assert b.kind_of("longer-18") == "longer" and b.kind_of("advised") == "advised"
+    longer = next(line for line in text.splitlines() if line.startswith("| longer |"))
+    # a: +2 −0 in 1.5×; b: +1 −1 in 2×; pooled +3 −1 (p = 0.625); higher on 1 of 2, lower on 0
+    assert "a: +2 −0, p = 0.5; 1.50×" in longer and "b: +1 −1, p = 1; 2.00×" in longer
+    assert "| +3 −1, p = 0.62 | 1 of 2 | 0 of 2 |" in longer
+    deeper = next(line for line in text.splitlines() if line.startswith("| deeper |"))
+    assert "| +0 −0, p = 1 | 0 of 1 | 0 of 1 |" in deeper
+    assert "| 13 of 16 |" in text  # the deepest phase's restored epoch, where recorded
