@@ -143,7 +143,18 @@ def one_phase(recipe: Any, trainable_from: int, epochs: int) -> Any:
     return Recipe.model_validate(d)
 
 
-def run_dataset(name: str, depths: list[str], epochs: int, work: Path) -> dict[str, Any]:
+def capped(splits: Any, cap: int | None, parts: tuple[str, ...] = ("train", "val")) -> Any:
+    """``splits`` with at most ``cap`` training images, every k-th of the (shuffled) split, and
+    the other ``parts`` in the same proportion (classes stay in about their proportions; a
+    class with fewer than k images may drop out)."""
+    if not cap or len(splits.train) <= cap:
+        return splits
+    k = -(-len(splits.train) // cap)
+    return splits.model_copy(update={p: getattr(splits, p)[::k] for p in parts})
+
+
+def run_dataset(name: str, depths: list[str], epochs: int, work: Path,
+                cap: int | None = None) -> dict[str, Any]:
     import keras
 
     from autotransfer import budget as budget_floor
@@ -159,8 +170,8 @@ def run_dataset(name: str, depths: list[str], epochs: int, work: Path) -> dict[s
     advisor = Advisor(backbones=["mobilenet_v2"], preset="quick", verbose=0)
     advice = advisor.fit(profile).advice_
     recipe = advice.recipe
-    splits = make_splits(profile, val_fraction=recipe.data.val_fraction, seed=recipe.seed,
-                         exclude_leaks=recipe.data.exclude_leaks)
+    splits = capped(make_splits(profile, val_fraction=recipe.data.val_fraction, seed=recipe.seed,
+                                exclude_leaks=recipe.data.exclude_leaks), cap)
     n_fit, n_eval = len(splits.train), len(splits.val)
     facts = advice.facts
     tuned = [p.trainable_from for p in recipe.phases if p.trainable_from < 5]
@@ -280,7 +291,46 @@ def markdown(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
             lines.append(f"| {r['dataset']} | {depth} | {b['batches_s']:.2f} / {fit_est:.2f} s | "
                          f"{b['val_s']:.2f} / {val_est:.2f} s | {rest:.2f} / "
                          f"{row.get('overhead_s') or 1.0:.2f} s |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + [""] + leave_one_out_lines(results)) + "\n"
+
+
+def leave_one_out(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each dataset, the factor fitted on the *other* datasets' fine-tuning rows (the median
+    measured / estimate, :func:`autotransfer.advisor.cost.calibration`) and each of its rows'
+    ratio before and after it: how a constant fitted on these datasets would do on one it
+    never saw."""
+    from autotransfer.advisor.cost import calibration
+
+    pairs = {r["dataset"]: [(depth, row["estimate_s"], row["measured_s"])
+                            for depth, row in r["rows"].items()
+                            if "step_ms" in row and row.get("estimate_s") and row.get("measured_s")]
+             for r in results}
+    out = []
+    for name, rows in pairs.items():
+        others = [(e, m) for n, got in pairs.items() if n != name for _, e, m in got]
+        if not others:
+            continue
+        factor = calibration(others)
+        for depth, e, m in rows:
+            out.append({"dataset": name, "depth": depth, "factor": round(factor, 3),
+                        "ratio": round(m / e, 3), "calibrated": round(m / (e * factor), 3)})
+    return out
+
+
+def leave_one_out_lines(results: list[dict[str, Any]]) -> list[str]:
+    rows = leave_one_out(results)
+    if not rows:
+        return []
+    inside = sum(0.83 <= r["ratio"] <= 1.2 for r in rows)
+    after = sum(0.83 <= r["calibrated"] <= 1.2 for r in rows)
+    return ["Leave one dataset out: a factor fitted on the other datasets' rows (the median "
+            "measured / estimate), judged on the held-out dataset's rows.", "",
+            "| held-out dataset | depth | factor (others) | ratio | ratio × 1/factor |",
+            "|---|---|---|---|---|",
+            *[f"| {r['dataset']} | {r['depth']} | {r['factor']:.2f} | {r['ratio']:.2f} | "
+              f"{r['calibrated']:.2f} |" for r in rows], "",
+            f"Within ±20 % (0.83–1.20): {inside} of {len(rows)} rows as estimated, {after} of "
+            f"{len(rows)} with the held-out factor."]
 
 
 def main() -> None:
@@ -290,15 +340,18 @@ def main() -> None:
                                  "chest_xray_224"])
     parser.add_argument("--depths", nargs="+", default=list(DEPTHS), choices=DEPTHS)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--cap", type=int, default=None,
+                        help="at most this many training images (every k-th; validation alike)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "cost_model_runs")
     args = parser.parse_args()
 
     use_shared_weights()
     env = {"cpus": len(os.sched_getaffinity(0)), "platform": platform.platform(), "load": _load(),
-           "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "epochs": args.epochs}
+           "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "epochs": args.epochs,
+           "cap": args.cap}
     work = Path(tempfile.mkdtemp(prefix="bench-cost-"))
     run_datasets(args.datasets,
-                 lambda name: run_dataset(name, args.depths, args.epochs, work),
+                 lambda name: run_dataset(name, args.depths, args.epochs, work, args.cap),
                  args.out, env, markdown, work)
 
 

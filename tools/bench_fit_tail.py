@@ -3,7 +3,8 @@
 
 The trainer runs one Keras ``fit`` per epoch (``autotransfer/train/executor.py``); each ``fit``
 destroys its iterators as it returns, and a tf.data iterator's destructor waits for its
-autotuning thread. Before ``autotransfer.train.data.AUTOTUNE_THREAD`` was turned off, that wait
+autotuning thread. Before the trainer's inputs turned it off (``TrainingInputs``'
+``autotune_thread``, ``False`` unless a caller such as this benchmark asks), that wait
 was the "tail" of each epoch: 0.3–12 s after the last callback (docs/benchmarks/fit_tail.md).
 
 For each dataset (mobilenet_v2 with ImageNet weights from ../shared/weights; the dataset's
@@ -153,7 +154,6 @@ def one_run(recipe: Any, inputs: Any, spy: Any, logs: Path,
 
 
 def run_dataset(name: str, epochs: int, work: Path) -> dict[str, Any]:
-    import autotransfer.train.data as train_data
     from autotransfer.data.profile import profile_dataset
     from autotransfer.data.splits import make_splits
     from autotransfer.train.data import TrainingInputs
@@ -172,11 +172,10 @@ def run_dataset(name: str, epochs: int, work: Path) -> dict[str, Any]:
                 pass
         runs = {}
         for variant, thread in (("before", True), ("after", False)):
-            train_data.AUTOTUNE_THREAD = thread
+            inputs.autotune_thread = thread  # the same decoded images, the one switch
             runs[variant] = one_run(recipe, inputs, spy, work / name / depth / variant)
             print(f"{name} {depth} {variant}: " + json.dumps(
                 {k: v for k, v in runs[variant].items() if k != "history"}), flush=True)
-        train_data.AUTOTUNE_THREAD = False
         b, a = runs["before"]["history"], runs["after"]["history"]
         diff = max((abs(x - y) for k in b for x, y in zip(b[k], a.get(k, []))), default=None)
         out["rows"].append({"depth": depth, "trainable_from": start, "input_size": size,
@@ -190,7 +189,6 @@ def alternating(name: str, epochs: int, work: Path) -> dict[str, Any]:
     even ones (after the first, which traces) with it — both under the same load."""
     import keras
 
-    import autotransfer.train.data as train_data
     from autotransfer.data.profile import profile_dataset
     from autotransfer.data.splits import make_splits
     from autotransfer.train.data import TrainingInputs
@@ -203,17 +201,14 @@ def alternating(name: str, epochs: int, work: Path) -> dict[str, Any]:
     for split in ("train", "val"):  # decode once, before the run
         for _ in inputs.eval_set(split, 64):
             pass
+    inputs.autotune_thread = True  # the first epoch's (it traces, and is left out)
 
     class Toggle(keras.callbacks.Callback):  # the next epoch's dataset: the other variant
         def on_train_end(self, logs: Any = None) -> None:
-            train_data.AUTOTUNE_THREAD = not train_data.AUTOTUNE_THREAD
+            inputs.autotune_thread = not inputs.autotune_thread
 
-    train_data.AUTOTUNE_THREAD = True
-    try:
-        run = one_run(recipe_for("partial", start, size, epochs), inputs, spy,
-                      work / name / "alternating", extra=(Toggle(),))
-    finally:
-        train_data.AUTOTUNE_THREAD = False
+    run = one_run(recipe_for("partial", start, size, epochs), inputs, spy,
+                  work / name / "alternating", extra=(Toggle(),))
     variants = ["before" if e % 2 == 0 else "after" for e in range(len(run["epoch_seconds"]))]
     out: dict[str, Any] = {"dataset": name, "n_train": len(splits.train), "trainable_from": start,
                            "input_size": size, "variants": variants} | run

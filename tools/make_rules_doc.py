@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -17,12 +19,49 @@ sys.path.insert(0, str(REPO))
 from autotransfer.advisor.decisions import DECISIONS  # noqa: E402
 from autotransfer.advisor.facts import FACTS  # noqa: E402
 from autotransfer.advisor.presets import load_preset, preset_names  # noqa: E402
-from autotransfer.advisor.rules import load_rules  # noqa: E402
+from autotransfer.advisor.rules import Rule, load_rules  # noqa: E402
 
 TARGET = REPO / "docs" / "rules.md"
 #: what a rule of a kind without ``set`` decides, and when (for the table)
-KIND_SETS = {"rank": "ranking", "select": "the final model", "plan": "auto's plan / the search"}
+KIND_SETS = {"rank": "ranking", "select": "the final model"}
 KIND_WHEN = {"rank": "ranking", "select": "after training (auto)", "plan": "see *When*"}
+#: where a rule of kind *plan* applies, from its group (the advisor does not evaluate it)
+PLAN_PLACES = {"plan": "auto's plan", "search": "the search", "final": "auto's final training",
+               "training": "the trainer (train, auto's final training)",
+               "domain": "auto's adaptation to a target, or the search"}
+#: the place of a *plan* rule whose group is not in PLAN_PLACES
+PLAN_ELSEWHERE = "auto or the search"
+
+
+def place(rule: Rule) -> str:
+    """What a rule without ``set`` decides, or where it applies (the table's *sets* column)."""
+    if rule.kind == "plan":
+        return PLAN_PLACES.get(rule.group, PLAN_ELSEWHERE)
+    return KIND_SETS.get(rule.kind, "warning")
+
+
+def readers(rules: list[Rule]) -> str:
+    """Where the rules the advisor does not evaluate apply, with their ids, in the rule base's
+    order: "the final model: SEL02, ES01; …; auto's plan: PLAN01–PLAN04; …"."""
+    places: dict[str, list[str]] = {}
+    for r in rules:
+        if r.kind in ("select", "plan") and not r.set:
+            places.setdefault(place(r), []).append(r.id)
+    return "; ".join(f"{where}: {id_ranges(ids)}" for where, ids in places.items())
+
+
+def id_ranges(ids: list[str]) -> str:
+    """``PLAN01, PLAN02, PLAN03`` as ``PLAN01–PLAN03``; ids of other series apart."""
+    runs: list[list[str]] = []
+    for rule_id in ids:
+        series, number = re.fullmatch(r"(\D+)(\d+)", rule_id).groups()
+        last = runs[-1][-1] if runs else ""
+        match = re.fullmatch(r"(\D+)(\d+)", last) if last else None
+        if match and match.group(1) == series and int(match.group(2)) + 1 == int(number):
+            runs[-1].append(rule_id)
+        else:
+            runs.append([rule_id])
+    return ", ".join(r[0] if len(r) == 1 else f"{r[0]}–{r[-1]}" for r in runs)
 
 
 def render() -> str:
@@ -35,16 +74,17 @@ def render() -> str:
         "The advisor starts from a preset's decisions, ranks the probed backbones (BB01), then runs",
         "the rules below in order. Each rule reads facts measured on the data and earlier decisions;",
         "its thresholds are its parameters. The recipe records, for every field, the last rule that",
-        "set it, the values it read and its thresholds. Rules of kind *select* and *plan* are not",
-        "evaluated by the advisor: `auto` and the search read their parameters and text (auto's plan",
-        "PLAN01–PLAN04, the search TUNE01–TUNE10, the final training FINAL01–FINAL03, SEL02), and the",
-        "recipes, `tuning.json` and `summary.json` they write name them.",
+        *textwrap.wrap(
+            "set it, the values it read and its thresholds. Rules of kind *select* and *plan* are "
+            "not evaluated by the advisor: the code where they apply (the *sets* column) reads "
+            f"their parameters and text ({readers(rules)}), and the recipes, `tuning.json` and "
+            "`summary.json` it writes name them.", width=95),
         "",
         "| id | name | group | when | sets | thresholds |",
         "|---|---|---|---|---|---|",
     ]
     for r in rules:
-        sets = ", ".join(f"`{k}`" for k in r.set) or KIND_SETS.get(r.kind, "warning")
+        sets = ", ".join(f"`{k}`" for k in r.set) or place(r)
         params = ", ".join(f"{k}={v}" for k, v in r.params.items()) or "-"
         condition = KIND_WHEN.get(r.kind, f"`{r.when}`")
         lines.append(f"| {r.id} | {r.name} | {r.group} | {condition} | {sets} | {params} |")

@@ -6,7 +6,12 @@ and the gap before and after the final training.
 The candidates are :func:`autotransfer.train.adaptation.choose_weight.choose_weight`'s runs (one
 per λ of DA09's ``weights`` and λ = 0, and, when the recipe trains the head alone, the
 source-only recipe with its head fitted exactly, ``exact_head``; scored by DA09's ``criterion``),
-kept in ``adaptation_weight/`` of the run folder. The gap "before" is the advisor's (frozen
+kept in ``adaptation_weight/`` of the run folder. Without a search the search's exact linear
+head (rule DA11, :func:`autotransfer.tuning.adapting.probe_candidate`) competes by the same
+criterion: beside DA09's candidates when DA09 has no exact head of its own (the recipe
+fine-tunes, :func:`choose_in_budget`), else against the trained adapting final model
+(:func:`versus_final`); it is kept when at least as good (the cheaper model wins ties,
+:func:`~autotransfer.tuning.adapting.probe_kept`). The gap "before" is the advisor's (frozen
 backbone), and, when the source-only candidate (λ = 0) trained, that model's; the gap "after" is
 the final model's (:mod:`autotransfer.train.adaptation.trained_gap`).
 """
@@ -27,6 +32,8 @@ CHOOSE, SKIP, SEARCHED = "DA09", "DA10", "DA11"
 #: the candidates' folder inside the run folder
 FOLDER = "adaptation_weight"
 KEY = "domain_adaptation.weight"
+#: the trained adapting final model's key among the scores (rule DA11 without candidates)
+FINAL = "final"
 
 
 @dataclass
@@ -44,12 +51,17 @@ class Adaptation:
     gap: dict[str, Any] = field(default_factory=dict)
     #: DA09's chosen candidate's folder in ``adaptation_weight/`` (``weight_<λ>``, ``exact_head``)
     candidate: str | None = None
+    #: whether a search's trials were scored (DA11), not DA09's candidates
+    searched: bool = False
+    #: without a search, DA11's exact linear head against DA09's best candidate: its score,
+    #: seconds, whether it was kept and why (``None``: not a candidate, DA09's exact head was)
+    linear_probe: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "weight": self.weight, "rule": self.rule, "why": self.why,
                 "scores": self.scores, "criterion": self.criterion,
                 "seconds": round(self.seconds, 2), "gap": self.gap,
-                "candidate": self.candidate}
+                "candidate": self.candidate, "linear_probe": self.linear_probe}
 
 
 def grid() -> tuple[str, tuple[float, ...]]:
@@ -61,11 +73,15 @@ def grid() -> tuple[str, tuple[float, ...]]:
 
 def choose_in_budget(splits: Any, recipe: Recipe, target: Any, partial: Path, *,
                      seconds_left: Callable[[], float | None], sized_s: float | None,
-                     factor: float, say: Callable[[str], None]) -> tuple[Recipe, Adaptation]:
+                     factor: float, say: Callable[[str], None],
+                     store: Any = None) -> tuple[Recipe, Adaptation]:
     """``recipe`` with its λ chosen by DA09 (or kept, DA10), and the record of the choice.
 
     ``seconds_left()`` is the budget left for training (``None``: no budget), ``sized_s`` the
     time one training of ``recipe`` was sized to, ``factor`` the final training's over one run's.
+    When DA09's own exact head is no candidate (the recipe fine-tunes), the search's exact linear
+    head is scored too and kept when at least as good (DA11, :func:`_versus_probe`; ``store``:
+    the run's :class:`~autotransfer.tuning.activations.ActivationStore`, its frozen features).
     """
     from autotransfer.train.adaptation.choose_weight import choose_weight, exact_head_fits
 
@@ -107,10 +123,142 @@ def choose_in_budget(splits: Any, recipe: Recipe, target: Any, partial: Path, *,
     record.method = choice.recipe.domain_adaptation.method
     record.why = choice.recipe.reasons[KEY].text
     record.scores = {k: round(v, 5) for k, v in choice.named_scores.items()}
-    record.seconds = time.time() - started
     say((f"the exact head, source-only ({CHOOSE}): " if choice.exact_head
          else f"λ = {choice.weight:g} ({CHOOSE}): ") + record.why)
-    return choice.recipe, record
+    chosen = choice.recipe
+    if not exact:  # rule DA11: the search's exact linear head, the candidate DA09's is not
+        left = seconds_left()
+        chosen = _versus_probe(choice, recipe, record, target, folder, store=store, say=say,
+                               deadline=None if left is None
+                               else time.time() + left - factor * run_s)
+    record.seconds = time.time() - started
+    return chosen, record
+
+
+def _versus_probe(choice: Any, recipe: Recipe, record: Adaptation, target: Any, folder: Path,
+                  *, store: Any, deadline: float | None, say: Callable[[str], None]) -> Recipe:
+    """Rule DA11 without a search: ``recipe``'s exact linear head (:func:`_scored_head`, on
+    DA09's candidates' splits, its files in ``folder/search/trial_probe``) against DA09's best
+    candidate ``choice``, by DA09's criterion (:func:`_meet`). By ``deadline`` (the final
+    training's room kept) or not at all: a head not scored leaves DA09's choice. The recipe
+    the final training trains."""
+    from autotransfer.data.splits import DataSplits
+
+    name = choice.criterion
+    splits = DataSplits.load(choice.chosen_run / "splits.json")  # the candidates' images
+    model, probe = _scored_head(recipe, splits, target, folder, name, store=store,
+                                deadline=deadline, say=say)
+    if probe.score is None:  # failed, or no time left: DA09's choice stands
+        record.linear_probe = _head_info(probe, f"not scored: {probe.message}")
+        return choice.recipe
+    rival, best = max(choice.named_scores.items(), key=lambda kv: kv[1])
+    evidence = {f"{name}@{k}": round(v, 5) for k, v in choice.named_scores.items()}
+    head = _meet(record, model, probe, best, f"DA09's best candidate ({_named('λ ', rival)}: "
+                 f"{best:.4f})", rival, evidence, say)
+    return choice.recipe if head is None else head
+
+
+def versus_final(record: Adaptation, final: Any, model_dir: Path, splits: Any, target: Any,
+                 partial: Path, *, store: Any, deadline: float | None,
+                 say: Callable[[str], None]) -> Recipe | None:
+    """Rule DA11 without a search or DA09's candidates (DA10 kept λ, or a method without a
+    loss): the final training ``final``'s exact linear head (:func:`_scored_head`, files in
+    ``adaptation_weight/search/trial_probe``) against the trained adapting model in
+    ``model_dir``, both scored by DA09's criterion on the target (:func:`_meet`); the head's
+    recipe when it is kept, else ``None``. Compared only when the final model trained on
+    ``splits``' training images alone (the criterion weighs the source validation loss);
+    ``record`` says what was done and why."""
+    from autotransfer.tuning.adapting import criterion
+    from autotransfer.tuning.hypermodel import run_score
+
+    recipe = final.recipe
+    if record.rule in (CHOOSE, SEARCHED) or record.linear_probe is not None \
+            or not recipe.domain_adaptation.needs_target:
+        return None  # DA09's candidates or the search had it, or the final model adapts not
+    keys = {"class_names", "train", "val"}
+    if final.splits.model_dump(include=keys) != splits.model_dump(include=keys):
+        record.linear_probe = _head_info(None, "not compared: the final model trained on the "
+                                         "validation images the criterion weighs (PLAN04)")
+        return None
+    name = record.criterion = record.criterion or criterion()
+    model, probe = _scored_head(recipe, splits, target, partial / FOLDER, name, store=store,
+                                deadline=deadline, say=say)
+    if probe.score is None:
+        record.linear_probe = _head_info(probe, f"not scored: {probe.message}")
+        return None
+    left = None if deadline is None else deadline - time.time()
+    if left is not None and probe.seconds is not None and left < probe.seconds:
+        record.linear_probe = _head_info(
+            probe, f"not compared: training it again as the final model (about "
+                   f"{probe.seconds:.0f} s, as its scoring took) would run past the budget "
+                   f"({max(left, 0.0):.0f} s left)")
+        return None
+    trained = run_score(model_dir, model.target, recipe, name)
+    record.scores[FINAL] = round(trained, 5)
+    return _meet(record, model, probe, trained, f"the adapting final model ({trained:.4f})",
+                 FINAL, {f"{name}@{FINAL}": round(trained, 5)}, say)
+
+
+def _scored_head(recipe: Recipe, splits: Any, target: Any, folder: Path, name: str, *,
+                 store: Any, deadline: float | None, say: Callable[[str], None]
+                 ) -> tuple[Any, Any]:
+    """The search's exact linear head of ``recipe`` (the backbone frozen, the head fitted by
+    L-BFGS, no adaptation), trained on ``splits`` and scored by ``name`` on the target as a
+    search scores it (:func:`~autotransfer.tuning.adapting.probe_candidate`, rule DA11): the
+    hypermodel it ran in and its :class:`~autotransfer.tuning.results.TrialRecord`."""
+    from autotransfer.data.target import resolve_target
+    from autotransfer.tuning.adapting import probe_candidate
+    from autotransfer.tuning.hypermodel import RecipeHyperModel
+
+    model = RecipeHyperModel(recipe, splits, store=store, target=resolve_target(target),
+                             criterion=name)
+    return model, probe_candidate(recipe, model, folder, deadline=deadline, say=say)
+
+
+def _head_info(probe: Any, why: str, **more: Any) -> dict[str, Any]:
+    """``Adaptation.linear_probe``: the exact linear head's score and seconds, and why."""
+    from autotransfer.tuning.adapting import PROBE_TRIAL, RULE
+
+    scored = {} if probe is None or probe.score is None else {
+        "score": probe.score, "seconds": probe.seconds, "val_accuracy": probe.val_accuracy}
+    return {"rule": RULE, "trial": PROBE_TRIAL, "kept": False, **scored, **more, "why": why}
+
+
+def _meet(record: Adaptation, model: Any, probe: Any, best: float, rival: str, key: str,
+          evidence: dict[str, Any], say: Callable[[str], None]) -> Recipe | None:
+    """Rule DA11's decision between the scored exact linear head ``probe`` and the best
+    adapting model (``rival``, scored ``best``, ``key`` among the scores): the head's recipe
+    when it scores at least as well (:func:`~autotransfer.tuning.adapting.probe_kept`: the
+    cheaper model wins ties), with DA11's reason; else ``None``. ``record`` says which, why."""
+    from autotransfer.tuning.adapting import PROBE_TRIAL, RULE, probe_kept
+    from autotransfer.tuning.trial_recipe import LINEAR_PROBE, apply
+
+    name = str(model.criterion)
+    record.scores[PROBE_TRIAL] = round(probe.score, 5)
+    if not probe_kept(probe.score, best):
+        why = (f"the exact linear head (rule {RULE}: the backbone frozen, the head fitted by "
+               f"L-BFGS, no adaptation) scored {probe.score:.4f}, below {rival} by {name}")
+        record.linear_probe = _head_info(probe, why, against=key)
+        record.why = f"{record.why}; {why}" if record.why else why
+        say(f"The adapting model is kept ({RULE}): {why}")
+        return None
+    why = (f"the exact linear head (the backbone frozen, the head fitted by L-BFGS, no "
+           f"adaptation) scores {probe.score:.4f}, at least as well as {rival}, by {name} on "
+           "the target without target labels: the cheaper model to train (an exact solve on "
+           "the frozen features, no epochs, no adaptation) is kept")
+    record.linear_probe = _head_info(probe, why, against=key) | {"kept": True}
+    head = apply(model.recipe, {LINEAR_PROBE: True}, model.space)  # the recipe that was scored
+    record.rule, record.why, record.method = RULE, why, head.domain_adaptation.method
+    record.weight = record.candidate = None  # trained in memory: the final training trains it
+    say(f"The exact linear head ({RULE}): {why}")
+    reason = Reason(rule=RULE, text=why,
+                    evidence={**evidence, f"{name}@{PROBE_TRIAL}": round(probe.score, 5)},
+                    thresholds={"criterion": name})
+    reasons = {k: v for k, v in head.reasons.items()
+               if not k.startswith(("domain_adaptation", "phases.")) and k != "head.solver"}
+    return head.model_copy(update={"reasons": {**reasons, KEY: reason, "head.solver": reason,
+                                               "domain_adaptation.method": reason,
+                                               "phases": reason}})
 
 
 def searched(recipe: Recipe, tuning: Any) -> Adaptation:
@@ -125,7 +273,8 @@ def searched(recipe: Recipe, tuning: Any) -> Adaptation:
             float(t.score), 5)
     return Adaptation(method=da.method, weight=float(da.weight) if da.has_loss else None,
                       rule=SEARCHED, why=str(tuning.selection.get("why", "")), scores=scores,
-                      criterion=tuning.objective.get("criterion"), seconds=tuning.seconds)
+                      criterion=tuning.objective.get("criterion"), seconds=tuning.seconds,
+                      searched=True)
 
 
 def reuse_decision(record: Adaptation, final: Any, partial: Path) -> tuple[Path | None, str]:
@@ -234,10 +383,18 @@ def final_objective(recipe: Recipe, target: Any, store: Any) -> Any:
 
 
 def _named(label: str, key: str) -> str:
-    """A candidate's name in the report: ``λ 0.3``, ``trial 2``, or the exact head's."""
+    """A candidate's name in the report: ``λ 0.3``, ``trial 2``, or an exact head's (DA09's,
+    or DA11's exact linear head beside DA09's candidates)."""
     from autotransfer.train.adaptation.choose_weight import EXACT
+    from autotransfer.tuning.adapting import PROBE_TRIAL, RULE
 
-    return "exact head (source-only, L-BFGS)" if key == EXACT else f"{label}{key}"
+    if key == EXACT:
+        return "exact head (source-only, L-BFGS)"
+    if key == PROBE_TRIAL and label != "trial ":
+        return f"exact linear head ({RULE}: frozen backbone, L-BFGS, no adaptation)"
+    if key == FINAL and label != "trial ":
+        return "the adapting model (trained as the final model)"
+    return f"{label}{key}"
 
 
 def _kept(recipe: Recipe, record: Adaptation, why: str, evidence: dict[str, Any],
@@ -283,11 +440,14 @@ def markdown(record: Adaptation | None) -> list[str]:
            + (f", loss weight λ = {record.weight:g}" if record.weight is not None else "")
            + (f" (rule {record.rule}: {record.why})" if record.rule else "") + ".", ""]
     if record.scores:
-        what, label = (("Trials", "trial ") if record.rule == SEARCHED else ("Candidates", "λ "))
+        what, label = ("Trials", "trial ") if record.searched else ("Candidates", "λ ")
         out += [f"{what} scored by {record.criterion} (higher is better, no target label "
                 "read): " + ", ".join(f"{_named(label, k)}: {v:.4f}"
                                       for k, v in record.scores.items())
                 + f"; {record.seconds:.0f} s.", ""]
+    probe = record.linear_probe or {}
+    if str(probe.get("why", "")).startswith("not "):  # DA11's head: failed, no time, PLAN04
+        out += [f"The exact linear head (rule {probe['rule']}) was {probe['why']}.", ""]
     table = gap_table([(BEFORE, record.gap.get("before")),
                        ("source-only trained (λ = 0)", record.gap.get("source_only")),
                        ("after (final model)", record.gap.get("after"))])

@@ -124,6 +124,21 @@ def refined_final(mode: str, refined: Recipe, tuning: TuneResult | None,
     return FinalTraining(recipe, splits, f"Final training with the {kind} recipe", note)
 
 
+def estimated_seconds(final: FinalTraining, splits: DataSplits, measured: Any,
+                      features_kept: bool = True) -> dict[str, float] | None:
+    """What ``measured`` (the best trial's
+    :class:`~autotransfer.tuning.final_cost.MeasuredTrial`) says ``final`` will take, by part,
+    before PLAN01's margin: set against the seconds it took in ``summary.json``. ``None``
+    without a measurement or when ``final`` runs other phases than the trial."""
+    if measured is None or len(final.recipe.phases) != len(measured.epochs):
+        return None
+    growth = len(final.splits.train) / max(1, len(splits.train))
+    got = measured.final_seconds([p.epochs for p in final.recipe.phases], growth=growth,
+                                 eval_images=len(final.splits.val) + len(final.splits.test),
+                                 features_kept=features_kept)
+    return {k: round(v, 1) for k, v in got.items()}
+
+
 def advised_final(recipe: Recipe, splits: DataSplits) -> FinalTraining:
     """The advised recipe trained on the training split, already compared with the probe."""
     n_train = len(splits.train)

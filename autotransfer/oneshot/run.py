@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from autotransfer._io import atomic_write_json, atomic_write_text
 from autotransfer.durations import format_duration, parse_duration
 from autotransfer.oneshot import plan
-from autotransfer.oneshot.final_plan import advised_final, probe_final, refined_final
+from autotransfer.oneshot.final_plan import (advised_final, estimated_seconds, probe_final,
+                                             refined_final)
 from autotransfer.oneshot.folder import RunFolder, read_json
 from autotransfer.oneshot.report import markdown_report, plot_trials, trials_plot_note
 from autotransfer.oneshot.result import AutoResult
@@ -257,7 +258,7 @@ def auto(
                 splits, refined, target_set, partial, sized_s=sized_s, factor=factor,
                 seconds_left=lambda: None if budget is None
                 else budget - (time.time() - started) - shares.wrap_up_s,
-                say=lambda text: say(f"[3/{len(STEPS)}] {text}"))
+                say=lambda text: say(f"[3/{len(STEPS)}] {text}"), store=store)
             recipe = refined  # the SEL02 comparison and the final training train the choice
             save_recipe(refined, partial / "recipe.adapted.yaml")
     tune_seconds = time.time() - started - advise_seconds
@@ -309,6 +310,7 @@ def auto(
             run = None
         else:
             mode = "train"
+    final_estimate = None
     if probe is not None and isinstance(choice, linear_probe.BaselineChoice) and choice.probe_kept:
         final_training = probe_final(probe, mode, splits)
     elif run is not None:
@@ -322,6 +324,7 @@ def auto(
                                        len(splits.val), store)
         final_training = refined_final(mode, refined, tuning, best_phases, splits, left,
                                        measured, kept, probe=probe)
+        final_estimate = estimated_seconds(final_training, splits, measured, kept)
     reused, unreadable = (None, "") if run is not None or adaptation is None else \
         adapt.reuse_decision(adaptation, final_training, partial)
     said = "" if adaptation is None or run is not None else adapt.reuse_note(
@@ -341,6 +344,22 @@ def auto(
                     objective=None if adaptation is None else adapt.final_objective(
                         final_training.recipe, target_set, store),
                     progress=lambda text: say(f"[4/{len(STEPS)}] {text}"))
+    if adaptation is not None and tuning is None:  # rule DA11 without a search or candidates
+        shutil.rmtree(partial / "adapted", ignore_errors=True)  # an interrupted run's
+        head = adapt.versus_final(
+            adaptation, final_training, model_dir, splits, target_set, partial, store=store,
+            deadline=None if budget is None else started + budget - shares.wrap_up_s,
+            say=lambda text: say(f"[4/{len(STEPS)}] {text}"))
+        if head is not None:  # the adapting model stays in the run folder, for comparison
+            os.replace(model_dir, partial / "adapted")
+            final_training = dataclasses.replace(
+                final_training, recipe=head, note=f"{final_training.note} The exact linear head "
+                f"(rule {adaptation.rule}) replaced the adapting model (kept in adapted/).")
+            step(4, "Training the exact linear head as the final model (rule DA11)")
+            run = train(final_training.splits, head, folder.fresh("model"),
+                        export_savedmodel=export_savedmodel, export_tflite=export_tflite,
+                        feature_source=store, target=target_set,
+                        progress=lambda text: say(f"[4/{len(STEPS)}] {text}"))
     metrics = run.metrics
     final_seconds = time.time() - started - advise_seconds - tune_seconds
     if adaptation is not None:  # the gap before and after, in the final model's features
@@ -364,7 +383,8 @@ def auto(
 
     versus = forecast_check(advice.forecast, metrics,
                             final_fine_tunes=linear_probe.fine_tunes(final_training.recipe),
-                            probe=probe, choice=choice)
+                            probe=probe, choice=choice,
+                            head=None if adaptation is None else adaptation.linear_probe)
     seconds = time.time() - started
     budget_info = {"total": budget, "advise_seconds": advise_seconds,
                    "tune_seconds": tune_seconds, "final_seconds": final_seconds,
@@ -378,6 +398,10 @@ def auto(
         plot_trials(tuning, partial / "tuning.png")
     probe_seconds = 0.0 if probe is None else probe.seconds
     budget_info["linear_probe_seconds"] = probe_seconds
+    # the final training's cost as the best trial measured it (PLAN01's reserve before its
+    # margin, tuning/final_cost.py) against what the final step took
+    budget_info["final_estimate"] = None if final_estimate is None or reused is not None else {
+        **final_estimate, "measured_s": round(final_seconds, 1)}
     used = time.time() - started  # where the time went, and whether the budget was kept
     budget_info.update(budget_floor.use(budget, [
         ("profile", profile_seconds),

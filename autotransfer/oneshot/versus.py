@@ -3,7 +3,9 @@ accuracy of a linear probe and of the advised recipe (:mod:`autotransfer.advisor
 beside the accuracy the run measured for that candidate, and on which split.
 
 The linear probe is measured where it is the final model (on the test split when there is one),
-otherwise as rule SEL02's candidate (trained on the training split, on validation); the advised
+otherwise as rule SEL02's candidate (trained on the training split, on validation) or, in a run
+that adapts to a target, as rule DA11's exact linear head that lost to the adapting model (the
+same, on validation); the advised
 recipe as the final model when that fine-tunes (the refined recipe after a search), otherwise as
 SEL02's fine-tuned candidate on validation. A candidate that was not measured says so.
 """
@@ -73,11 +75,13 @@ class ForecastCheck:
 
 
 def check(forecast: Forecast | None, metrics: dict[str, Any], *, final_fine_tunes: bool,
-          probe: ProbeRun | None, choice: BaselineChoice | str | None) -> ForecastCheck | None:
+          probe: ProbeRun | None, choice: BaselineChoice | str | None,
+          head: dict[str, Any] | None = None) -> ForecastCheck | None:
     """The forecast against the run's measures; ``None`` when the advice states no forecast.
 
     ``metrics``: the final model's; ``final_fine_tunes``: whether its recipe fine-tunes (else it is
-    the linear probe); ``probe``/``choice``: rule SEL02's linear probe and comparison, if any.
+    the linear probe); ``probe``/``choice``: rule SEL02's linear probe and comparison, if any;
+    ``head``: rule DA11's exact linear head without a search (``Adaptation.linear_probe``).
     """
     if forecast is None:
         return None
@@ -91,6 +95,9 @@ def check(forecast: Forecast | None, metrics: dict[str, Any], *, final_fine_tune
     elif probe is not None:
         lp = (probe.metrics["val"]["accuracy"], "validation",
               "rule SEL02's linear probe, trained on the training split")
+    elif head is not None and head.get("val_accuracy") is not None:
+        lp = (float(head["val_accuracy"]), "validation",
+              "rule DA11's exact linear head, trained on the training split (not kept)")
     else:
         lp = (None, None, "not trained in this run")
     advised = None

@@ -35,17 +35,14 @@ from autotransfer.train.augment import compose, make_augmenter, make_mixer
 MEMORY_CACHE_BYTES = 4 * 2**30
 
 
-#: tf.data's autotuning thread for the pipelines of :func:`finish` (``tools/bench_fit_tail.py``
-#: turns it back on to measure what it cost)
-AUTOTUNE_THREAD = False
-
-
-def finish(ds: tf.data.Dataset) -> tf.data.Dataset:
+def finish(ds: tf.data.Dataset, *, autotune_thread: bool = False) -> tf.data.Dataset:
     """``ds`` with the trainer's tf.data options: without the autotuning thread (see the
-    module's docstring), sharded by data under a distribution strategy."""
+    module's docstring; ``autotune_thread=True`` turns it back on, as
+    ``tools/bench_fit_tail.py`` does to measure what it cost), sharded by data under a
+    distribution strategy."""
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return set_autotune(ds.with_options(options), AUTOTUNE_THREAD)
+    return set_autotune(ds.with_options(options), autotune_thread)
 
 
 def epoch_seed(seed: int, phase: int, epoch: int) -> int:
@@ -66,8 +63,12 @@ class TrainingInputs:
     """The decoded train / val (/ test) sets of a run and the per-epoch pipelines built on them."""
 
     def __init__(self, splits: DataSplits, image_size: int, *, crop: bool = True,
-                 class_weighting: str = "none", cache_dir: str | Path | None = None) -> None:
+                 class_weighting: str = "none", cache_dir: str | Path | None = None,
+                 autotune_thread: bool = False) -> None:
         self.splits = splits
+        #: tf.data's autotuning thread in the pipelines built on these inputs (:func:`finish`;
+        #: off: the trainer's, see the module's docstring)
+        self.autotune_thread = autotune_thread
         self.class_names = list(splits.class_names)
         self.n_classes = len(self.class_names)
         self.image_size = image_size
@@ -98,7 +99,7 @@ class TrainingInputs:
         return ds.unbatch().apply(tf.data.experimental.assert_cardinality(len(records)))
 
     def _finish(self, ds: tf.data.Dataset) -> tf.data.Dataset:
-        return finish(ds).prefetch(tf.data.AUTOTUNE)
+        return finish(ds, autotune_thread=self.autotune_thread).prefetch(tf.data.AUTOTUNE)
 
     def _labelled(self, ds: tf.data.Dataset) -> tf.data.Dataset:
         weights = tf.constant(self.class_weight)

@@ -214,7 +214,8 @@ class PhaseExecutor:
         with self.strategy.scope():
             features = self.source.frozen_features(self._request(state, plan.views, augmentation))
         use = FeatureUse(**plan.to_dict(), build_seconds=features.build_seconds,
-                         shared=features.shared, reused_seconds=features.reused_seconds)
+                         shared=features.shared, reused_seconds=features.reused_seconds,
+                         view_seconds=features.view_seconds, val_seconds=features.val_seconds)
         return features, use
 
     def _solve(self, state: ExecState, record: PhaseRecord) -> ExecState:
@@ -270,13 +271,15 @@ class PhaseExecutor:
         self.hooks.on_compiled(state, record, model.optimizer, steps)
         best: list[np.ndarray] | None = None
         # without tf.data's autotuning thread, whatever the objective built: each fit's
-        # iterators are destroyed as it returns, which waited for that thread (train/data.py)
-        val_data = finish(training.val_data)
+        # iterators are destroyed as it returns, which waited for that thread (train/data.py;
+        # the inputs' autotune_thread, on only in tools/bench_fit_tail.py, read every epoch)
+        val_data = finish(training.val_data, autotune_thread=self.inputs.autotune_thread)
         while not record.finished:
             e = record.epochs_run
             seed = epoch_seed(recipe.seed, p, e)
             seed_epoch(self.clf.model, seed)
-            ds = finish(training.epoch_data(e, seed))
+            ds = finish(training.epoch_data(e, seed),
+                        autotune_thread=self.inputs.autotune_thread)
             g = state.global_epoch
             started = time.perf_counter()
             history = model.fit(ds, validation_data=val_data, epochs=g + 1,

@@ -140,13 +140,17 @@ class FrozenFeatures:
     the training images) and ``val``; and the datasets an epoch trains and validates on."""
 
     def __init__(self, views: Sequence[np.ndarray], val: np.ndarray, inputs: TrainingInputs, *,
-                 build_seconds: float, shared: bool = False, reused_seconds: float = 0.0) -> None:
+                 build_seconds: float, shared: bool = False, reused_seconds: float = 0.0,
+                 view_seconds: Sequence[float] = (), val_seconds: float = 0.0) -> None:
         self.views = list(views)
         self.val = val
         self.inputs = inputs
         self.build_seconds = build_seconds
         self.shared = shared
         self.reused_seconds = reused_seconds
+        #: seconds of each view's pass and of the validation pass, when they were computed
+        self.view_seconds = tuple(float(s) for s in view_seconds)
+        self.val_seconds = float(val_seconds)
 
     def view_of_epoch(self, epoch: int) -> int:
         return epoch % len(self.views)
@@ -163,11 +167,13 @@ class FrozenFeatures:
         ds = tf.data.Dataset.from_tensor_slices(
             (self.views[self.view_of_epoch(epoch)], onehot, weights))
         ds = ds.shuffle(max(1, inputs.n_train), seed=seed, reshuffle_each_iteration=False)
-        return finish(ds.batch(batch_size)).prefetch(tf.data.AUTOTUNE)
+        return finish(ds.batch(batch_size),
+                      autotune_thread=inputs.autotune_thread).prefetch(tf.data.AUTOTUNE)
 
     def val_set(self, batch_size: int) -> tf.data.Dataset:
         onehot = np.eye(self.inputs.n_classes, dtype=np.float32)[self.inputs.val_labels]
-        return finish(tf.data.Dataset.from_tensor_slices((self.val, onehot)).batch(batch_size))
+        return finish(tf.data.Dataset.from_tensor_slices((self.val, onehot)).batch(batch_size),
+                      autotune_thread=self.inputs.autotune_thread)
 
 
 class FeatureSource(Protocol):
@@ -185,11 +191,16 @@ def compute_features(request: FeatureRequest, callbacks: Sequence[Any] = ()) -> 
     seeing each pass."""
     started = time.perf_counter()
     prefix = request.prefix()
-    views = [predict_features(prefix, request.view_data(v), request.verbose, callbacks)
-             for v in range(request.views)]
+    views, seconds = [], []
+    for v in range(request.views):
+        t = time.perf_counter()
+        views.append(predict_features(prefix, request.view_data(v), request.verbose, callbacks))
+        seconds.append(time.perf_counter() - t)
+    t = time.perf_counter()
     val = predict_features(prefix, request.val_data(), request.verbose, callbacks)
     return FrozenFeatures(views, val, request.inputs,
-                          build_seconds=time.perf_counter() - started)
+                          build_seconds=time.perf_counter() - started, view_seconds=seconds,
+                          val_seconds=time.perf_counter() - t)
 
 
 class FreshFeatures:
@@ -215,5 +226,6 @@ class FeatureCache(FrozenFeatures):
         request = FeatureRequest(clf, trainable_from, plan.views, inputs, aug, seed, phase,
                                  batch_size, verbose=verbose)
         done = compute_features(request)
-        super().__init__(done.views, done.val, inputs, build_seconds=done.build_seconds)
+        super().__init__(done.views, done.val, inputs, build_seconds=done.build_seconds,
+                         view_seconds=done.view_seconds, val_seconds=done.val_seconds)
         self.plan = plan

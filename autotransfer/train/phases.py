@@ -105,7 +105,10 @@ class FeatureUse:
 
     The first six fields are the :class:`~autotransfer.train.feature_cache.CachePlan`;
     ``build_seconds`` is what this run spent computing them, ``shared`` says they came from a
-    shared source (the search's activations) and ``reused_seconds`` what that saved.
+    shared source (the search's activations) and ``reused_seconds`` what that saved;
+    ``view_seconds`` and ``val_seconds`` time each pass on its own (each augmented view of the
+    training images, the validation images), when it was computed, here or by the run that
+    shared it: what the final training's cost is sized from (``tuning/final_cost.py``).
     """
 
     used: bool = False
@@ -117,10 +120,13 @@ class FeatureUse:
     build_seconds: float = 0.0
     shared: bool = False
     reused_seconds: float = 0.0
+    view_seconds: tuple[float, ...] = ()
+    val_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["feature_shape"] = list(self.feature_shape)
+        d["view_seconds"] = list(self.view_seconds)
         return d
 
     @classmethod
@@ -129,6 +135,7 @@ class FeatureUse:
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in d.items() if k in names}
         values["feature_shape"] = tuple(int(v) for v in values.get("feature_shape") or ())
+        values["view_seconds"] = tuple(float(v) for v in values.get("view_seconds") or ())
         return cls(**values)
 
 

@@ -260,7 +260,8 @@ class ActivationStore:
         self.reused_seconds += reused
         return FrozenFeatures(entry.arrays[:request.views], val.array, request.inputs,
                               build_seconds=time.perf_counter() - started, shared=hit,
-                              reused_seconds=reused)
+                              reused_seconds=reused, view_seconds=entry.seconds[:request.views],
+                              val_seconds=val.seconds)
 
     def _earlier(self, group: str, images: tuple[str, ...]) -> _Views | None:
         """The longest stored views of the same prefix and seeds whose images begin

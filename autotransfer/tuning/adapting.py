@@ -12,7 +12,9 @@ Beside the trials, the recipe's exact linear head (the backbone frozen, the head
 no adaptation; seconds on the cached features) is scored by the same criterion
 (:func:`probe_candidate`, trial id :data:`PROBE_TRIAL`): SEL02 cannot compare an adapting recipe
 with it on source validation images, so here it competes on the search's own objective, and it is
-kept when it scores at least as well as the best trial (the cheaper model wins ties).
+kept when it scores at least as well as the best trial (the cheaper model wins ties:
+:func:`probe_kept`). Without a search, ``auto`` scores the same head the same way against DA09's
+candidates or the adapting final model (:mod:`autotransfer.oneshot.adapt`).
 """
 
 from __future__ import annotations
@@ -100,9 +102,15 @@ def summarise(out: Path, recipe: Recipe, space: SearchSpace, records: list[Any],
     if not done:
         return TuneResult(out, role_name, recipe, space, records, None, None, None, None, [],
                           stopped, seconds, algorithm, objective=objective)
-    # ties go to the exact linear head (the cheapest), then to trial 0 (the recipe as given)
-    best = max(done, key=lambda t: (t.score, t.trial_id == PROBE_TRIAL, not t.changed,
-                                    -(t.val_loss if t.val_loss is not None else 1e9)))
+    probe = next((t for t in done if t.trial_id == PROBE_TRIAL), None)
+    trials = [t for t in done if t is not probe]
+    # ties go to trial 0 (the recipe as given), then the lower validation loss; the exact
+    # linear head (the cheapest) is kept by :func:`probe_kept`
+    best = max(trials, key=lambda t: (t.score, not t.changed,
+                                      -(t.val_loss if t.val_loss is not None else 1e9)),
+               default=probe)
+    if probe is not None and probe_kept(probe.score, best.score if trials else None):
+        best = probe
     base = None if baseline is None else baseline.score
     values = {k: v for k, v in best.values.items() if not k.startswith("tuner/")}
     refined = apply(recipe, values, space)
@@ -112,9 +120,8 @@ def summarise(out: Path, recipe: Recipe, space: SearchSpace, records: list[Any],
            + ("" if base is None or best is baseline else f", trial 0: {base:.4f}")
            + f") of {len(done)} completed trial(s), without target labels"
            + ("" if changes else ": the recipe as given is kept"))
-    probe = next((t for t in done if t.trial_id == PROBE_TRIAL), None)
     if probe is not None:
-        why = _probe_why(why, best, probe, [t for t in done if t is not probe], name)
+        why = _probe_why(why, best, probe, trials, name)
     selection = {"rule": RULE, "candidate": best.trial_id, "criterion": name, "why": why}
     if probe is not None:
         selection["linear_probe"] = {"trial": PROBE_TRIAL, name: probe.score,
@@ -126,6 +133,14 @@ def summarise(out: Path, recipe: Recipe, space: SearchSpace, records: list[Any],
     return TuneResult(out, role_name, recipe, space, records, refined,
                       baseline.trial_id if baseline else None, best.trial_id, gain, changes,
                       stopped, seconds, algorithm, selection, objective=objective)
+
+
+def probe_kept(probe_score: float, best_score: float | None) -> bool:
+    """Whether the exact linear head, scored ``probe_score`` by DA09's criterion, is kept over
+    the best adapting candidate's ``best_score`` (``None``: none scored): at least as good, as
+    the cheaper model wins ties (rule DA11; a search's trials, or DA09's candidates without
+    one)."""
+    return best_score is None or probe_score >= best_score
 
 
 def _probe_why(why: str, best: Any, probe: Any, trials: list[Any], name: str) -> str:

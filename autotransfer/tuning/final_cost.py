@@ -25,6 +25,86 @@ from autotransfer.train.checkpoint import CheckpointPolicy
 from autotransfer.train.phases import PhaseRecord
 
 
+def saved_share() -> float:
+    """PLAN01's ``saved_share``: the share of the reused rows' estimated forward pass counted as
+    saved. The estimate (:meth:`FeaturePasses.forward_s`) still holds augmentation where the
+    validation pass, slowed by the prefix's tracing, is not the lower figure (hymenoptera: 17.9 ms
+    per image estimated, 12.3 derived from the final training's passes); at 1.0 the final
+    training's features ran 1.37× the estimate there, at 0.5 none of three datasets ran over it
+    (docs/benchmarks/cost_model.md)."""
+    from autotransfer.advisor.rules import rule_params
+
+    return float(rule_params("PLAN01")["saved_share"])
+
+
+@dataclass(frozen=True)
+class FeaturePasses:
+    """One phase's frozen-feature passes as its trial timed them, each on its own
+    (:class:`~autotransfer.train.phases.FeatureUse`'s ``view_seconds`` and ``val_seconds``): a
+    pass over the training images per augmented view, one over the validation images."""
+
+    view_s: tuple[float, ...]
+    val_s: float
+    n_train: int
+    n_val: int
+    batch_size: int
+
+    @classmethod
+    def from_record(cls, record: PhaseRecord, n_train: int, n_val: int) -> FeaturePasses | None:
+        """From a phase record (``None`` where its passes were not timed one by one)."""
+        use = record.features
+        if (not use.used or not use.view_seconds or len(use.view_seconds) != use.views
+                or not use.val_seconds > 0 or n_train <= 0 or n_val <= 0):
+            return None
+        return cls(tuple(use.view_seconds), use.val_seconds, n_train, n_val,
+                   max(1, int(record.batch_size or 32)))
+
+    def decode_s(self) -> float:
+        """Seconds per image the first view's pass took beyond the later ones' (decoding the
+        training images, where the trial decoded them there); 0 with one view."""
+        if len(self.view_s) < 2:
+            return 0.0
+        per_view = [s / self.n_train for s in self.view_s]
+        return max(0.0, per_view[0] - min(per_view[1:]))
+
+    def forward_s(self) -> float:
+        """Seconds per image of the prefix's forward pass alone, as low as the passes allow
+        (counted as saved, it must not be overstated): the validation pass per image (decoding
+        on its first pass, no augmentation), or a view's if less, less the decoding the first
+        view's pass shows (:meth:`decode_s`); 0 with one view, where decoding and the forward
+        pass cannot be told apart."""
+        if len(self.view_s) < 2:
+            return 0.0
+        per_view = min(s / self.n_train for s in self.view_s)
+        return max(0.0, min(self.val_s / self.n_val, per_view) - self.decode_s())
+
+    def final_seconds(self, growth: float, kept: bool, first: bool = False) -> float:
+        """The final training's seconds for these features on ``growth`` × the training images.
+
+        Kept in the store, on the trial's own images: none. Kept, on train + validation: the
+        store reuses the validation features and every whole batch of the trial's views (the
+        added images come after the trial's), but each view's pipeline still augments all
+        ``growth`` × the images: each view's pass × ``growth``, less PLAN01's :func:`saved_share` of the
+        forward pass (:meth:`forward_s`) of the reused rows; plus what the validation pass took beyond its
+        forward pass (the prefix's tracing, which the final training does in its first view
+        since it reuses the validation features; decoding). In the ``first`` phase with
+        features, where the trial's first view shows no decoding (under a tenth of the forward
+        pass per image: its images were decoded before, by AdaBN), the final training decodes
+        all its images in its first view: that excess is counted per image on all of them. Not kept: every pass again, on all the
+        images."""
+        if not kept:
+            return max(1.0, growth) * sum(self.view_s) + self.val_s
+        if growth <= 1.0:
+            return 0.0
+        rows = (self.n_train // self.batch_size) * self.batch_size
+        forward = self.forward_s()
+        beyond = max(0.0, self.val_s - self.n_val * forward)
+        if first and len(self.view_s) > 1 and self.decode_s() < 0.1 * forward:
+            beyond *= growth * self.n_train / self.n_val
+        saved = saved_share() * len(self.view_s) * rows * forward
+        return max(0.0, growth * sum(self.view_s) - saved) + beyond
+
+
 @dataclass(frozen=True)
 class MeasuredTrial:
     """One completed trial's measured seconds, split as its final training repeats them.
@@ -35,7 +115,9 @@ class MeasuredTrial:
     AdaBN, its evaluation), the work it reused from earlier trials included; ``checkpoint_s``: one
     checkpoint of its model as the trainer writes it; ``forward_s``: seconds per image of the
     whole frozen prefix (its slowest feature pass per image), what evaluating an image costs;
-    ``policy``: when the trainer writes an epoch's checkpoint (rule CKPT01).
+    ``policy``: when the trainer writes an epoch's checkpoint (rule CKPT01); ``passes``: per
+    phase that used frozen features, its passes timed one by one (:class:`FeaturePasses`;
+    empty for records that did not time them, or where one phase's were not).
     """
 
     epochs: tuple[int, ...]
@@ -45,6 +127,7 @@ class MeasuredTrial:
     checkpoint_s: float
     forward_s: float
     policy: CheckpointPolicy = field(default_factory=CheckpointPolicy.from_rules)
+    passes: tuple[FeaturePasses, ...] = ()
 
     @classmethod
     def from_metrics(cls, metrics: Mapping[str, Any], n_val: int) -> MeasuredTrial | None:
@@ -67,28 +150,39 @@ class MeasuredTrial:
             / max(1, p.features.views * n_train + n_val)
             for p in phases if p.features.used), default=0.0)
         fixed = max(0.0, wall - trained - features - checkpoint)
-        return cls(epochs, epoch_s, features, fixed, checkpoint, forward)
+        timed = [FeaturePasses.from_record(p, n_train, n_val) for p in phases if p.features.used]
+        passes = tuple(t for t in timed if t is not None) if None not in timed else ()
+        return cls(epochs, epoch_s, features, fixed, checkpoint, forward, passes=passes)
 
     def final_seconds(self, epochs: Sequence[int] | None = None, *, growth: float = 1.0,
                       eval_images: int = 0, features_kept: bool = True) -> dict[str, float]:
         """Seconds of the final training of ``epochs`` per phase (default: as the trial ran),
         by part, and their ``total``: the fixed work once; the frozen features — none on the
-        trial's own images while the store keeps them (``features_kept``), else ``growth`` ×
-        the trial's: on train + validation the store reuses the trial's batches but its
-        pipeline still decodes and augments every skipped image, and a clothing_small_lite
-        final training spent 153 s on features its trial had computed in 81 s; each epoch
-        ``growth`` × as long, plus the checkpoints the trainer writes (:meth:`checkpoints`); and
-        the evaluation of ``eval_images`` (validation + test) at the end."""
+        trial's own images while the store keeps them (``features_kept``); on train +
+        validation, pass by pass (:meth:`FeaturePasses.final_seconds`: decoding and augmenting
+        every image, the forward pass only on the added ones), or, where the trial did not time
+        its passes one by one, ``growth`` × the trial's feature seconds (the store's pipeline
+        still decodes and augments every skipped image); each epoch ``growth`` × as long, plus
+        the checkpoints the trainer writes (:meth:`checkpoints`); and the evaluation of
+        ``eval_images`` (validation + test) at the end."""
         epochs = self.epochs if epochs is None else tuple(epochs)
         parts = {
             "fixed": self.fixed_s,
-            "features": (0.0 if features_kept and growth <= 1.0
-                         else self.features_s * max(1.0, growth)),
+            "features": self.features_seconds(growth, features_kept),
             "epochs": growth * sum(e * s for e, s in zip(epochs, self.epoch_s, strict=False)),
             "checkpoints": self.checkpoint_s * self.checkpoints(epochs, growth),
             "evaluation": self.forward_s * eval_images,
         }
         return parts | {"total": sum(parts.values())}
+
+    def features_seconds(self, growth: float = 1.0, kept: bool = True) -> float:
+        """The final training's frozen features (see :meth:`final_seconds`)."""
+        if kept and growth <= 1.0:
+            return 0.0
+        if self.passes:
+            return sum(p.final_seconds(growth, kept, first=i == 0)
+                       for i, p in enumerate(self.passes))
+        return self.features_s * max(1.0, growth)
 
     def epoch_seconds(self, phase: int, growth: float = 1.0) -> float:
         """One more epoch of phase ``phase`` in the final training, with its share of the

@@ -119,7 +119,8 @@ class AdvisedFirstMixin(FirstValuesHook):
         (:class:`~.final_cost.MeasuredTrial`: its fixed work; each epoch, measured around its
         ``fit``, ``growth`` = (train + validation) / train times as long, plus the checkpoints
         the trainer writes (rule CKPT01); its frozen features, none on the trial's own images while
-        ``feature_store`` keeps them, else ``growth`` × the trial's; and evaluating the
+        ``feature_store`` keeps them, on train + validation pass by pass: every image decoded and
+        augmented, the forward pass only on the added ones; and evaluating the
         validation and test images of :attr:`splits` through the model). A trial whose run
         records cannot be read counts as before: ``factor`` × its cold duration less the frozen features the
         final training reuses."""

@@ -4,6 +4,7 @@ cannot hold the candidates (DA10), and the gap before and after in the report an
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -160,6 +161,147 @@ def test_a_reused_candidate_is_named_and_reported_as_the_final_model(folders, tm
         "candidate λ 1"
 
 
+def _fine_tuning():
+    return tiny_recipe(domain_adaptation={"method": "entropy", "weight": 1.0},
+                       phases=[{"name": "head", "epochs": 1, "trainable_from": 5,
+                                "learning_rate": 0.01},
+                               {"name": "fine_tune", "epochs": 1, "trainable_from": 3,
+                                "learning_rate": 0.001}])
+
+
+def _check_probe_outcome(recipe, record, kept: bool) -> None:
+    """The recipe and record of DA09's choice met by DA11's exact linear head."""
+    reason = recipe.reasons["domain_adaptation.weight"]
+    text = "\n".join(adapt.markdown(record))
+    assert record.linear_probe["rule"] == "DA11" and record.linear_probe["kept"] is kept
+    assert "exact linear head (DA11: frozen backbone, L-BFGS, no adaptation): " in text
+    if kept:  # the cheaper model: trained again by the final training, in seconds
+        assert record.rule == reason.rule == "DA11"
+        assert "at least as well as DA09's best" in record.why
+        assert record.method == recipe.domain_adaptation.method == "none"
+        assert record.weight is None and record.candidate is None
+        assert recipe.head.solver == "lbfgs" and [p.trainable_from for p in recipe.phases] == [5]
+        assert reason.evidence["dev@probe"] == record.scores["probe"]
+        assert record.linear_probe["score"] == pytest.approx(record.scores["probe"], abs=1e-5)
+        assert "(rule DA11: the exact linear head" in text
+        assert adapt.reuse_note(record, None) == ""  # no DA09 candidate to reuse
+    else:
+        assert record.rule == reason.rule == "DA09" and "below DA09's best" in record.why
+        assert record.method == recipe.domain_adaptation.method == "entropy"
+        assert record.weight == recipe.domain_adaptation.weight
+        assert any(p.trainable_from < 5 for p in recipe.phases)  # still fine-tunes
+    assert json.loads(json.dumps(record.to_dict()))["linear_probe"]["kept"] is kept
+
+
+def test_without_a_search_a_fine_tuning_recipe_meets_da11s_exact_linear_head(
+        folders, tmp_path, monkeypatch):
+    """DA09's candidates of a recipe that fine-tunes (no exact head of DA09's own) meet the
+    search's exact linear head (DA11's code, the same criterion), kept when it scores at least
+    the best candidate's; both outcomes, and a head that cannot be scored in time."""
+    from autotransfer.recipe.schema import Reason
+    from autotransfer.train.adaptation.choose_weight import WeightChoice
+    from autotransfer.tuning import adapting, trials
+
+    source, target_dir = folders
+    target = untouchable_target(target_dir)
+    monkeypatch.setattr(adapt, "grid", lambda: ("dev", (1.0,)))
+    said: list[str] = []
+
+    recipe, record = adapt.choose_in_budget(source, _fine_tuning(), target, tmp_path,
+                                            seconds_left=lambda: None, sized_s=None,
+                                            factor=1.2, say=said.append)
+    assert set(record.scores) == {"0", "1", "probe"}  # fine-tunes: DA09 has no exact head
+    best = max(v for k, v in record.scores.items() if k != "probe")
+    _check_probe_outcome(recipe, record, record.scores["probe"] >= best)  # ties: the head's
+    assert any("DA11" in s for s in said)
+
+    def again(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(trials, "run_trial", again)  # the head's score is read back
+    folder = tmp_path / adapt.FOLDER
+    stored = json.loads((folder / "search" / "trial_probe" / adapting.PROBE_RESULT).read_text(
+        encoding="utf-8"))["objective"][adapting.metric("dev")]
+    runs = {w: folder / f"weight_{w:g}" for w in (0.0, 1.0)}
+    weighed = _fine_tuning().model_copy(update={"reasons": {"domain_adaptation.weight": Reason(
+        rule="DA09", text="weight 1 for 'entropy' chosen by dev")}})
+    for rival, kept in ((stored - 0.5, True), (stored, True), (stored + 0.5, False)):
+        choice = WeightChoice(1.0, weighed, runs, {0.0: rival - 1.0, 1.0: rival}, "dev")
+        fresh = adapt.Adaptation("entropy", 1.0, "DA09", "chosen by dev",
+                                 {"0": rival - 1.0, "1": rival}, "dev", candidate="weight_1")
+        chosen = adapt._versus_probe(choice, _fine_tuning(), fresh, target, folder, store=None,
+                                     deadline=None, say=said.append)
+        _check_probe_outcome(chosen, fresh, kept)  # a tie goes to the head, the cheaper
+    # no time left for the head once the candidates trained: DA09's choice stands
+    (folder / "search" / "trial_probe" / adapting.PROBE_RESULT).unlink()
+    fresh = adapt.Adaptation("entropy", 1.0, "DA09", "chosen by dev", {"1": 0.0}, "dev")
+    chosen = adapt._versus_probe(choice, _fine_tuning(), fresh, target, folder, store=None,
+                                 deadline=time.time() - 1.0, say=said.append)
+    assert chosen is choice.recipe and fresh.rule == "DA09" and "probe" not in fresh.scores
+    assert fresh.linear_probe["kept"] is False and "not scored" in fresh.linear_probe["why"]
+    assert "was not scored: skipped" in "\n".join(adapt.markdown(fresh))
+
+
+def test_without_candidates_the_trained_adapting_model_meets_da11s_exact_linear_head(
+        folders, tmp_path, monkeypatch):
+    """DA10 kept λ (or a method without one): the exact linear head is scored by DA09's
+    criterion against the adapting final model itself, when that trained on the training images
+    alone; kept when at least as good (then trained as the final model); both outcomes."""
+    from autotransfer.data.splits import DataSplits
+    from autotransfer.oneshot.final import merge_train_val
+    from autotransfer.oneshot.final_plan import FinalTraining
+    from autotransfer.train.run import train
+    from autotransfer.tuning import adapting, trials
+
+    source, target_dir = folders
+    target = untouchable_target(target_dir)
+    recipe = _fine_tuning()
+    run = train(source, recipe, tmp_path / "model", target=target, progress=False)
+    splits = DataSplits.load(run.out / "splits.json")
+
+    def meet(final=None, record=None, deadline=None):
+        record = record or adapt.Adaptation("entropy", 1.0, "DA10", "λ kept", criterion="dev")
+        head = adapt.versus_final(record, final or FinalTraining(recipe, splits, "", ""),
+                                  run.out, splits, target, tmp_path, store=None,
+                                  deadline=deadline, say=lambda text: None)
+        return head, record
+
+    head, record = meet()
+    scores = record.scores
+    assert set(scores) == {"final", "probe"} and record.linear_probe["rule"] == "DA11"
+    assert record.linear_probe["kept"] is (scores["probe"] >= scores["final"])
+    monkeypatch.setattr(trials, "run_trial", None)  # the head's score is read back from now on
+    stored = tmp_path / adapt.FOLDER / "search" / "trial_probe" / adapting.PROBE_RESULT
+    result = json.loads(stored.read_text(encoding="utf-8"))
+    for shift, kept in ((1.0, True), (-1.0, False)):
+        result["objective"][adapting.metric("dev")] = scores["final"] + shift
+        stored.write_text(json.dumps(result), encoding="utf-8")
+        head, record = meet()
+        text = "\n".join(adapt.markdown(record))
+        assert record.linear_probe["kept"] is kept
+        assert "the adapting model (trained as the final model): " in text
+        if kept:
+            assert record.rule == "DA11" and record.weight is None and record.method == "none"
+            assert head.head.solver == "lbfgs" and [p.trainable_from for p in head.phases] == [5]
+            assert head.reasons["domain_adaptation.method"].rule == "DA11"
+            assert "(rule DA11: the exact linear head" in text
+        else:
+            assert head is None and record.rule == "DA10" and record.weight == 1.0
+            assert "below the adapting final model (" in record.why
+    # the final model trained on validation images too (PLAN04): not compared
+    head, record = meet(FinalTraining(recipe, merge_train_val(splits), "", ""))
+    assert head is None and record.linear_probe["why"].startswith("not compared")
+    assert "was not compared: the final model trained on the validation images" in "\n".join(
+        adapt.markdown(record))
+    assert "final" not in record.scores
+    # DA09's candidates had the head (or DA09's own exact head): nothing more
+    chosen = adapt.Adaptation("entropy", 1.0, "DA09", "chosen", criterion="dev")
+    assert meet(record=chosen) == (None, chosen) and chosen.linear_probe is None
+    stored.unlink()  # past the deadline: not scored, the adapting model stays
+    head, record = meet(deadline=time.time() - 1.0)
+    assert head is None and record.linear_probe["why"].startswith("not scored: skipped")
+
+
 def test_a_budget_that_cannot_hold_the_candidates_keeps_the_weight_by_da10(folders, tmp_path):
     from autotransfer.data.target import read_target
 
@@ -212,7 +354,14 @@ def test_auto_searches_with_adapting_trials_and_records_da11_and_the_gap(tmp_pat
     adaptation = summary["adaptation"]
     assert adaptation["rule"] == "DA11" and adaptation["criterion"] == "dev"
     final = load_recipe(result.out / "model" / "recipe.yaml")
-    assert adaptation["weight"] == final.domain_adaptation.weight
+    head_kept = tuning["best_trial"] == "probe"  # DA11's exact linear head scored best
+    assert tuning["selection"]["linear_probe"]["kept"] is head_kept
+    assert adaptation["method"] == final.domain_adaptation.method
+    if head_kept:  # no adaptation, so no λ: the final model is the exact linear head
+        assert adaptation["weight"] is None and final.domain_adaptation.method == "none"
+        assert final.head.solver == "lbfgs" and "the exact linear head" in adaptation["why"]
+    else:  # the kept trial's λ is the final recipe's
+        assert adaptation["weight"] == final.domain_adaptation.weight is not None
     assert not (result.out / adapt.FOLDER).exists()  # the search replaced DA09's own step
     gap = adaptation["gap"]
     assert {"before", "after"} <= set(gap)
@@ -263,3 +412,34 @@ def test_without_a_search_the_chosen_candidate_is_the_final_model_not_trained_ag
     assert metrics["reused"]["from"] == f"{adapt.FOLDER}/{chosen}"
     assert "not trained again" in summary["budget"]["note"]
     assert "not trained again" in (result.out / "report.md").read_text()
+
+
+def test_auto_without_candidates_ships_the_exact_linear_head_that_scores_as_well(
+        tmp_path, monkeypatch):
+    """No search, and no DA09 candidates (here DA10's record, as when the budget cannot hold
+    them): the adapting final model meets DA11's exact linear head; when the head is kept (made
+    to win here: its choice is tested above) it is trained as the final model, the adapting one
+    kept aside, and summary and report say so by rule DA11."""
+    from autotransfer.recipe.io import load_recipe
+    from autotransfer.tuning import adapting
+
+    def kept_as_given(splits, recipe, target, partial, **kwargs):  # DA10: nothing trained
+        return recipe, adapt.Adaptation(recipe.domain_adaptation.method,
+                                        recipe.domain_adaptation.weight, "DA10", "λ kept",
+                                        criterion="dev")
+
+    monkeypatch.setattr(adapt, "choose_in_budget", kept_as_given)
+    monkeypatch.setattr(adapting, "probe_kept", lambda probe, best: True)
+    result, summary = _auto(tmp_path, time_budget=None, trials=1)
+    adaptation = summary["adaptation"]
+    assert adaptation["rule"] == "DA11" and adaptation["linear_probe"]["kept"] is True
+    assert set(adaptation["scores"]) == {"final", "probe"} and adaptation["weight"] is None
+    final = load_recipe(result.out / "model" / "recipe.yaml")
+    assert final.head.solver == "lbfgs" and final.domain_adaptation.method == "none"
+    assert final.reasons["domain_adaptation.method"].rule == "DA11"
+    adapted = load_recipe(result.out / "adapted" / "recipe.yaml")  # the model it replaced
+    assert adapted.domain_adaptation.method == result.advice.recipe.domain_adaptation.method
+    assert "replaced the adapting model" in summary["budget"]["note"]
+    assert adaptation["gap"]["after"]["n_target"] == 20  # measured on the shipped head
+    report = (result.out / "report.md").read_text()
+    assert "(rule DA11: the exact linear head" in report

@@ -82,3 +82,22 @@ def test_shortening_goes_to_earlier_phases_never_below_one_epoch():
     assert [p.epochs for p in shortened_to_fit(recipe, cost(), 30.0).phases] == [1, 1]
     assert shortened_to_fit(recipe, cost(), 1000.0) is recipe
     assert shortened_to_fit(recipe, None, 1.0) is recipe
+
+
+def test_summary_sets_the_final_trainings_estimate_beside_its_phases():
+    """``estimated_seconds``: the final training as run (its epochs, its images) against the
+    best trial's measured parts, what summary.json sets against the seconds it took."""
+    from autotransfer.oneshot.final import merge_train_val
+    from autotransfer.oneshot.final_plan import FinalTraining, estimated_seconds
+    from tests.oneshot.test_final_probe import _splits
+
+    splits = _splits(n_train=8, n_val=2)
+    final = FinalTraining(recipe_2_3(), merge_train_val(splits), "", "")
+    got = estimated_seconds(final, splits, MEASURED)
+    # 20 s fixed, (2 + 3) epochs × 5 s × 10/8, 5 checkpoints of 1 s, 3 images evaluated at 0.1 s
+    assert got == pytest.approx({"fixed": 20.0, "features": 0.0, "epochs": 31.25,
+                                 "checkpoints": 5.0, "evaluation": 0.3, "total": 56.55}, abs=0.06)
+    assert estimated_seconds(final, splits, None) is None
+    one_phase = FinalTraining(tiny_recipe().model_copy(update={"phases": [
+        recipe_2_3().phases[0]]}), splits, "", "")
+    assert estimated_seconds(one_phase, splits, MEASURED) is None

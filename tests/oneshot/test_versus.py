@@ -71,3 +71,17 @@ def test_a_head_only_advice_has_no_advised_row():
     assert got.advised is None and got.to_dict()["advised"] is None
     assert pytest.approx(got.linear_probe.measured) == 0.85
     assert not any(line.startswith("| advised recipe") for line in got.markdown())
+
+
+def test_da11s_exact_linear_head_that_lost_to_adaptation_is_the_measured_linear_probe():
+    """An adapting run has no SEL02 probe; the exact linear head rule DA11 scored beside the
+    adapting model (and did not keep) was measured on validation: it faces the forecast."""
+    head = {"rule": "DA11", "kept": False, "score": -0.4, "val_accuracy": 0.79}
+    got = check(FORECAST, metrics(0.9, None), final_fine_tunes=True, probe=None,
+                choice="the advised recipe adapts", head=head)
+    assert (got.linear_probe.measured, got.linear_probe.split) == (0.79, "validation")
+    assert "DA11's exact linear head" in got.linear_probe.model
+    unscored = {"rule": "DA11", "kept": False, "why": "not scored: skipped"}
+    got = check(FORECAST, metrics(0.9, None), final_fine_tunes=True, probe=None,
+                choice="the advised recipe adapts", head=unscored)
+    assert got.linear_probe.measured is None

@@ -84,13 +84,12 @@ def test_augmented_views_differ_and_epochs_cycle_through_them(tmp_path):
     np.testing.assert_allclose(cache.val, direct, rtol=1e-5, atol=1e-6)
 
 
-def test_epoch_pipelines_run_without_the_autotuning_thread(tmp_path, monkeypatch):
+def test_epoch_pipelines_run_without_the_autotuning_thread(tmp_path):
     """Destroying a tf.data iterator waits for its autotuning thread: seconds at the end of every
     epoch's ``fit`` (docs/benchmarks/fit_tail.md). The trainer's pipelines run without it, and
     give the same batches in the same order as with it."""
     from autotransfer.data.profile import profile_dataset
     from autotransfer.data.splits import make_splits
-    from autotransfer.train import data as train_data
     from autotransfer.train.data import TrainingInputs
     from autotransfer.train.feature_cache import FrozenFeatures
 
@@ -109,7 +108,7 @@ def test_epoch_pipelines_run_without_the_autotuning_thread(tmp_path, monkeypatch
 
     without = pipelines()
     assert [ds.options().autotune.enabled for ds in without] == [False] * 4
-    monkeypatch.setattr(train_data, "AUTOTUNE_THREAD", True)
+    inputs.autotune_thread = True  # the inputs' switch (tools/bench_fit_tail.py's), read anew
     with_thread = pipelines()
     assert [ds.options().autotune.enabled for ds in with_thread] == [True] * 4
     for a, b in zip(without, with_thread):

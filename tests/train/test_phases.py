@@ -40,7 +40,8 @@ def test_a_record_round_trips_through_json_with_its_solver_and_features():
                           cv=(CVPoint(0.1, 0.9, 0.3), CVPoint(1.0, 0.8, 0.4)), n_images=20,
                           n_views=4, train_accuracy=0.95, train_loss=0.2, seconds=1.5)
     features = FeatureUse(True, "4 augmented view(s) per image", 4, "pooled features", (32,),
-                          1024, build_seconds=2.0, shared=True, reused_seconds=1.0)
+                          1024, build_seconds=2.0, shared=True, reused_seconds=1.0,
+                          view_seconds=(0.6, 0.5, 0.5, 0.5), val_seconds=0.3)
     r = dataclasses.replace(record(), features=features, batch_size=8,
                             trainable_params={"head": 66}).solved(
         solver, {"accuracy": 0.95, "loss": 0.2, "val_accuracy": 0.9, "val_loss": 0.3})

@@ -11,7 +11,7 @@ import pytest
 
 from autotransfer.train.checkpoint import CheckpointPolicy
 from autotransfer.train.phases import FeatureUse, PhaseRecord
-from autotransfer.tuning.final_cost import MeasuredTrial, read_measured
+from autotransfer.tuning.final_cost import MeasuredTrial, read_measured, saved_share
 from autotransfer.tuning.results import trial_dir
 from tests.tuning.test_oracle import oracle_for
 
@@ -158,3 +158,59 @@ def test_without_a_shared_store_the_reserve_still_counts_the_evaluation(tmp_path
     final = MeasuredTrial.from_metrics(metrics, 120).final_seconds(eval_images=240)
     assert final["evaluation"] > 0
     assert oracle.reserve == pytest.approx(1.2 * final["total"])
+
+
+def timed_passes(*, views=(5.0, 4.0, 4.0, 4.0), val=1.68, n_train=250, n_val=120, batch=32):
+    """A fine-tuning trial whose frozen-feature passes were timed one by one: per image 4 ms
+    decoding (the first view's pass, and the validation pass), 6 ms augmenting (the views)
+    and 10 ms of the prefix's forward pass."""
+    metrics = trial_metrics(n_train=n_train)
+    metrics["phases"] = metrics["phases"][1:]
+    metrics["phases"][0]["feature_cache"].update(views=len(views), view_seconds=list(views),
+                                                 val_seconds=val)
+    metrics["phases"][0]["batch_size"] = batch
+    return MeasuredTrial.from_metrics(metrics, n_val=n_val)
+
+
+def test_features_on_train_and_validation_are_counted_pass_by_pass():
+    """The store reuses the trial's whole batches and its validation features: the final
+    training decodes (once) and augments all 370 images per view, and runs the forward pass only
+    on the rows after the 224 reused ones (the timings' own split: 4 + 4×6 + 4×10 ms); what the
+    validation pass took beyond its forward pass (here decoding, 0.48 s; in a real trial
+    mostly the prefix's tracing, which the final training does in its first view) is added."""
+    measured = timed_passes()
+    (passes,) = measured.passes
+    assert passes.forward_s() == pytest.approx(0.010)
+    assert passes.decode_s() == pytest.approx(0.004)
+    grown = measured.final_seconds(growth=1.48, eval_images=240)
+    true = 370 * 0.004 + 4 * 370 * 0.006 + 4 * (370 - 224) * 0.010
+    # counted as saved: PLAN01's saved_share of the reused rows' forward pass (the estimate may
+    # hold augmentation), so the estimate stays above the passes' own split
+    expected = 1.48 * 17.0 - saved_share() * 4 * 224 * 0.010 + 120 * 0.004
+    assert grown["features"] == pytest.approx(expected)
+    assert true + 120 * 0.004 <= expected
+    assert grown["features"] < 1.48 * 17.0  # the old term: every pass × growth
+    # on the trial's own images, kept: nothing; evicted: every pass again, on every image
+    assert measured.final_seconds(growth=1.0)["features"] == 0.0
+    assert measured.final_seconds(growth=1.48, features_kept=False)["features"] == \
+        pytest.approx(1.48 * 17.0 + 1.68)
+
+
+def test_a_forward_pass_that_cannot_be_told_apart_is_not_counted_as_saved():
+    """One view (no augmentation): decoding and the forward pass are one figure, so nothing is
+    counted as saved (every pass × growth); a first view no slower than the later ones (the
+    images decoded before) saves the forward pass as the validation pass times it."""
+    one = timed_passes(views=(5.0,), val=1.68)
+    assert one.passes[0].forward_s() == 0.0
+    assert one.final_seconds(growth=1.48)["features"] == pytest.approx(1.48 * 5.0 + 1.68)
+    decoded = timed_passes(views=(4.0, 4.0), val=1.2)
+    assert decoded.passes[0].forward_s() == pytest.approx(0.010)
+    # decoded before (AdaBN): the first view shows no decoding; the forward pass is at most a
+    # view's 16 ms per image, and the validation pass's 0.28 s beyond that (tracing,
+    # decoding) the final training's first view pays on all its 370 images
+    traced = timed_passes(views=(4.0, 4.0), val=2.2)
+    assert traced.passes[0].forward_s() == pytest.approx(0.016)
+    assert traced.final_seconds(growth=1.48)["features"] == pytest.approx(
+        1.48 * 8.0 - saved_share() * 2 * 224 * 0.016 + (2.2 - 120 * 0.016) * 370 / 120)
+    # a record without the passes timed one by one keeps the whole term
+    assert MeasuredTrial.from_metrics(trial_metrics(), n_val=120).passes == ()
