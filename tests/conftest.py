@@ -52,6 +52,38 @@ def shared_weights() -> Path:
     return SHARED_WEIGHTS
 
 
+@pytest.fixture(scope="session")
+def real_feature_cache(tmp_path_factory):
+    """One probe feature cache for the tests that probe ../shared's datasets with real weights:
+    a sample two tests probe alike is extracted once in the session (the figures still come from
+    this session's code, so each test still fails for what it guards)."""
+    from autotransfer.probes.cache import FeatureCache
+
+    return FeatureCache(tmp_path_factory.mktemp("real-features"))
+
+
+@pytest.fixture(scope="session")
+def tiny_auto_run(tmp_path_factory):
+    """One tiny ``auto`` run that searches (test_tiny, 24 colour images and a test split of 12,
+    2 trials), and the progress lines it said: tests/test_auto.py and tests/report/test_html.py
+    read it, none changes it."""
+    import autotransfer
+    from tests.train.helpers import make_colour_dataset
+
+    root = tmp_path_factory.mktemp("auto")
+    dataset = root / "colours"
+    counts = {"red": 8, "green": 8, "blue": 8}
+    make_colour_dataset(dataset, counts, split="train")
+    make_colour_dataset(dataset, {k: 4 for k in counts}, split="test", seed=1)
+    said: list[str] = []
+    # full_search: 6 validation images cannot show a significant gain, so auto would stop after
+    # trial 0 (tests/test_auto.py tests that); this run exercises the search
+    result = autotransfer.auto(dataset, root / "runs" / "colours", time_budget="10m", trials=2,
+                               preset="quick", backbones=["test_tiny"], weights=None,
+                               full_search=True, progress=said.append)
+    return result, said
+
+
 def shared_dataset(name: str) -> Path:
     """Path of a dataset under ``../shared/datasets``; skips the test when it is absent."""
     path = SHARED_DATASETS / name

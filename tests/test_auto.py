@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-import autotransfer
 from autotransfer.cli import EXIT_USER_ERROR, main
 from autotransfer.errors import RunDirectoryError
 from autotransfer.oneshot import auto, final_recipe, reuse_head_c
@@ -17,19 +16,11 @@ from tests.train.helpers import make_colour_dataset, tiny_recipe
 COUNTS = {"red": 8, "green": 8, "blue": 8}
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("auto")
-    dataset = root / "colours"
-    make_colour_dataset(dataset, COUNTS, split="train")
-    make_colour_dataset(dataset, {k: 4 for k in COUNTS}, split="test", seed=1)
-    said: list[str] = []
-    # full_search: 6 validation images cannot show a significant gain, so auto would stop after
-    # trial 0 (tested below); this run exercises the search
-    result = autotransfer.auto(dataset, root / "runs" / "colours", time_budget="10m", trials=2,
-                               preset="quick", backbones=["test_tiny"], weights=None,
-                               full_search=True, progress=said.append)
-    return result, said
+@pytest.fixture
+def run(tiny_auto_run):
+    """The session's tiny run that searches (tests/conftest.py; the report's tests read it too):
+    auto with COUNTS and a test split, 2 trials, full_search."""
+    return tiny_auto_run
 
 
 def test_auto_writes_a_complete_run_folder(run):
@@ -309,6 +300,10 @@ def test_summary_and_report_say_where_the_budget_went(run):
     for s in steps:
         assert s["share"] == pytest.approx(s["seconds"] / 600, abs=1e-3)
     assert budget["exceeded"] == (budget["used_seconds"] > 600)
+    # the final training's cost as the best trial measured it, beside what it took (PLAN01)
+    estimate = budget["final_estimate"]
+    assert estimate["measured_s"] > 0 and estimate["total"] == pytest.approx(sum(
+        v for k, v in estimate.items() if k not in ("total", "measured_s")), abs=0.3)
     text = (result.out / "report.md").read_text()
     assert "| step | time | share of the budget |" in text and "| tune |" in text
     assert ("was kept" in text) != budget["exceeded"]

@@ -12,17 +12,22 @@ BACKBONES = ["mobilenet_v2", "mobilenet_025"]
 
 
 @pytest.fixture(scope="module")
-def advice(tmp_path_factory, shared_weights):
+def advice(real_feature_cache, shared_weights):
     pytest.importorskip("tensorflow")
-    from autotransfer.advisor.advise import Advisor
-    from autotransfer.probes.cache import FeatureCache
+    from autotransfer.advisor import advise
 
-    cache = FeatureCache(tmp_path_factory.mktemp("features"))
     results = {}
-    for name in ("hymenoptera", "eurosat_rgb_3k", "chest_xray_224"):
-        advisor = Advisor(backbones=BACKBONES, per_class=32)
-        advisor.cache = cache  # one cache for the module
-        results[name] = advisor.fit(shared_dataset(name)).advice_
+    # Measured as in use, less two timings none of these tests reads (about 40 % of this
+    # fixture's time on two cores): the precision is the user's choice (the measured choice:
+    # tests/probes/test_precision.py), and no training step is timed (COST01's epoch estimate
+    # decides nothing without a time budget; timed on real weights by the advise runs of
+    # tests/security/test_probe_advise_auto.py).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(advise, "_time_step", lambda *args: None)
+        for name in ("hymenoptera", "eurosat_rgb_3k", "chest_xray_224"):
+            advisor = advise.Advisor(backbones=BACKBONES, per_class=32, precision="float32")
+            advisor.cache = real_feature_cache  # shared with tests/probes/test_probe.py
+            results[name] = advisor.fit(shared_dataset(name)).advice_
     return results
 
 

@@ -164,11 +164,15 @@ def test_unknown_backbone_is_a_clear_error(dataset):
 
 @pytest.mark.shared
 @pytest.mark.slow
-def test_near_imagenet_data_shows_lower_shift_and_entropy_than_far_data(shared_weights, tmp_path):
-    cache = FeatureCache(tmp_path)
+def test_near_imagenet_data_shows_lower_shift_and_entropy_than_far_data(shared_weights,
+                                                                       real_feature_cache):
+    # the sample and the cache of tests/advisor/test_advise_shared.py: whichever runs first
+    # extracts the features (and the AdaBN pass of the far datasets), the other reuses them
+    cache = real_feature_cache
+    args = dict(per_class=32, cache=cache, adabn_for=["mobilenet_v2"],
+                measure_orientation_with="none")
     reports = {
-        name: probe_dataset(shared_dataset(name), ["mobilenet_v2"], per_class=16, cache=cache,
-                            adabn_for=["mobilenet_v2"]).get("mobilenet_v2")
+        name: probe_dataset(shared_dataset(name), ["mobilenet_v2"], **args).get("mobilenet_v2")
         for name in ("hymenoptera", "eurosat_rgb_3k", "chest_xray_224")
     }
     near = reports["hymenoptera"]
@@ -178,8 +182,8 @@ def test_near_imagenet_data_shows_lower_shift_and_entropy_than_far_data(shared_w
         assert far.imagenet.normalized_entropy > near.imagenet.normalized_entropy + 0.15
     # AdaBN was measured where asked, and a second probe reads it from the cache
     assert all(r.adabn is not None and r.adabn.n_samples == r.n_samples for r in reports.values())
-    again = probe_dataset(shared_dataset("eurosat_rgb_3k"), ["mobilenet_v2"], per_class=16,
-                          cache=cache, adabn_for=["mobilenet_v2"]).get("mobilenet_v2")
+    again = probe_dataset(shared_dataset("eurosat_rgb_3k"), ["mobilenet_v2"],
+                          **args).get("mobilenet_v2")
     assert again.adabn.seconds == 0 and again.adabn == reports["eurosat_rgb_3k"].adabn.model_copy(
         update={"seconds": 0.0})
     # what ImageNet sees in hymenoptera: ants and bees

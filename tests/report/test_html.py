@@ -179,21 +179,12 @@ def test_the_template_ships_with_the_package():
 
 # ----------------------------------------------------------------------------- real runs
 
-COUNTS = {"red": 8, "green": 8, "blue": 8}
 
-
-@pytest.fixture(scope="module")
-def auto_run(tmp_path_factory):
-    """A tiny ``auto`` run; its final model (``model/``) is a ``train`` run with its own report."""
-    import autotransfer
-    from tests.train.helpers import make_colour_dataset
-
-    root = tmp_path_factory.mktemp("report_html")
-    dataset = root / "colours"
-    make_colour_dataset(dataset, COUNTS, split="train")
-    make_colour_dataset(dataset, {k: 4 for k in COUNTS}, split="test", seed=1)
-    return autotransfer.auto(dataset, root / "runs" / "colours", time_budget="10m", trials=1,
-                             preset="quick", backbones=["test_tiny"], weights=None)
+@pytest.fixture
+def auto_run(tiny_auto_run):
+    """A tiny ``auto`` run (the session's, tests/conftest.py: tests/test_auto.py reads it too);
+    its final model (``model/``) is a ``train`` run with its own report."""
+    return tiny_auto_run[0]
 
 
 def _reports(result) -> dict[str, Path]:
