@@ -190,6 +190,23 @@ def test_the_search_is_skipped_only_when_the_budget_binds_the_fine_tuning(split,
         assert f"fine-tunes for {sum(split)} epoch(s)" in reason and f"against {sum(whole)}" in reason
 
 
+def test_the_search_runs_when_the_whole_budget_does_not_bind_the_recipe():
+    # the share holds fewer epochs than the whole budget, but twice the budget would advise no
+    # more than the whole (BUD04's cap bounds it): the search takes nothing the final model uses
+    from autotransfer.oneshot import search_skipped
+
+    split, whole = tiny_recipe(phases=_phases(1, 2)), tiny_recipe(phases=_phases(2, 4))
+    asked = []
+
+    def doubled(epochs):
+        return lambda: asked.append(epochs) or tiny_recipe(phases=_phases(2, epochs))
+
+    assert search_skipped(split, whole, 10, doubled=doubled(4)) is None
+    assert search_skipped(split, whole, 10, doubled=doubled(8)) is not None  # the budget binds
+    assert asked == [4, 8]
+    assert search_skipped(whole, whole, 10, doubled=doubled(4)) is None and asked == [4, 8]
+
+
 def test_without_a_search_the_advised_recipe_trains_on_train_and_val(tmp_path, monkeypatch):
     # the decision is tested above; here, the path auto takes once it is made (the tiny data is
     # advised a head-only recipe, which never skips the search: the decision is forced)
@@ -197,7 +214,7 @@ def test_without_a_search_the_advised_recipe_trains_on_train_and_val(tmp_path, m
 
     seen = []
 
-    def skipped(split, whole, trials):
+    def skipped(split, whole, trials, doubled=None):
         seen.append((split, whole))
         return "sized to a share of the budget, the advised recipe fine-tunes for 1 epoch(s)"
 
@@ -419,7 +436,7 @@ def test_without_a_search_the_fine_tuned_recipe_is_measured_before_the_final_cho
     from autotransfer.tuning import baseline
 
     _advise_fine_tuning(monkeypatch)
-    monkeypatch.setattr(plan, "search_skipped", lambda split, whole, trials: "forced")
+    monkeypatch.setattr(plan, "search_skipped", lambda split, whole, trials, doubled=None: "forced")
     if fine_tuned_wins:  # 6 validation images cannot show it: the plumbing, as if it had won
         real = baseline.compare
         monkeypatch.setattr(baseline, "compare", lambda *a, **k: dataclasses.replace(

@@ -11,7 +11,8 @@ measured, not guessed). The advised recipe is then sized so that one training of
 ``remaining / (1 + factor + search_share)`` (rule PLAN01; BUD01 and BUD02 shorten fine-tuning, or
 drop it, from the forward pass timed while probing): room for trial 0, the final training and some
 search. When the budget *binds* a fine-tuning schedule — sized to that share, BUD01 shortens it or
-BUD02 drops fine-tuning, while the whole budget would hold more of it — no search runs (rule PLAN02,
+BUD02 drops fine-tuning, while the whole budget would hold more of it and twice the budget more
+still (the whole budget binds it, not BUD04's cap) — no search runs (rule PLAN02,
 :func:`~.plan.search_skipped`): every trial would come out of the final model's training, and one or
 two trials beyond trial 0 cannot tell a better recipe from chance. The advised recipe is then sized
 to the whole budget and trained once, as the final model. Otherwise tuning gets the rest, keeping

@@ -66,20 +66,26 @@ def _fine_tuning_epochs(recipe: Recipe) -> int:
     return sum(p.epochs for p in recipe.phases if p.trainable_from < N_GROUPS)
 
 
-def search_skipped(split: Recipe, whole: Recipe, trials: int) -> str | None:
+def search_skipped(split: Recipe, whole: Recipe, trials: int,
+                   doubled: Callable[[], Recipe] | None = None) -> str | None:
     """Why ``auto`` should not search (rule PLAN02; ``None``: it should).
 
     ``split`` is the advised recipe sized to one share of the budget (PLAN01), ``whole`` the same
-    advice sized to the whole budget. When the budget binds a fine-tuning schedule — BUD01
-    shortened it, or BUD02 dropped fine-tuning, to fit a share — every trial of the search comes
-    out of the final model's training, and a search of one or two trials beyond trial 0 cannot
-    tell a better recipe from chance. The whole budget then goes to the advised recipe.
+    advice sized to the whole budget, ``doubled()`` (when given) to twice the whole budget. When
+    the budget binds a fine-tuning schedule — BUD01 shortened it, or BUD02 dropped fine-tuning,
+    to fit a share, and twice the budget would lengthen the whole budget's recipe too — every
+    trial of the search comes out of the final model's training, and a search of one or two
+    trials beyond trial 0 cannot tell a better recipe from chance. The whole budget then goes to
+    the advised recipe. When twice the budget would not lengthen it (BUD04's cap or the
+    schedule's own length bounds it), the search takes nothing the final model could use.
     """
     if trials <= 1:
         return None  # the caller asked for trial 0 only: tune() runs it
     fine_tunes = any(p.trainable_from < N_GROUPS for p in whole.phases)
     if not fine_tunes or split.total_epochs >= whole.total_epochs:
         return None
+    if doubled is not None and doubled().total_epochs <= whole.total_epochs:
+        return None  # the whole budget does not bind the recipe: its spare time would go unused
     return rule_text(BINDS, {"shorter": _fine_tuning_epochs(split),
                              "longer": _fine_tuning_epochs(whole)})
 
@@ -98,7 +104,8 @@ def plan_search(sized: Callable[[float], Any], remaining: float, factor: float, 
     """
     whole = sized(max(1.0, remaining - shares.wrap_up_s))
     advice = sized(shares.trial_share(remaining, factor))
-    why = search_skipped(advice.recipe, whole.recipe, trials)
+    why = search_skipped(advice.recipe, whole.recipe, trials,
+                         doubled=lambda: sized(2.0 * max(1.0, remaining - shares.wrap_up_s)).recipe)
     rule = BINDS if why else None
     if not why:
         why = below_floor(advice, floor_rule)
