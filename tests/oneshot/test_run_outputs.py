@@ -25,9 +25,11 @@ def run(tmp_path_factory):
     make_colour_dataset(dataset, COUNTS, split="train")
     make_colour_dataset(dataset, {k: 4 for k in COUNTS}, split="test", seed=1)
     said: list[str] = []
-    result = auto(dataset, root / "run", time_budget="2m", preset="quick",
-                  backbones=["test_tiny"], weights=None, export_onnx=HAS_ONNX,
-                  progress=said.append)
+    with pytest.MonkeyPatch.context() as mp:  # a cache of its own: other tests probe the same
+        mp.setenv("AUTOTRANSFER_CACHE", str(root / "cache"))  # images, and cached, none is said
+        result = auto(dataset, root / "run", time_budget="2m", preset="quick",
+                      backbones=["test_tiny"], weights=None, export_onnx=HAS_ONNX,
+                      progress=said.append)
     return result, said
 
 
