@@ -8,11 +8,13 @@ Two measurements feed the estimate:
   moment. It is timed as an epoch runs it: ``fit`` over a few batches fed by the trainer's input
   pipeline (augmenting each batch of images on the uncached path — on one core as long as the
   step itself at 224 px — or slicing, shuffling and batching the cached activations), with a
-  validation pass, and split into the training batches (per image, the input included), the
-  validation pass (per image) and the rest of ``fit`` (the epoch's fixed cost, seconds). An
-  epoch is then ``n_fit`` training batches' worth and ``n_eval`` evaluation steps per image
-  (scaled by the number of pixels where the input size differs), plus that fixed cost
-  (:data:`EPOCH_OVERHEAD_S` for a step timed before it was measured; :func:`step_epoch_seconds`).
+  validation pass, and split into the training batches (per image, the input included: the
+  median of six timed batches, after two untimed ones, since the first batches after tracing
+  are not steady), the validation pass (per image) and the rest of ``fit`` (the epoch's fixed
+  cost, seconds). An epoch is then ``n_fit`` training batches' worth and ``n_eval`` evaluation
+  steps per image (scaled by the number of pixels where the input size differs), plus that fixed
+  cost (:data:`EPOCH_OVERHEAD_S` for a step timed before it was measured;
+  :func:`step_epoch_seconds`).
   Each rate is measured on the machine that will train, while advising; nothing is fitted to the
   shared datasets (docs/benchmarks/cost_model.md). That is a steady epoch: the trainer
   traces its training and evaluation functions once per phase, in the phase's first epoch, which

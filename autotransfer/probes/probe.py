@@ -256,7 +256,7 @@ def measure_step(report: ProbeReport, profile: DatasetProfile, backbone: str, *,
     (the input pipeline's share of an uncached epoch). Cached with the probe's features; unchanged when this step is already
     timed with the same setting (every argument above that the timing depends on)."""
     from autotransfer.probes.precision import KERAS_POLICIES
-    from autotransfer.probes.step_time import TIMED_STEPS, step_timing, time_training_step
+    from autotransfer.probes.step_time import SAMPLE_BATCHES, step_timing, time_training_step
 
     i = next(i for i, p in enumerate(report.probes) if p.backbone == backbone)
     probe = report.probes[i]
@@ -264,7 +264,7 @@ def measure_step(report: ProbeReport, profile: DatasetProfile, backbone: str, *,
                    profile.splits[0].n_images)
     timed = (f"train-step:from={trainable_from}:batch={batch_size}:bn_frozen={bn_frozen}"
              f":mixes={mixes}:n_train={n_train}:precision={precision}"
-             f":aug={_augmentation_key(augmentation)}:v6")  # all that the timing depends on
+             f":aug={_augmentation_key(augmentation)}:v7")  # all that the timing depends on
     setting = dict(trainable_from=trainable_from, input_size=input_size, batch_size=batch_size,
                    precision=precision)
     if probe.step is not None and probe.step.setting == f"{timed}:size={input_size}":
@@ -280,7 +280,7 @@ def measure_step(report: ProbeReport, profile: DatasetProfile, backbone: str, *,
         say(backbone, f"timing a training step from group {trainable_from} at {input_size} px")
         t0 = time.perf_counter()
         images = sample_images(records, profile.root).at(input_size,
-                                                         (TIMED_STEPS + 1) * batch_size)
+                                                         SAMPLE_BATCHES * batch_size)
         with policy_scope(KERAS_POLICIES.get(precision, "float32")):
             arrays = time_training_step(plan.spec, images, len(np.unique(labels)),
                                         trainable_from, batch_size=batch_size,

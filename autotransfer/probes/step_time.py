@@ -13,14 +13,20 @@ It is timed as an epoch runs, not as bare steps: ``fit`` over a few batches of t
 fed through the trainer's input pipeline — on the uncached path every batch of images augmented
 by the recipe's transform (:func:`image_transform`: its augmentation and MixUp/CutMix, from
 :mod:`autotransfer.data.augment`, the trainer's own code), on the cached path the activations
-sliced, shuffled and batched — and a validation pass, after an untimed ``fit`` of one batch that
-traces both functions. A Keras callback splits the timed ``fit`` into its training batches (per
-image: the step *and* its input), the validation pass (per image) and the rest (seconds: the
-epoch's fixed cost). Bare ``train_on_batch`` steps on tensors already in place, as timed before,
-left out the input pipeline (augmentation alone took as long as the step at 224 px on one core)
-and the fixed cost, and erred both ways by up to 2× (docs/benchmarks/cost_model.md). The result
-is cached with the probe's features; a record or cached arrays from before (no ``overhead_s``)
-still load.
+sliced, shuffled and batched — and a validation pass, after an untimed ``fit`` of
+:data:`WARMUP_STEPS` batches that traces both functions and lets the process warm up. A Keras
+callback splits the timed ``fit`` into its training batches (per image: the step *and* its
+input), the validation pass (per image) and the rest (seconds: the epoch's fixed cost). The
+training rate is the **median** of the :data:`TIMED_STEPS` timed batches (:func:`steady_rate`):
+the first batches after tracing are not steady (timed batch by batch against the trainer's
+epochs in one process, the first timed batch ran 1.1–3.8× the steady ones: oneDNN's primitives,
+memory, the pipeline's start), and single batches are slowed by whatever else runs; two timed
+batches, summed, sampled that noise and erred 0.86–1.45× both ways by dataset
+(docs/benchmarks/cost_model.md). Bare ``train_on_batch`` steps on tensors already in place, as
+timed before, left out the input pipeline (augmentation alone took as long as the step at 224 px
+on one core) and the fixed cost, and erred both ways by up to 2×. The result is cached with the
+probe's features; a record or cached arrays from before (no ``overhead_s``, no
+``batch_seconds``) still load.
 
 Tracing is not timed: the trainer traces its functions once per phase, in the phase's first epoch
 (``train/executor.py`` seeds epochs without clearing TensorFlow's function caches), and the epoch
@@ -40,8 +46,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-#: training batches of the timed fit (after an untimed fit of one batch that traces the functions)
-TIMED_STEPS = 2
+#: training batches of the timed fit, whose median is the training rate (:func:`steady_rate`)
+TIMED_STEPS = 6
+#: batches of the untimed fit before it: it traces the functions and warms the process up
+WARMUP_STEPS = 2
+#: batches' worth of the probe's images the step is timed on (cycled; the compute does not
+#: depend on which images)
+SAMPLE_BATCHES = 3
 #: the trainer's default limit on cached activations (train/feature_cache.DEFAULT_MAX_BYTES)
 CACHE_MAX_BYTES = 2 * 2**30
 
@@ -64,6 +75,9 @@ class StepTiming(BaseModel):
     eval_ms: float = Field(description="Milliseconds per image of the evaluation step "
                            "(forward and loss) of what trains: the validation pass.")
     timed_images: int = Field(description="Images timed per kind of step.")
+    batch_ms: tuple[float, ...] = Field(default=(), description="Milliseconds of each timed "
+                                        "training batch, in order (step_ms is their median per "
+                                        "image); empty in a record from before they were kept.")
     overhead_s: float | None = Field(default=None, description="Seconds of the timed fit "
                                      "beyond its training batches and validation pass (set-up, "
                                      "callbacks): an epoch's fixed cost on this machine. None: "
@@ -114,8 +128,9 @@ def time_training_step(spec: Any, images: np.ndarray, n_classes: int, trainable_
     batches of ``images`` fed through the trainer's input pipeline (the image transform of
     ``augmentation``, a recipe's ``Augmentation``, on the uncached path; the cached activations
     sliced, shuffled and batched on the cached one) and a validation pass of one batch, after an
-    untimed ``fit`` of one batch that traces the functions; see the module's docstring. Returns
-    ``step_seconds_per_image`` (the training batches, input pipeline included),
+    untimed ``fit`` of :data:`WARMUP_STEPS` batches that traces the functions; see the module's
+    docstring. Returns ``step_seconds_per_image`` (the median training batch, input pipeline
+    included, :func:`steady_rate`), ``batch_seconds`` (every timed batch),
     ``eval_seconds_per_image``, ``overhead_seconds`` (the rest of ``fit``), ``cached`` and
     ``timed_images`` (arrays, for the feature cache).
     """
@@ -168,37 +183,52 @@ def time_training_step(spec: Any, images: np.ndarray, n_classes: int, trainable_
         # files at the end of every epoch's fit
         board = keras.callbacks.TensorBoard(log_dir=logs, write_graph=False, profile_batch=0,
                                             update_freq="epoch")
-        # one batch, untimed: traces the training and evaluation functions
-        trained.fit(epoch.take(1), validation_data=val, epochs=1, verbose=0, shuffle=False,
-                    callbacks=[board])
+        # untimed: traces the training and evaluation functions, and warms up
+        trained.fit(epoch.take(WARMUP_STEPS), validation_data=val, epochs=1, verbose=0,
+                    shuffle=False, callbacks=[board])
         spy = _FitSpy()
         started = time.perf_counter()
         trained.fit(epoch, validation_data=val, epochs=1, verbose=0, shuffle=False,
                     callbacks=[spy, board])
         wall = time.perf_counter() - started
     keras.backend.clear_session(free_memory=True)
-    return {"step_seconds_per_image": np.asarray(spy.batches / (steps * batch_size)),
+    batches = np.asarray(spy.times, dtype=np.float64)
+    return {"step_seconds_per_image": np.asarray(steady_rate(batches, batch_size)),
             "eval_seconds_per_image": np.asarray(spy.val / min(batch_size, n)),
-            "overhead_seconds": np.asarray(max(0.0, wall - spy.batches - spy.val)),
+            "overhead_seconds": np.asarray(max(0.0, wall - batches.sum() - spy.val)),
+            "batch_seconds": batches,
             "cached": np.asarray(cached), "timed_images": np.asarray(steps * batch_size)}
 
 
+def steady_rate(batch_seconds: Any, batch_size: int) -> float:
+    """Seconds per image of a steady training batch: the median of the timed batches' seconds
+    over the batch size (robust to a slow first batch after tracing and to a batch slowed by
+    another process; docs/benchmarks/cost_model.md)."""
+    seconds = np.asarray(batch_seconds, dtype=np.float64)
+    if seconds.size == 0 or batch_size < 1:
+        raise ValueError("steady_rate needs at least one timed batch and a batch size")
+    return float(np.median(seconds)) / batch_size
+
+
 class _FitSpy:
-    """Seconds of a ``fit``'s training batches and of its validation pass (a Keras callback,
-    built on first use so that this module imports without Keras)."""
+    """Seconds of each of a ``fit``'s training batches and of its validation pass (a Keras
+    callback, built on first use so that this module imports without Keras)."""
 
     def __new__(cls) -> Any:
         import keras
 
         class Spy(keras.callbacks.Callback):
-            batches = 0.0
             val = 0.0
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.times: list[float] = []  # seconds of every training batch
 
             def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
                 self._t = time.perf_counter()
 
             def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-                self.batches += time.perf_counter() - self._t
+                self.times.append(time.perf_counter() - self._t)
 
             def on_test_begin(self, logs: Any = None) -> None:
                 self._v = time.perf_counter()
@@ -233,6 +263,8 @@ def step_timing(arrays: dict[str, np.ndarray], *, trainable_from: int, input_siz
                       step_ms=round(1000 * float(arrays["step_seconds_per_image"]), 4),
                       eval_ms=round(1000 * float(arrays["eval_seconds_per_image"]), 4),
                       timed_images=int(arrays["timed_images"]),
+                      batch_ms=tuple(round(1000 * float(x), 2)
+                                     for x in np.ravel(arrays.get("batch_seconds", ()))),
                       overhead_s=(round(float(arrays["overhead_seconds"]), 3)
                                   if "overhead_seconds" in arrays else None),
                       fit_timed="overhead_seconds" in arrays,

@@ -53,11 +53,16 @@ def test_a_training_step_is_timed_inside_fit_with_its_input_pipeline(trainable_f
     assert arrays["step_seconds_per_image"] > 0 and arrays["eval_seconds_per_image"] > 0
     assert float(arrays["overhead_seconds"]) >= 0
     assert int(arrays["timed_images"]) == step_time.TIMED_STEPS * 4
+    # the rate is the median timed batch (not their sum): every batch is kept
+    batches = np.asarray(arrays["batch_seconds"])
+    assert batches.shape == (step_time.TIMED_STEPS,) and (batches > 0).all()
+    assert float(arrays["step_seconds_per_image"]) == pytest.approx(np.median(batches) / 4)
     # the uncached epoch augments every batch; the cached one augmented once, while caching
     assert bool(transformed) is not cached
     timing = step_time.step_timing(arrays, trainable_from=trainable_from, input_size=32,
                                    batch_size=4, precision="float32", seconds=1.0)
     assert isinstance(timing, StepTiming) and timing.step_ms > 0 and timing.fit_timed
+    assert len(timing.batch_ms) == step_time.TIMED_STEPS  # every timed batch, kept as evidence
     assert timing.overhead_s == pytest.approx(float(arrays["overhead_seconds"]), abs=1e-3)
     assert str(trainable_from) in timing.describe()
     assert ("cached activations" if cached else "augmented images") in timing.describe()
@@ -84,7 +89,7 @@ def test_measured_once_then_cached_with_the_probe(probed, monkeypatch):
                         lambda *a, **k: pytest.fail("not cached"))
     again = measure_step(report, profile, "test_tiny", **setting).get("test_tiny").step
     assert again.seconds == 0 and again.step_ms == first.step_ms
-    assert again.overhead_s == first.overhead_s
+    assert again.overhead_s == first.overhead_s and again.batch_ms == first.batch_ms
     # another depth is another measurement, and so is another augmentation
     with pytest.raises(pytest.fail.Exception):
         measure_step(report, profile, "test_tiny", **{**setting, "trainable_from": 1})
@@ -152,5 +157,17 @@ def test_records_and_caches_from_before_the_fit_timing_load_without_it():
               np.asarray(0.009), "cached": np.asarray(False), "timed_images": np.asarray(64)}
     timing = step_time.step_timing(arrays, trainable_from=0, input_size=224, batch_size=32,
                                    precision="float32", seconds=0.0)
-    assert timing.overhead_s is None and not timing.fit_timed
+    assert timing.overhead_s is None and not timing.fit_timed and timing.batch_ms == ()
     assert "besides" not in timing.describe()
+
+
+def test_the_training_rate_is_the_median_batch_not_the_slow_first_ones():
+    """The first batches after tracing run slow (warm-up) and a single batch can be slowed by
+    another process: the steady rate is the median batch per image, which neither moves."""
+    steady = [0.16, 0.15, 0.17, 0.16]
+    assert step_time.steady_rate([0.60, 0.22, *steady], 16) == pytest.approx(0.165 / 16)
+    assert step_time.steady_rate([*steady, 0.90], 16) == pytest.approx(0.16 / 16)
+    assert step_time.steady_rate([0.32], 32) == pytest.approx(0.01)
+    with pytest.raises(ValueError):
+        step_time.steady_rate([], 16)
+    assert step_time.TIMED_STEPS >= 5 and step_time.WARMUP_STEPS >= 1
