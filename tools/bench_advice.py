@@ -36,7 +36,7 @@ images.
     python tools/bench_advice.py --part grid --max-train 800 --max-test 400
         --datasets brain_mri --cells advised linear_probe centre no_aug rate_up shallower
     python tools/bench_advice.py --part grid --max-train 800 --max-test 400
-        --datasets brain_mri --advised-rate 3 --paired   # x1 and x3 again, per-image results
+        --datasets brain_mri --advised-rate 3 --paired --cells paired-x3   # per-image results
     python tools/bench_advice.py --part rescore      # new scores from cached sample features
     python tools/bench_advice.py --part truth        # cross-validated truths, stored features
     python tools/bench_advice.py --part forecast     # refit recipes/forecast.yaml
@@ -63,7 +63,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _shared_weights import use_shared_weights  # noqa: E402
 
 from advice_study import (  # noqa: E402, F401 (every module: what scripts and tests reach)
-    cells, forecast, grid, layouts, length, ranking, refits, regret, report, store, truth)
+    cells, forecast, grid, layouts, length, paired, ranking, refits, regret, report, store,
+    truth)
 
 
 def main() -> None:
@@ -81,7 +82,8 @@ def main() -> None:
                         help="grid: run only these cells: ids (advised linear_probe "
                              "d2-x3-advised) or "
                              "roles around the advised depth (centre no_aug rate_up rate_down "
-                             "shallower deeper)")
+                             "shallower deeper); with --paired: paired-x1 or paired-xM, one "
+                             "rerun per process")
     parser.add_argument("--readvise", default=None, metavar="TAG",
                         help="grid: run only the advised cell, advised by the rule base in force "
                              "(its advice kept under TAG); the dataset's earlier advised cell is "

@@ -20,7 +20,10 @@ datasets where the advice fine-tunes (advised − linear probe on the same split
 slope on the probe's linear CV accuracy, or a share of the probe's headroom (``headroom_cv`` =
 points the linear CV on the sample misses; fine-tuning can only gain what the frozen features
 miss), whichever forecasts the advised recipe best leave one dataset out (a fitted slope must beat
-the mean clearly); its interval is the largest leave-one-dataset-out error.
+the mean clearly); its interval is the largest leave-one-dataset-out error. Choosing among models
+on a few datasets costs accuracy, so one model fixed in advance (every feature; the mean gain on
+the linear probe at the recipe's own training size) replaces the choice when its errors, nested
+as they stand, beat the choice's nested errors; the file is the same either way.
 Pure: no TensorFlow; :func:`fit_linear` is plain least squares in numpy.
 """
 

@@ -212,9 +212,9 @@ def _finetune_lr(recipe: Recipe, params: Mapping[str, Any], notes: list[str],
     high = ceiling if capped else high
     why = (f"fine-tuning learning rate: log range ×/÷ {factor:g} around the advised {lr:.3g}"
            + _by(reason) + ("; wider because the data is far from ImageNet" if far else "")
-           + (f", at most {_fraction(params['finetune_ceiling'])} the head's rate "
-              f"({ceiling:.3g}): fine-tuning runs at a lower rate than the head, or it "
-              "destroys the pretrained features" if capped else "")
+           + (f", at most {_of_head(params['finetune_ceiling'])} ({ceiling:.3g}): "
+              "fine-tuning runs at a lower rate than the head, or it destroys the pretrained "
+              "features" if capped else "")
            + ("; every fine-tuning phase scales by the same factor" if len(fines) > 1 else ""))
     return _dimension("finetune_lr", "float", lr, (low, high), paths, why, reason, "log")
 
@@ -349,8 +349,9 @@ def _field(recipe: Recipe, path: str) -> Any:
     return value
 
 
-def _fraction(value: float) -> str:
-    return "half" if value == 0.5 else f"{value:g} times"
+def _of_head(value: float) -> str:
+    return {0.5: "half the head's rate", 1.0: "the head's rate"}.get(
+        value, f"{value:g} times the head's rate")
 
 
 def _small_classes(reason: Reason) -> bool:

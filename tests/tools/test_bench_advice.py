@@ -364,13 +364,36 @@ def test_the_forecast_compares_advised_models_and_keeps_the_least_lodo_error(ben
     kept = f"{model.advised_base}+{','.join(model.gain.weights) or 'mean'}"
     score = {k: v["mean_abs"] + (bench.forecast.GAIN_SLOPE_MARGIN if "mean" not in k.split("+")[1]
                                   else 0.0) for k, v in f["advised_models"].items()}
-    assert min(score, key=score.get).split(" (")[0] == kept
-    assert f["advised_lodo_errors"] == f["advised_models"][min(score, key=score.get)]["errors"]
+    fixed = f["adopted"] == "fixed"
+    assert fixed == bench.forecast.fixed_beats_nested(f["fixed"], f["nested"])
+    pick = "fit+mean" if fixed else min(score, key=score.get)
+    assert pick.split(" (")[0] == kept
+    assert f["advised_lodo_errors"] == f["advised_models"][pick]["errors"]
     assert set(f["advised_cells"]) == set("abcde")
     # the stated interval is the largest nested error, not the kept model's own
-    nested = [abs(v["error"]) for v in f["nested"]["advised"].values()]
-    assert set(f["nested"]["advised"]) == set("abcde")
+    nested = ([abs(v) for v in f["fixed"]["advised"].values()] if fixed
+              else [abs(v["error"]) for v in f["nested"]["advised"].values()])
+    assert set(f["nested"]["advised"]) == set("abcde") == set(f["fixed"]["advised"])
     assert model.advised_half_width == pytest.approx(max(nested), abs=0.01)
+
+
+def test_the_fixed_forecast_chooses_nothing_and_replaces_the_choice_only_when_it_beats_it(bench):
+    inp = bench.forecast.forecast_inputs(forecast_study("abcdef"))
+    fx = bench.forecast.fixed_forecast(inp)
+    flat = bench.forecast.advised_lodo(inp, bench.forecast.FIXED_FEATURES).errors["fit+mean"]
+    assert fx["advised"] == flat and fx["model"] == "fit+mean"  # no choice: nested as it stands
+    moved = bench.forecast.fixed_forecast(bench.forecast.forecast_inputs(
+        forecast_study("abcdef", {"a": -6.0})))
+    assert moved["advised"]["a"] == pytest.approx(fx["advised"]["a"] + 6.0, abs=0.02)
+
+    def nested(errors: dict) -> dict:
+        return {"advised": {d: {"error": e} for d, e in errors.items()}}
+
+    beats = bench.forecast.fixed_beats_nested
+    assert beats({"advised": {"a": 1.0, "b": -2.0}}, nested({"a": 4.0, "b": -2.0}))
+    assert not beats({"advised": {"a": 1.0, "b": -5.0}}, nested({"a": 4.0, "b": -2.0}))  # worst
+    assert not beats({"advised": {"a": 2.9, "b": 2.9}}, nested({"a": 2.0, "b": 3.1}))  # mean
+    assert not beats({"advised": {"a": 1.0}}, nested({"a": 4.0, "b": 1.0}))  # other datasets
 
 
 def test_the_nested_choice_for_a_dataset_never_reads_that_dataset(bench):
@@ -485,8 +508,80 @@ def test_the_paired_reruns_pool_their_discordant_images(bench):
                 "test_correct": correct, "seconds": 10.0, "machine": {"load": "1.00 1.00 1.00"}}
 
     paired = [rerun(1.0, "1100"), rerun(3.0, "1011"), rerun(1.0, "10", "e"), rerun(3.0, "11", "e")]
-    lines = bench.refits.paired_markdown(paired, [cell("advised", 0.5, n=4)])
-    assert any(line.startswith("| d | 4 | 0.5000 (0.5000) | 0.7500 | +2 −1 |") for line in lines)
-    assert any("+3 −1, exact McNemar p = 0.625; the two rates disagree on 4 images (66.7%)" in line
+    lines = bench.paired.paired_markdown(paired, [cell("advised", 0.5, n=4)])
+    assert any(line.startswith("| d | 4 | 0.5000 (0.5000) | 0.7500 | +25.0 | +2 −1 |")
                for line in lines)
-    assert bench.refits.paired_markdown([rerun(3.0, "11")], []) == []  # no × 1 to pair with
+    assert any("+3 −1, exact McNemar p = 0.625; the two rates disagree on 4 images (66.7%)" in line
+               and "higher on 2, lower on 0, p = 0.5" in line for line in lines)
+    assert any("| d | +1 | × 3 | 0.0 | 25.0 |" in line for line in lines)  # chosen on e alone
+    assert any("**Decision: keep (within noise)**" in line for line in lines)
+    assert bench.paired.paired_markdown([rerun(3.0, "11")], []) == []  # no × 1 to pair with
+
+
+def _reruns(bench, rows: list[tuple[str, str, str]]) -> list[dict]:
+    """× 1 and × 3 paired cells from (dataset, × 1's images, × 3's images)."""
+    out = []
+    for d, one, three in rows:
+        for rate, correct in ((1.0, one), (3.0, three)):
+            out.append({**cell(f"paired-x{rate:g}", correct.count("1") / len(correct),
+                               n=len(correct), dataset=d),
+                        "advised_rate": rate, "test_correct": correct})
+    return out
+
+
+def test_the_rate_is_chosen_leave_one_dataset_out_and_judged_on_the_one_left_out(bench):
+    ev = bench.paired.paired_evidence(_reruns(bench, [
+        ("a", "0" * 10, "1" * 10), ("b", "1" * 10, "0" * 2 + "1" * 8), ("c", "1100", "1100")]))
+    folds = {f.held_out: f for f in ev.folds}
+    assert (ev.up, ev.down, ev.wins, ev.losses) == (10, 2, 1, 1)
+    assert folds["a"].chosen == 1.0 and folds["a"].net_on_others == -2  # b alone: × 1 better
+    assert folds["a"].regret == pytest.approx(100.0) and folds["a"].regret_current == 100.0
+    assert folds["b"].chosen == 3.0 and folds["b"].regret == pytest.approx(20.0)
+    assert folds["c"].chosen == 3.0 and folds["c"].regret == 0.0  # a tie costs nothing
+    decision, why = bench.paired.decide(ev)
+    assert decision == "keep (within noise)" and "held-out regret 120.0 against 100.0" in why
+
+
+def test_the_rate_changes_only_on_a_pooled_paired_test_and_no_significant_harm(bench):
+    gain = [(d, "0" * 6 + "1" * 14, "1" * 20) for d in "abc"]  # +6 −0 on each of three
+    ev = bench.paired.paired_evidence(_reruns(bench, gain))
+    assert ev.p < 0.05 and bench.paired.decide(ev)[0] == "adopt"
+    harm = gain + [("h", "1" * 20, "0" * 7 + "1" * 13)]  # −7 on one: p = 0.016 against × 3
+    ev = bench.paired.paired_evidence(_reruns(bench, harm))
+    decision, why = bench.paired.decide(ev)
+    assert decision == "keep (within noise)" and "significantly worse on h" in why
+    worse = [(d, three, one) for d, one, three in gain]
+    assert bench.paired.decide(bench.paired.paired_evidence(_reruns(bench, worse)))[0] == (
+        "keep (supported)")
+
+
+def test_a_rerun_away_from_its_recorded_cell_names_the_restored_epoch(bench):
+    head = {"val_accuracy": [0.5, 0.8, 0.7, 0.8], "val_loss": [0.9, 0.5, 0.6, 0.4]}
+    assert bench.paired.restored_epoch(head) == {"earliest": 1, "lowest_loss": 3}
+    runs = _reruns(bench, [("d", "10", "11")])
+    for c, best in zip(runs, (3, 3)):
+        c["phases"] = [{**head, "best_epoch": best}, {"val_accuracy": [0.9], "val_loss": [0.3]}]
+    recorded = {**cell("advised", 0.5, n=2), "phases": [{**head, "best_epoch": 1}]}
+    same = {**cell("advised-x3", 1.0, n=2), "phases": [dict(p) for p in runs[1]["phases"]]}
+    notes = bench.paired.reproduction_notes(bench.paired.paired_evidence(runs).rows,
+                                            [recorded, same], 3.0)
+    assert notes[0].startswith("d × 1: phase 1's validation curve is identical")
+    assert "restored epoch 1 in the recorded cell (the earliest tied epoch" in notes[0]
+    assert "and 3 in the rerun (ES01's tie-break" in notes[0]
+    assert notes[1] == "d × 3: every phase as recorded"
+
+
+def test_the_advised_cells_follow_lr01s_rates_in_force(bench):
+    assert bench.paired.rate_in_force({"ratio": 0.3, "ratio_far": 0.6}) == pytest.approx(3.0)
+    assert bench.paired.rate_in_force({"ratio": 0.1, "ratio_far": 0.2}) == pytest.approx(1.0)
+    assert bench.paired.rate_in_force({"ratio": 0.3, "ratio_far": 0.2}) is None  # moved apart
+    grid = [cell("advised", 0.80), {**cell("advised-x3", 0.85), "advised_rate": 3.0},
+            cell("linear_probe", 0.70, tunes=False), cell("advised", 0.9, dataset="e"),
+            cell("linear_probe", 0.95, tunes=False, dataset="e")]
+    assert bench.paired.rate_view(grid, 1.0) is grid
+    view = {(c["dataset"], c["cell"]): c for c in bench.paired.rate_view(grid, 3.0)}
+    assert view[("d", "advised")]["test_accuracy"] == 0.85
+    assert view[("d", "advised-x1")]["test_accuracy"] == 0.80  # a cell that could be chosen
+    assert view[("e", "advised")]["test_accuracy"] == 0.9  # no variant: unchanged
+    r = bench.regret.regrets(list(view.values()))
+    assert r["d"]["regret"] == pytest.approx(0.0) and r["e"]["regret"] == pytest.approx(5.0)

@@ -10,6 +10,7 @@ grid        ``--part grid``: the cells trained to their early stop (paired rerun
 regret      regret of the advised recipe, and the tests that say whether a difference is noise
 length      LR05: how long fine-tuning needs, and its floor fitted leave one dataset out
 refits      the rules refitted against the grid, leave one dataset out
+paired      LR01's rate: × 1 and × M rerun side by side, the paired tests and the decision
 forecast    ``--part forecast``: ``recipes/forecast.yaml``, judged with its choices nested
 report      ``docs/benchmarks/advice.md`` and the issue's goals
 ==========  =======================================================================================

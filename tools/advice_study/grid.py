@@ -101,7 +101,8 @@ def run_grid(args: argparse.Namespace) -> None:
                 cells = [(f"paired-x{m:g}", {**coords, "paired": True}, recipe)
                          for m in (1.0, args.advised_rate)
                          for _, coords, recipe in [rate_variant(kept_recipe, m, args.advice_tag)]]
-            wanted = {c[0] for c in cells}
+            # --cells picks among them (e.g. paired-x3 alone, in a process of its own)
+            wanted = {c[0] for c in cells} & set(args.cells or [c[0] for c in cells])
         elif tag:  # only the advised cell, advised by the rule base in force; the centre is kept
             fold = lr05_fold(name)
             print(f"{name}: LR05's floor fitted leave one dataset out: {fold}", flush=True)

@@ -245,44 +245,6 @@ def rate_variant_markdown(cells: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def paired_markdown(paired: list[dict[str, Any]], grid: list[dict[str, Any]]) -> list[str]:
-    """The advised recipe at × 1 and × M run again side by side (``--advised-rate M --paired``),
-    each keeping its per-image results: the pooled paired test, and how far each rerun landed
-    from the recorded cell of the same recipe (run-to-run noise)."""
-    by: dict[str, dict[float, dict[str, Any]]] = {}
-    for c in paired:
-        if c.get("test_correct"):
-            by.setdefault(c["dataset"], {})[c["advised_rate"]] = c
-    pairs = {d: (r[1.0], r[m]) for d, r in by.items() for m in r if m != 1.0 and 1.0 in r}
-    if not pairs:
-        return []
-    recorded = {(c["dataset"], c["cell"]): c for c in grid}
-    rows, b, c_ = [], 0, 0
-    for d, (one, more) in pairs.items():
-        up, down = paired_counts(one["test_correct"], more["test_correct"])
-        b, c_ = b + up, c_ + down
-        was = [recorded.get((d, k)) for k in ("advised", f"advised-x{more['advised_rate']:g}")]
-        rows.append(f"| {d} | {one['n_test']} | {one['test_accuracy']:.4f}"
-                    + (f" ({was[0]['test_accuracy']:.4f})" if was[0] else "")
-                    + f" | {more['test_accuracy']:.4f}"
-                    + (f" ({was[1]['test_accuracy']:.4f})" if was[1] else "")
-                    + f" | +{up} −{down} | {mcnemar_p(up, down):.2g} | "
-                    f"{one['seconds']:.0f} + {more['seconds']:.0f} s | {more['machine']['load']} |")
-    n = sum(one["n_test"] for one, _ in pairs.values())
-    return ["The advised recipe at × 1 and × M run again side by side (`--advised-rate M "
-            "--paired`; cells `paired-x1`, `paired-xM`, kept apart from the grid), each with its "
-            "per-image results (test accuracy, the recorded cell of the same recipe in brackets: "
-            "how far a rerun lands; only × M right / only × 1 right; exact McNemar):", "",
-            "| dataset | test images | × 1 (recorded) | × M (recorded) | discordant | p | seconds "
-            "| load |", "|---|---|---|---|---|---|---|---|", *rows, "",
-            f"Pooled over {len(pairs)} dataset(s), {n} test images: +{b} −{c_}, exact McNemar "
-            f"p = {mcnemar_p(b, c_):.3g}; the two rates disagree on {b + c_} images "
-            f"({100 * (b + c_) / n:.1f}%)"
-            + ("; every rerun ran in lane 0, pinned to one core at nice −10, development work "
-               "beside it at low priority" if all(x.get("lane") for x in paired) else "")
-            + ".", ""]
-
-
 def rate_evidence(cells: list[dict[str, Any]]) -> list[str]:
     """The pooled tests of the advised recipe × M against × 1 (LR01/TUNE03's decision): a sign
     test over datasets, the pooled difference unpaired (conservative), and the pooled paired

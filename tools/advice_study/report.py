@@ -10,8 +10,9 @@ from advice_study.length import held_out_note, length_markdown, not_readvised
 from advice_study.ranking import (
     PREDICTORS, TIE_MARGINS, chosen_backbone, lodo_pick, lodo_tie_margin, noise_ceiling,
     ranking_tau, top1_regret, truth_markdown)
+from advice_study.paired import paired_markdown, rate_in_force, rate_view
 from advice_study.refits import (
-    decision_cases, one_fact_lodo, paired_markdown, rate_variant_markdown, rules_markdown)
+    decision_cases, one_fact_lodo, rate_variant_markdown, rules_markdown)
 from advice_study.regret import centre_of, regrets, wilson
 from advice_study.store import BEFORE, DATASETS, by_dataset, load
 from advice_study.truth import TRUTH_VARIANTS
@@ -346,13 +347,28 @@ def grid_markdown(cells: list[dict[str, Any]]) -> list[str]:
     return lines + missing_markdown(cells)
 
 
+def _at_recorded_rate(grid: list[dict[str, Any]], rate: float | None) -> str:
+    """With LR01's rates × ``rate`` in force: the regret of the advised cells as recorded (× 1)."""
+    import statistics
+
+    if rate is None or rate == 1.0:
+        return ""
+    was = [r["regret"] for r in regrets(grid).values()]
+    return (f"LR01's fine-tuning rates × {rate:g} in force, so the advised cells are the "
+            f"advised-x{rate:g} cells (× {rate:g} chosen leave one dataset out on the paired "
+            f"reruns, \"Pooled evidence\"); with the × 1 cells as recorded: median "
+            f"{statistics.median(was):.1f}, worst {max(was):.1f}; ")
+
+
 def goals_markdown(data: dict[str, Any]) -> list[str]:
     """The issue's goals against what was measured (on the datasets measured so far)."""
     import statistics
 
     lines = ["## Goals (issue 18)", "", "| goal | measured | met? |", "|---|---|---|"]
-    reg = regrets(data.get("grid", []))
-    bal = regrets(data.get("grid", []), "test_balanced_accuracy")
+    rate = rate_in_force()  # LR01's rates in force × the cells': the advised-x<rate> cells advised
+    view = rate_view(data.get("grid", []), rate)
+    reg = regrets(view)
+    bal = regrets(view, "test_balanced_accuracy")
     if reg:
         values = [r["regret"] for r in reg.values()]
         med, worst = statistics.median(values), max(values)
@@ -373,6 +389,7 @@ def goals_markdown(data: dict[str, Any]) -> list[str]:
                      + (f"; before LR05 the same datasets had median "
                         f"{statistics.median(was.values()):.1f}, worst {max(was.values()):.1f}"
                         if before else "") + held_out_note(data.get("grid", [])) + "; "
+                     + _at_recorded_rate(data.get("grid", []), rate)
                      + (f"the positive regrets ({', '.join(noisy)}) are within noise; "
                         if noisy else "")
                      + "against a one-factor grid on "
@@ -480,12 +497,21 @@ def goals_markdown(data: dict[str, Any]) -> list[str]:
              else flat)
         ka = sum(abs(x) <= 3 for x in a.values())
         kf = sum(abs(x) <= 3 for x in flat.values())
+        fixed = f.get("fixed") if f.get("adopted") == "fixed" else None
+        chose = ""
+        if fixed:  # the forecast advise states: one model, nothing chosen on the datasets
+            chose = (f"; the nested choice among models: advised {ka} of {len(a)}, linear probe "
+                     f"{k} of {len(e)}")
+            e, a = fixed["linear_probe"], fixed["advised"]
+            k, ka = sum(abs(x) <= 3 for x in e.values()), sum(abs(x) <= 3 for x in a.values())
         lines.append("| forecast within ±3 pts on ≥ 6 of 8 (LODO"
-                     + (", choices nested" if nested.get("advised") else "") + f") | linear "
+                     + (", one fixed model" if fixed else ", choices nested"
+                        if nested.get("advised") else "") + f") | linear "
                      f"probe: {k} of {len(e)}" + (f"; advised recipe: {ka} of {len(a)} measured"
                                                   if a else "")
+                     + chose
                      + (f" ({kf} of {len(flat)} with the model chosen on every dataset, "
-                        "optimistic)" if nested.get("advised") and flat else "")
+                        "optimistic)" if nested.get("advised") and flat and not fixed else "")
                      + f" | {'yes' if k >= 6 else 'no'} (linear probe)"
                      + (f"; {'not yet' if len(a) < 8 else 'yes' if ka >= 6 else 'no'} "
                         "(advised)" if a else "") + " |")
