@@ -261,6 +261,82 @@ def _meet(record: Adaptation, model: Any, probe: Any, best: float, rival: str, k
                                                "phases": reason}})
 
 
+#: SEL02's note in a run whose recipe adapts to the target, before DA11's outcome is appended
+SEL02_ADAPTS = ("the advised recipe adapts to the target images ({method}): the source validation "
+                "split cannot tell what that buys on the target, so rule SEL02 does not compare "
+                "the linear probe with it there")
+
+
+def sel02_note(method: str, record: Adaptation, tuning: Any = None) -> str:
+    """SEL02's note (``summary.json``'s ``linear_probe.why``, the report's SEL02 section) in a
+    run that adapts to the target with method ``method``: why SEL02 compares nothing, then what
+    happened to the linear probe instead, as the final model shows it — rule DA11's exact linear
+    head against the search's trials (``tuning``, a
+    :class:`~autotransfer.tuning.results.TuneResult`) or against DA09's candidates or the
+    adapting final model (``record.linear_probe``), or DA09's own source-only exact head."""
+    from autotransfer.train.adaptation.choose_weight import EXACT
+    from autotransfer.tuning.adapting import PROBE_TRIAL, RULE
+
+    note = SEL02_ADAPTS.format(method=method)
+    head = f"the linear probe (rule {RULE}'s exact linear head: the backbone frozen, L-BFGS)"
+    by = f"by {record.criterion} on the target, without target labels"
+    if tuning is not None and record.searched:
+        scored = (tuning.selection or {}).get("linear_probe")
+        if scored is None:
+            return (f"{note}; {head} was not scored beside the search's trials (trial "
+                    f"'{PROBE_TRIAL}' failed or was skipped: section 4), so the adapting trial "
+                    f"{tuning.best_trial} is the final model's recipe")
+        score = float(scored[record.criterion or ""]) if record.criterion in scored else None
+        said = "" if score is None else f" {score:.4f}"
+        if scored.get("kept"):
+            return (f"{note}; instead {head} scored{said} {by}, beside the search's trials, at "
+                    f"least as well as the best adapting trial: it is the final model "
+                    f"(rule {RULE})")
+        best = tuning.trial(tuning.best_trial)
+        rival = "" if best is None or best.score is None else f" ({best.score:.4f})"
+        return (f"{note}; instead {head} scored{said} {by}, beside the search's trials, below "
+                f"trial {tuning.best_trial}{rival}: the adapting trial {tuning.best_trial} is "
+                f"the final model's recipe (rule {RULE})")
+    probe = record.linear_probe
+    if probe is None:
+        if record.rule == CHOOSE and EXACT in record.scores:
+            chosen = record.candidate == EXACT
+            return (f"{note}; instead rule {CHOOSE}'s candidates included the source-only exact "
+                    f"head (the linear probe, fitted by L-BFGS), scored {record.scores[EXACT]:.4f}"
+                    f" {by}: " + ("it was chosen and is the final model" if chosen else
+                                  f"the {_chosen(record)} candidate scored higher and is the "
+                                  "final model"))
+        return f"{note}; no exact linear head was scored against it either"
+    why = str(probe.get("why", ""))
+    if why.startswith("not "):
+        return f"{note}; {head} was {why}: the adapting model is the final model"
+    kept = f"{head} is the final model" if probe.get("kept") else "the adapting model is the " \
+        "final model"
+    return f"{note}; instead rule {RULE} compared them on the target, and {kept}: {why}"
+
+
+def _chosen(record: Adaptation) -> str:
+    return f"λ = {record.weight:g}" if record.weight is not None else str(record.candidate)
+
+
+def head_measure(record: Adaptation | None, tuning: Any = None) -> dict[str, Any] | None:
+    """Rule DA11's exact linear head as :func:`autotransfer.oneshot.versus.check` reads it
+    (``val_accuracy``: the training split's head on validation): without a search
+    ``record.linear_probe``, after one the search's trial :data:`PROBE_TRIAL`; ``None`` when
+    it was not scored."""
+    from autotransfer.tuning.adapting import PROBE_TRIAL, RULE
+
+    if record is None:
+        return None
+    if record.linear_probe is not None or tuning is None:
+        return record.linear_probe
+    probe = tuning.trial(PROBE_TRIAL)
+    if probe is None or probe.val_accuracy is None:
+        return None
+    return {"rule": RULE, "trial": PROBE_TRIAL, "kept": tuning.best_trial == PROBE_TRIAL,
+            "score": probe.score, "val_accuracy": probe.val_accuracy}
+
+
 def searched(recipe: Recipe, tuning: Any) -> Adaptation:
     """The record of an adapting search (rule DA11): the kept trial's λ, every trial's score."""
     da = recipe.domain_adaptation

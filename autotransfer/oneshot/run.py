@@ -164,13 +164,11 @@ def auto(
     # the linear probe: a candidate of every run that fine-tunes (rule SEL02)
     probe, probe_note = None, "the advised recipe trains the head alone: it is the linear probe"
     # SEL02 compares on source validation images, which cannot see what adaptation buys on the
-    # target: a recipe adapting to target images (DA04-DA10 decide it) has no probe candidate
+    # target: a recipe adapting to target images (DA04-DA10 decide it) has no SEL02 candidate
+    # (rule DA11 compares the linear probe with it on the target instead)
     adapts = advice.recipe.domain_adaptation.needs_target
-    if adapts:
-        probe_note = (f"the advised recipe adapts to the target images "
-                      f"({advice.recipe.domain_adaptation.method}): the source validation split "
-                      "cannot tell what that buys on the target, so the linear probe is not a "
-                      "candidate (SEL02)")
+    if adapts:  # what rule DA11 did with the linear probe instead is said once it is known
+        probe_note = adapt.SEL02_ADAPTS.format(method=advice.recipe.domain_adaptation.method)
     if budget is not None:  # rule BUD03: refuse, before any training, a budget below the floor
         with folder.refused_cleanly():
             budget_floor.floor_after_probing(
@@ -355,11 +353,18 @@ def auto(
             final_training = dataclasses.replace(
                 final_training, recipe=head, note=f"{final_training.note} The exact linear head "
                 f"(rule {adaptation.rule}) replaced the adapting model (kept in adapted/).")
+            # trained again, on purpose (rule DA11): the scored head was an in-memory trial that
+            # writes no model, and only the trainer writes the run folder (model, metrics on val
+            # and test, exports, reports); its frozen features come back from the store, so
+            # what repeats is the exact solve (0.3 s of 32 s in tests/oneshot/test_adapt.py's
+            # run, where both chose the same C by the same cross-validation)
             step(4, "Training the exact linear head as the final model (rule DA11)")
             run = train(final_training.splits, head, folder.fresh("model"),
                         export_savedmodel=export_savedmodel, export_tflite=export_tflite,
                         feature_source=store, target=target_set,
                         progress=lambda text: say(f"[4/{len(STEPS)}] {text}"))
+    if adapts and probe is None and adaptation is not None:  # SEL02 did not compare: DA11 did
+        choice = adapt.sel02_note(advice.recipe.domain_adaptation.method, adaptation, tuning)
     metrics = run.metrics
     final_seconds = time.time() - started - advise_seconds - tune_seconds
     if adaptation is not None:  # the gap before and after, in the final model's features
@@ -384,7 +389,8 @@ def auto(
     versus = forecast_check(advice.forecast, metrics,
                             final_fine_tunes=linear_probe.fine_tunes(final_training.recipe),
                             probe=probe, choice=choice,
-                            head=None if adaptation is None else adaptation.linear_probe)
+                            head=None if adaptation is None
+                            else adapt.head_measure(adaptation, tuning))
     seconds = time.time() - started
     budget_info = {"total": budget, "advise_seconds": advise_seconds,
                    "tune_seconds": tune_seconds, "final_seconds": final_seconds,

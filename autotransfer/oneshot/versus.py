@@ -5,7 +5,7 @@ beside the accuracy the run measured for that candidate, and on which split.
 The linear probe is measured where it is the final model (on the test split when there is one),
 otherwise as rule SEL02's candidate (trained on the training split, on validation) or, in a run
 that adapts to a target, as rule DA11's exact linear head that lost to the adapting model (the
-same, on validation); the advised
+same, on validation: without a search, or as the search's trial 'probe'); the advised
 recipe as the final model when that fine-tunes (the refined recipe after a search), otherwise as
 SEL02's fine-tuned candidate on validation. A candidate that was not measured says so.
 """

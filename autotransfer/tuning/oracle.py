@@ -11,7 +11,9 @@ trial 0 and the next few random points; Hyperband puts the advised values in its
 Both oracles also
 
 * stop creating trials once ``deadline`` (a ``time.time()`` value, set by the tuner for each
-  invocation) has passed, or when the time left is below ``reserve`` seconds (``keep_for_final``:
+  invocation) has passed, or when the time left is below ``reserve`` seconds (``keep_for_final``,
+  computed again as each trial ends, in :meth:`~AdvisedFirstMixin.end_trial`, which on a
+  distributed chief is where each worker's trial ends:
   what the final training of the costliest trial would take, the frozen features it reuses from
   the search left out while ``feature_store`` still keeps them) plus the median trial's
   duration, as run or with its frozen prefix recomputed (``cold_seconds``), whichever is costlier
@@ -67,7 +69,10 @@ class AdvisedFirstMixin(FirstValuesHook):
     tuning_dir: Path | None = None
     #: the :class:`~.activations.ActivationStore` the trials shared and the final training reuses:
     #: a trial's frozen features count as reused only while it still keeps them (``None``: the
-    #: trials' records are trusted, as on a chief whose workers keep their own stores)
+    #: trials' records are trusted). On a distributed chief it is the chief's own store, which
+    #: holds none of the workers' features: the final training runs in the chief's process
+    #: (``auto`` after ``tune``) and computes them again, so the reserve counts them computed
+    #: again — what will happen, not a margin (workers' stores die with the workers)
     feature_store: Any = None
     #: the search's :class:`~autotransfer.data.splits.DataSplits` (or a callable returning
     #: them): the final training evaluates their validation and test images, with or without a
@@ -90,7 +95,13 @@ class AdvisedFirstMixin(FirstValuesHook):
 
     @keras_tuner.synchronized
     def end_trial(self, trial: Any) -> None:
+        """KerasTuner's end of ``trial``, then the reserve grown by it (:meth:`keep_for_final`,
+        rule PLAN01) and the futility stop (TUNE02). Every trial ends here in the oracle's own
+        process — a local tuner's and, on a distributed chief, each worker's (KerasTuner's
+        ``OracleServicer.EndTrial`` calls it; a worker's ``OracleClient`` has no reserve)."""
         super().end_trial(trial)  # type: ignore[misc]
+        if self.final_factor and trial.status == TrialStatus.COMPLETED:
+            self.keep_for_final(self.final_factor, self.final_growth)
         if (self.stop_when_futile and self.tuning_dir is not None and not self.stop_reason
                 and trial.status == TrialStatus.COMPLETED and self.is_first(trial)):
             verdict = futile(val_correct(trial_dir(self.tuning_dir, trial.trial_id)))
@@ -122,8 +133,8 @@ class AdvisedFirstMixin(FirstValuesHook):
         ``feature_store`` keeps them, on train + validation pass by pass: every image decoded and
         augmented, the forward pass only on the added ones; and evaluating the
         validation and test images of :attr:`splits` through the model). A trial whose run
-        records cannot be read counts as before: ``factor`` × its cold duration less the frozen features the
-        final training reuses."""
+        records cannot be read counts as before: ``factor`` × its cold duration less the frozen
+        features the final training reuses."""
         self.final_factor, self.final_growth = factor, growth
         self.evictions_seen = getattr(self.feature_store, "evictions", 0)
         costs = []

@@ -69,13 +69,10 @@ class RecipeTuner(BaseTuner):
     fatal = FatalTrial
 
     def __init__(self, *args: Any, hard_deadline: float | None = None,
-                 reserve_factor: float = 0.0, reserve_growth: float = 1.0,
                  progress: Progress | None = None,
                  trial_logs: Path | None = None, **kwargs: Any) -> None:
         self.hard_deadline = hard_deadline
         self.trial_logs = trial_logs
-        self.reserve_factor = reserve_factor
-        self.reserve_growth = reserve_growth
         self.progress = progress
         self.ran: list[str] = []
         self._said_stop = False
@@ -131,9 +128,7 @@ class RecipeTuner(BaseTuner):
         self.ran.append(trial.trial_id)
         super().on_trial_end(trial)  # the oracle ends the trial; it may stop the search (TUNE02)
         oracle = self.oracle
-        self._log_hparams(trial)
-        if self.reserve_factor and hasattr(oracle, "keep_for_final"):  # not on a worker
-            oracle.keep_for_final(self.reserve_factor, self.reserve_growth)
+        self._log_hparams(trial)  # the oracle's end_trial grew the reserve (rule PLAN01)
         self._say(f"Trial {trial.trial_id} {str(getattr(trial, 'status', '')).lower()}")
         reason = getattr(oracle, "stop_reason", "")
         if reason.startswith(FUTILE_PREFIX) and not self._said_stop:

@@ -266,10 +266,10 @@ def tune(
     # KerasTuner prints to stdout; keep stdout for --json
     with contextlib.redirect_stdout(sys.stderr):
         tuner = RecipeTuner(oracle, hypermodel, directory=str(out), project_name=PROJECT,
-                            overwrite=False, hard_deadline=hard, reserve_factor=reserve_factor,
-                            reserve_growth=reserve_growth,
+                            overwrite=False, hard_deadline=hard,
                             progress=say, trial_logs=out / TRIAL_LOGS)
-        if my_role != "worker":  # resumed: the trials' durations are known already
+        if my_role != "worker":  # resumed: the trials' durations are known already; the
+            # oracle computes it again as each trial ends (a chief: each worker's, rule PLAN01)
             oracle.keep_for_final(reserve_factor, reserve_growth)
             if not stop_when_futile:  # a search resumed without the flag runs on
                 oracle.stop_reason = ""

@@ -70,3 +70,38 @@ def test_logme_is_computed_with_one_blas_thread():
     with mock.patch.object(logme_module, "_spectrum", spectrum):
         logme_module.logme(rng.normal(size=(60, 16)), labels)
     assert seen and set(seen[0]) == {1}
+
+
+def test_the_domain_gap_and_dev_density_ratio_fits_run_with_one_blas_thread():
+    """Every logistic regression of the domain gap (the domain classifier, the source probe) and
+    of DEV's density ratios sees one BLAS thread (two took 14-19 s against 0.5-0.7 s for the gap on
+    real probe features); the figures are those of the unlimited fits."""
+    from sklearn.linear_model import LogisticRegression
+
+    from autotransfer.probes import domain_gap
+    from autotransfer.train.adaptation import selection
+
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(3), 30)
+    source = rng.normal(size=(3, 48))[labels] + rng.normal(size=(90, 48))
+    target = source[:60] + rng.normal(0.5, 1.0, size=(60, 48))
+    empty = {"bn_names": np.array([]), "bn_groups": np.array([])}
+    seen: list[list[int]] = []
+    real = LogisticRegression.fit
+
+    def fit(self, *args, **kwargs):
+        seen.append(_blas_threads())
+        return real(self, *args, **kwargs)
+
+    def measure():
+        gap = domain_gap.gap_from_arrays({"features": source, **empty},
+                                         {"features": target, **empty}, labels,
+                                         ["a", "b", "c"], [])
+        return gap.model_dump(), selection.density_ratios(source[:40], target).tolist()
+
+    with mock.patch.object(LogisticRegression, "fit", fit):
+        limited = measure()
+    assert len(seen) >= 5 + 5 + 1 + 2 and all(set(s) == {1} for s in seen)
+    with mock.patch("autotransfer.probes.blas.one_blas_thread", _no_limit), \
+            mock.patch.object(domain_gap, "one_blas_thread", _no_limit):
+        assert measure() == limited
