@@ -10,7 +10,8 @@ length at the preset's scale) is trained, and variants that each spend more time
   depth change, ``tuning/trial_recipe.apply``: the new group's rate follows the phase's decay)
   [the advised epochs];
 * ``larger``: the input size one step up (×1.5, rounded to 32 px, at most 320 px) for every
-  phase [the advised epochs].
+  phase [the advised epochs]; ``larger@SIZE`` (e.g. ``larger@224``, ``larger:9@160``): that
+  size instead, named ``larger224-9`` (each size its own kind in the pooled table).
 
 A deeper or larger epoch costs more than a longer one, so giving ``deeper`` and ``larger`` fewer
 epochs than ``longer`` compares what the same extra *seconds* buy (the measured seconds are in
@@ -26,18 +27,23 @@ epoch (rule ES01), and the load average before and after each run; the table end
 pooled over the datasets against the advised recipe (summed discordant images, exact McNemar).
 
 Resumable per variant: results are saved after each variant to ``<out>.json`` (and rendered to
-``<out>.md``); a rerun reuses the dataset's saved advised recipe (so it trains the same recipe
+``<out>.md``), merged under a file lock with what other processes saved there meanwhile (so
+arms of one side by side can run at once, in separate commands on separate cores); a rerun reuses the dataset's saved advised recipe (so it trains the same recipe
 without advising again) and skips the variants already measured (``--rerun`` measures them
 again, ``--fresh`` forgets the dataset's saved recipe and rows). So a long side by side can run
-in chunks, each stopped by ``timeout`` and continued by the next.
+in chunks, each stopped by ``timeout`` and continued by the next; with ``--work DIR`` a variant
+stopped mid-run resumes from its last checkpoint (the trainer's own resume: the same data and
+seeds as an uninterrupted run), its seconds summed over its chunks.
 
     python tools/bench_budget_use.py [--datasets eurosat_rgb_3k]
-        [--variants advised longer:16 deeper:8 larger:8] [--max-train N] [--rerun] [--fresh]
+        [--variants advised longer:16 deeper:8 larger:8 larger@224] [--max-train N]
+        [--rerun] [--fresh]
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
@@ -66,14 +72,17 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def parse_variant(spec: str) -> tuple[str, int | None]:
-    """``KIND[:EPOCHS]`` as (kind, epochs or None)."""
-    kind, _, epochs = spec.partition(":")
-    if kind not in KINDS or (epochs and not epochs.isdigit()) or (kind == "advised" and epochs):
+def parse_variant(spec: str) -> tuple[str, int | None, int | None]:
+    """``KIND[:EPOCHS][@SIZE]`` as (kind, epochs or None, input size or None)."""
+    head, _, size = spec.partition("@")
+    kind, _, epochs = head.partition(":")
+    if (kind not in KINDS or (epochs and not epochs.isdigit()) or (kind == "advised" and epochs)
+            or ("@" in spec and (kind != "larger" or not size.isdigit() or int(size) < 32))):
         raise argparse.ArgumentTypeError(
             f"variant {spec!r}: expected one of {', '.join(KINDS)}, optionally with ':EPOCHS' "
-            "(the deepest fine-tuning phase's epochs; not for 'advised')")
-    return kind, int(epochs) if epochs else None
+            "(the deepest fine-tuning phase's epochs; not for 'advised'), and for 'larger' "
+            "optionally '@SIZE' (the input size in pixels, at least 32)")
+    return kind, int(epochs) if epochs else None, int(size) if size else None
 
 
 def _deepest(d: dict[str, Any]) -> int | None:
@@ -81,9 +90,11 @@ def _deepest(d: dict[str, Any]) -> int | None:
     return min(tuned, key=lambda i: d["phases"][i]["trainable_from"]) if tuned else None
 
 
-def variant(recipe: Any, kind: str, epochs: int | None = None) -> Any | None:
+def variant(recipe: Any, kind: str, epochs: int | None = None,
+            size: int | None = None) -> Any | None:
     """``recipe`` changed to spend more time as ``kind`` says, its deepest fine-tuning phase
-    ``epochs`` long (None: the kind's default); None when it cannot."""
+    ``epochs`` long (None: the kind's default), a ``larger`` one at ``size`` px (None: one step
+    up); None when it cannot."""
     from autotransfer.recipe.schema import Recipe
     from autotransfer.tuning.trial_recipe import apply
 
@@ -100,9 +111,9 @@ def variant(recipe: Any, kind: str, epochs: int | None = None) -> Any | None:
     if deepest is None:
         return None
     if kind == "larger":
-        size = int(d["backbone"]["input_size"])
-        bigger = min(320, int(round(size * 1.5 / 32)) * 32)
-        if bigger <= size:
+        current = int(d["backbone"]["input_size"])
+        bigger = size or min(320, int(round(current * 1.5 / 32)) * 32)
+        if bigger <= current:
             return None
         d["backbone"]["input_size"] = bigger
     phase = d["phases"][deepest]
@@ -115,11 +126,12 @@ def variant(recipe: Any, kind: str, epochs: int | None = None) -> Any | None:
     return Recipe.model_validate(d)
 
 
-def variant_name(kind: str, recipe: Any) -> str:
-    """``advised``, or the kind and the deepest phase's epochs (``longer-8``)."""
+def variant_name(kind: str, recipe: Any, size: int | None = None) -> str:
+    """``advised``, or the kind (with its size, if given) and the deepest phase's epochs
+    (``longer-8``, ``larger224-9``)."""
     if kind == "advised":
         return kind
-    return f"{kind}-{recipe.phases[_deepest(recipe.to_dict())].epochs}"
+    return f"{kind}{size or ''}-{recipe.phases[_deepest(recipe.to_dict())].epochs}"
 
 
 def test_correct(run_dir: Path) -> str:
@@ -141,9 +153,11 @@ def measure(splits: Any, recipe: Any, advised: Any, out: Path) -> dict[str, Any]
     from autotransfer.train.run import train
 
     load_before = _load()
+    chunks, resume = _chunks(out)
     started = time.time()
-    run = train(splits, recipe, out, progress=False)
-    seconds = time.time() - started
+    run = train(splits, recipe, out, progress=False, resume=resume)
+    seconds = time.time() - started + sum(c["end"] - c["start"] for c in chunks[:-1])
+    chunks[-1]["end"] = time.time()
     m = run.metrics
     phases = [p for p in m.get("phases", []) if p["trainable_from"] < 5 and p["epoch_seconds"]]
     deepest = min(phases, key=lambda p: p["trainable_from"]) if phases else None
@@ -164,9 +178,32 @@ def measure(splits: Any, recipe: Any, advised: Any, out: Path) -> dict[str, Any]
            "deepest_epoch_s": statistics.median(deepest["epoch_seconds"][1:] or
                                                 deepest["epoch_seconds"]) if deepest else None,
            "load_before": load_before, "load_after": _load(),
+           "chunks": [{k: (time.strftime("%H:%M:%S", time.gmtime(v)) if k in ("start", "end")
+                           else v) for k, v in c.items()} for c in chunks],
            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     keras.backend.clear_session()
     return row
+
+
+def _chunks(out: Path) -> tuple[list[dict[str, Any]], bool]:
+    """The run's chunks so far and whether it resumes: a run stopped by ``timeout`` (its
+    ``<out>.partial`` holds a checkpoint) resumes from its last checkpoint; each earlier chunk
+    counts from its start to that checkpoint (the epochs after it are trained again, and
+    counted, in the next chunk). Kept in ``<out>.chunks.json``, the new chunk started now."""
+    partial = out.with_name(out.name + ".partial")
+    pointer = partial / "checkpoints" / "latest.json"
+    sidecar = out.with_name(out.name + ".chunks.json")
+    resume = pointer.is_file()
+    chunks: list[dict[str, Any]] = []
+    if resume:
+        chunks = (json.loads(sidecar.read_text()) if sidecar.is_file() else
+                  [{"start": (partial / "recipe.yaml").stat().st_mtime, "end": None}])
+        if chunks[-1]["end"] is None:  # killed: it counts up to its last checkpoint
+            chunks[-1]["end"] = max(chunks[-1]["start"], pointer.stat().st_mtime)
+    chunks.append({"start": time.time(), "end": None, "load": _load()})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(sidecar, chunks)
+    return chunks, resume
 
 
 def cap_training_folder(folder: Path, cap: int, seed: int = 0) -> None:
@@ -184,7 +221,7 @@ def cap_training_folder(folder: Path, cap: int, seed: int = 0) -> None:
                 f.unlink()
 
 
-def run_dataset(name: str, specs: list[tuple[str, int | None]], work: Path,
+def run_dataset(name: str, specs: list[tuple[str, int | None, int | None]], work: Path,
                 saved: dict[str, Any] | None, rerun: bool, save: Any,
                 max_train: int | None = None) -> dict[str, Any]:
     """Measure the variants of ``name`` not in ``saved`` (all with ``rerun``), saving each."""
@@ -193,7 +230,9 @@ def run_dataset(name: str, specs: list[tuple[str, int | None]], work: Path,
     from autotransfer.data.splits import make_splits
     from autotransfer.recipe.schema import Recipe
 
-    root = held_out_layout(name, work)
+    root = work / name
+    if not (root / "train").is_dir() or not (root / "test").is_dir():
+        root = held_out_layout(name, work)
     if max_train:
         cap_training_folder(root / "train", max_train)
     if saved and saved.get("max_train") != max_train:
@@ -215,12 +254,12 @@ def run_dataset(name: str, specs: list[tuple[str, int | None]], work: Path,
     result = {"dataset": name, "n_train": len(splits.train), "n_val": len(splits.val),
               "n_test": len(splits.test), "max_train": max_train, "recipe": advised.to_dict(),
               "variants": dict((saved or {}).get("variants", {}))}
-    for kind, epochs in specs:
-        recipe = variant(advised, kind, epochs)
+    for kind, epochs, size in specs:
+        recipe = variant(advised, kind, epochs, size)
         if recipe is None:
             print(f"  {kind}: not applicable", flush=True)
             continue
-        v = variant_name(kind, recipe)
+        v = variant_name(kind, recipe, size)
         if v in result["variants"] and not rerun:
             print(f"  {v}: measured before, kept", flush=True)
             continue
@@ -345,6 +384,15 @@ def pooled(results: list[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
+def merge(saved: list[dict[str, Any]], result: dict[str, Any]) -> list[dict[str, Any]]:
+    """``saved`` with ``result`` in its dataset's place: its rows over the saved ones, the saved
+    rows it lacks kept (measured meanwhile by another process)."""
+    old = next((o for o in saved if o["dataset"] == result["dataset"]), None)
+    if old is not None:
+        result = {**result, "variants": {**old.get("variants", {}), **result["variants"]}}
+    return [o for o in saved if o["dataset"] != result["dataset"]] + [result]
+
+
 def _estimate(t: dict[str, Any] | None) -> str:
     if not t:
         return "–"
@@ -363,6 +411,10 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, default=None,
                         help="keep a seeded, class-proportional sample of this many images of "
                              "the training folder (train + validation), for every variant alike")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="keep the datasets' layouts and runs here (default: a temporary "
+                             "folder, removed at the end); a run stopped by `timeout` there "
+                             "resumes from its last checkpoint when measured again")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "budget_use_runs")
     args = parser.parse_args()
 
@@ -374,14 +426,19 @@ def main() -> None:
            "started": now, "affinity": sorted(os.sched_getaffinity(0)),
            "chunks": [*state.get("environment", {}).get("chunks", []), f"{now} (load {_load()})"]}
     results: list[dict[str, Any]] = state["results"]
-    work = Path(tempfile.mkdtemp(prefix="bench-budget-use-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-budget-use-"))
 
     def save(result: dict[str, Any]) -> None:
         nonlocal results
-        results = [o for o in results if o["dataset"] != result["dataset"]] + [result]
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, {"environment": env, "results": results})
-        atomic_write_text(args.out.with_suffix(".md"), markdown(results, env))
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another process may save rows here meanwhile
+            on_disk = json.loads(path.read_text()) if path.is_file() else {"results": []}
+            results = merge(on_disk["results"], result)
+            chunks = sorted({*on_disk.get("environment", {}).get("chunks", []), *env["chunks"]})
+            env["chunks"] = chunks
+            atomic_write_json(path, {"environment": env, "results": results})
+            atomic_write_text(args.out.with_suffix(".md"), markdown(results, env))
 
     try:
         for name in args.datasets:
@@ -390,7 +447,8 @@ def main() -> None:
                 (o for o in results if o["dataset"] == name), None)
             save(run_dataset(name, args.variants, work, saved, args.rerun, save, args.max_train))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

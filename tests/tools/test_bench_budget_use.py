@@ -39,6 +39,11 @@ def test_variants_spend_more_time_on_the_deepest_phase_only():
     larger = b.variant(recipe, "larger")
     assert larger.backbone.input_size == 192 and larger.phases[2].epochs == 3
     assert b.variant(deeper, "deeper") is None  # group 0 is the deepest there is
+    at224 = b.variant(recipe, "larger", None, 224)  # a size of its own, the advised epochs
+    assert at224.backbone.input_size == 224 and at224.phases[2].epochs == 3
+    assert b.variant_name("larger", at224, 224) == "larger224-3"
+    assert b.kind_of("larger224-3") == "larger224"
+    assert b.variant(recipe, "larger", None, 128) is None  # not larger than the advised
     head_only = assemble({**dict(load_preset("quick").decisions), "backbone": "mobilenet_v2",
                           "input_size": 128, "da_method": "none", "finetune_from": 5}, {},
                          name="head")
@@ -47,9 +52,11 @@ def test_variants_spend_more_time_on_the_deepest_phase_only():
 
 def test_variant_specs_are_checked():
     b = bench()
-    assert b.parse_variant("longer:12") == ("longer", 12)
-    assert b.parse_variant("deeper") == ("deeper", None)
-    for bad in ("wider", "longer:x", "advised:3"):
+    assert b.parse_variant("longer:12") == ("longer", 12, None)
+    assert b.parse_variant("deeper") == ("deeper", None, None)
+    assert b.parse_variant("larger:9@224") == ("larger", 9, 224)
+    assert b.parse_variant("larger@160") == ("larger", None, 160)
+    for bad in ("wider", "longer:x", "advised:3", "longer@224", "larger@x", "larger@16"):
         with pytest.raises(argparse.ArgumentTypeError):
             b.parse_variant(bad)
 
@@ -121,3 +128,32 @@ def test_the_kinds_are_pooled_over_datasets_against_the_advised():
     deeper = next(line for line in text.splitlines() if line.startswith("| deeper |"))
     assert "| +0 −0, p = 1 | 0 of 1 | 0 of 1 |" in deeper
     assert "| 13 of 16 |" in text  # the deepest phase's restored epoch, where recorded
+
+
+def test_saving_merges_rows_another_process_saved_meanwhile():
+    b = bench()
+    saved = [{"dataset": "a", "variants": {"advised": 1, "larger160-9": 2}},
+             {"dataset": "b", "variants": {"advised": 3}}]
+    merged = b.merge(saved, {"dataset": "a", "variants": {"advised": 1, "larger224-9": 4}})
+    assert merged[0] == {"dataset": "b", "variants": {"advised": 3}}
+    assert merged[1]["variants"] == {"advised": 1, "larger160-9": 2, "larger224-9": 4}
+    assert b.merge([], {"dataset": "c", "variants": {}}) == [{"dataset": "c", "variants": {}}]
+
+
+def test_a_run_stopped_mid_way_resumes_and_counts_its_chunks_to_the_last_checkpoint(tmp_path):
+    import json
+    import os
+
+    b = bench()
+    out = tmp_path / "runs" / "larger224-9"
+    chunks, resume = b._chunks(out)  # nothing there: a fresh run, one chunk started
+    assert not resume and len(chunks) == 1 and chunks[0]["end"] is None
+    partial = tmp_path / "runs" / "larger224-9.partial"
+    (partial / "checkpoints").mkdir(parents=True)
+    (partial / "recipe.yaml").write_text("x")
+    (partial / "checkpoints" / "latest.json").write_text("{}")
+    start = chunks[0]["start"]
+    os.utime(partial / "checkpoints" / "latest.json", (start + 100, start + 100))
+    chunks, resume = b._chunks(out)  # the first chunk was killed: it counts to its checkpoint
+    assert resume and len(chunks) == 2 and chunks[0]["end"] == start + 100
+    assert json.loads((tmp_path / "runs" / "larger224-9.chunks.json").read_text()) == chunks
