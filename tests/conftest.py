@@ -84,6 +84,31 @@ def tiny_auto_run(tmp_path_factory):
     return result, said
 
 
+@pytest.fixture(scope="session")
+def tiny_target_auto_run(tmp_path_factory):
+    """One tiny ``auto(target=...)`` run with room for a search (no budget, 2 trials): 24 colour
+    images (red, green) and, as unlabelled target images in one folder, 20 washed-out and noisier
+    copies of the colours (DA06). tests/test_auto_target.py and tests/oneshot/test_adapt.py read
+    it, none changes it (tests/oneshot/test_adapt.py's other runs use a labelled target)."""
+    from PIL import Image
+
+    import autotransfer
+    from tests.train.helpers import make_colour_dataset
+
+    root = tmp_path_factory.mktemp("auto_target")
+    source = make_colour_dataset(root / "src", {"r": 12, "g": 12})
+    target = root / "tgt"
+    target.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(20):  # the same colours, washed out and noisier: a shifted domain
+        colour = np.array([(220, 40, 40), (40, 200, 60)][i % 2])
+        pixels = colour * 0.5 + 100 + rng.normal(0, 60, (32, 32, 3))
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(target / f"{i}.png")
+    return autotransfer.auto(source, root / "out", time_budget=None, trials=2,
+                             backbones=["test_tiny"], weights=None, precision="float32",
+                             target=target, verbose=0)
+
+
 def shared_dataset(name: str) -> Path:
     """Path of a dataset under ``../shared/datasets``; skips the test when it is absent."""
     path = SHARED_DATASETS / name

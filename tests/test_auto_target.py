@@ -4,31 +4,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-import pytest
-from PIL import Image
 
-from tests.train.helpers import make_colour_dataset
-
-
-def test_auto_with_a_target_trains_the_advised_adaptation_with_it(tmp_path, monkeypatch):
-    pytest.importorskip("keras")
-    from autotransfer import auto
-    from autotransfer.oneshot import adapt
-
-    # DA09's λ candidates are tests/oneshot/test_adapt.py's: λ = 0 alone keeps this one fast
-    monkeypatch.setattr(adapt, "grid", lambda: ("dev", ()))
-
-    source = make_colour_dataset(tmp_path / "src", {"r": 12, "g": 12})
-    target = tmp_path / "tgt"
-    target.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(20):  # the same colours, washed out and noisier: a shifted domain
-        colour = np.array([(220, 40, 40), (40, 200, 60)][i % 2])
-        pixels = colour * 0.5 + 100 + rng.normal(0, 60, (32, 32, 3))
-        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(target / f"{i}.png")
-    result = auto(source, tmp_path / "out", time_budget=None, trials=2, backbones=["test_tiny"],
-                  weights=None, precision="float32", target=target, verbose=0)
+def test_auto_with_a_target_trains_the_advised_adaptation_with_it(tiny_target_auto_run):
+    # the session's run (tests/conftest.py): 20 unlabelled target images in one folder, room for
+    # a search; tests/oneshot/test_adapt.py checks the search's DA11 records on it
+    result = tiny_target_auto_run
     advice = json.loads((result.out / "advice.json").read_text())
     method = advice["recipe"]["domain_adaptation"]["method"]
     assert advice["probes"]["domain_gap"]["n_target_images"] == 20

@@ -37,21 +37,38 @@ def unreadable_model(tmp_path_factory) -> tuple[Path, Path]:
     return model, next((root / "images" / "a").iterdir())
 
 
-def _predict(model: Path, image: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+def _predict(model: Path, image: Path, *args: str) -> list[str]:
     code = ("import sys; from autotransfer.cli import run; "
             "sys.argv = ['autotransfer', *sys.argv[1:]]; run()")
-    return subprocess.run([sys.executable, "-c", code, *args, str(model), str(image)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    return [sys.executable, "-c", code, *args, str(model), str(image)]
+
+
+def _together(*commands: tuple[list[str], dict[str, str]]) -> list[subprocess.CompletedProcess]:
+    """Run the ``(command, env)`` pairs at the same time (each imports TensorFlow, seconds of
+    one core: on two cores the pair takes the time of one) and wait for every one."""
+    started = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for command, env in commands]
+    done = []
+    try:
+        for process in started:
+            out, err = process.communicate(timeout=600)
+            done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return done
 
 
 def test_tensorflow_log_lines_are_hidden_by_default_and_shown_with_verbose(unreadable_model):
     model, image = unreadable_model
-    quiet = _predict(model, image, "predict", env=_env())
+    quiet, loud = _together((_predict(model, image, "predict"), _env()),
+                            (_predict(model, image, "--verbose", "predict"), _env()))
     assert quiet.returncode == 2, quiet.stderr
     assert "Error:" in quiet.stderr and "model.keras" in quiet.stderr  # our message still shows
     assert not TF_LOG.search(quiet.stderr), quiet.stderr
 
-    loud = _predict(model, image, "--verbose", "predict", env=_env())
     assert loud.returncode == 2 and "Error:" in loud.stderr
     assert re.search(r"oneDNN|cuInit|absl::InitializeLog", loud.stderr), loud.stderr
     assert TF_LOG.search(loud.stderr)
@@ -59,9 +76,9 @@ def test_tensorflow_log_lines_are_hidden_by_default_and_shown_with_verbose(unrea
 
 def test_the_environment_or_a_command_s_own_flag_brings_them_back(unreadable_model):
     model, image = unreadable_model
-    by_env = _predict(model, image, "predict", env=_env(AUTOTRANSFER_VERBOSE="1"))
+    by_env, by_flag = _together((_predict(model, image, "predict"), _env(AUTOTRANSFER_VERBOSE="1")),
+                                (_predict(model, image, "predict", "--verbose"), _env()))
     assert by_env.returncode == 2 and TF_LOG.search(by_env.stderr), by_env.stderr
-    by_flag = _predict(model, image, "predict", "--verbose", env=_env())
     assert by_flag.returncode == 2 and TF_LOG.search(by_flag.stderr), by_flag.stderr
 
 
@@ -73,12 +90,10 @@ def test_log_lines_after_the_import_are_hidden_too():
             "if sys.argv[1] == 'quiet': quiet_tensorflow()\n"
             "import tensorflow as tf; tf.config.list_physical_devices()\n"
             "print(float(tf.reduce_sum(tf.ones(3))))")
-    quiet = subprocess.run([sys.executable, "-c", code, "quiet"], capture_output=True, text=True,
-                           env=_env(), timeout=600)
+    quiet, loud = _together(([sys.executable, "-c", code, "quiet"], _env()),
+                            ([sys.executable, "-c", code, "loud"], _env()))
     assert quiet.returncode == 0 and quiet.stdout.strip() == "3.0", quiet.stderr
     assert not TF_LOG.search(quiet.stderr), quiet.stderr
-    loud = subprocess.run([sys.executable, "-c", code, "loud"], capture_output=True, text=True,
-                          env=_env(), timeout=600)
     assert loud.returncode == 0 and TF_LOG.search(loud.stderr), loud.stderr
 
 

@@ -341,12 +341,17 @@ def _auto(tmp_path, **kwargs):
     return result, json.loads((result.out / "summary.json").read_text())
 
 
-def test_auto_searches_with_adapting_trials_and_records_da11_and_the_gap(tmp_path):
+def test_auto_searches_with_adapting_trials_and_records_da11_and_the_gap(tiny_target_auto_run):
     """auto(target=) with a loss method and room for a search: the trials adapt, DA09's criterion
-    ranks them (DA11, in tuning.json and summary.json), the gap before and after is reported."""
+    ranks them (DA11, in tuning.json and summary.json), the gap before and after is reported.
+    The run (tests/conftest.py) is tests/test_auto_target.py's too: its target folder is flat."""
     from autotransfer.recipe.io import load_recipe
 
-    result, summary = _auto(tmp_path, time_budget=None, trials=2)
+    result = tiny_target_auto_run
+    method = result.advice.recipe.domain_adaptation
+    if not method.has_loss:
+        pytest.skip(f"the advisor chose '{method.method}' here: no weight to choose")
+    summary = json.loads((result.out / "summary.json").read_text())
     assert summary["tuning"]["selection"]["rule"] == "DA11"
     tuning = json.loads((result.out / "tuning" / "tuning.json").read_text())
     assert tuning["objective"]["rule"] == "DA11" and tuning["objective"]["criterion"] == "dev"
@@ -356,6 +361,8 @@ def test_auto_searches_with_adapting_trials_and_records_da11_and_the_gap(tmp_pat
     final = load_recipe(result.out / "model" / "recipe.yaml")
     head_kept = tuning["best_trial"] == "probe"  # DA11's exact linear head scored best
     assert tuning["selection"]["linear_probe"]["kept"] is head_kept
+    why = summary["linear_probe"]["why"]  # SEL02's note says what DA11 did with the probe
+    assert "not a candidate" not in why and ("it is the final model" in why) is head_kept
     assert adaptation["method"] == final.domain_adaptation.method
     if head_kept:  # no adaptation, so no λ: the final model is the exact linear head
         assert adaptation["weight"] is None and final.domain_adaptation.method == "none"
@@ -443,3 +450,68 @@ def test_auto_without_candidates_ships_the_exact_linear_head_that_scores_as_well
     assert adaptation["gap"]["after"]["n_target"] == 20  # measured on the shipped head
     report = (result.out / "report.md").read_text()
     assert "(rule DA11: the exact linear head" in report
+    why = summary["linear_probe"]["why"]  # SEL02 compared nothing: DA11's head won, it says so
+    assert "not a candidate" not in why and "DA11" in why and "is the final model: " in why
+    assert why in report
+
+
+def test_sel02s_note_in_an_adapting_run_says_what_da11_did_with_the_linear_probe(tmp_path):
+    """SEL02 compares nothing when the recipe adapts; its note (summary.json, the report) must
+    say what rule DA11 did with the linear probe instead — never that it was no candidate when
+    its exact linear head became the final model — and the forecast reads the head's measure."""
+    import dataclasses
+
+    from autotransfer.oneshot.versus import check
+    from autotransfer.train.adaptation.choose_weight import EXACT
+    from autotransfer.tuning import adapting
+    from autotransfer.tuning.space import search_space
+    from tests.tuning.test_adapting import _probe_row, _recipe, _row
+
+    recipe = _recipe()
+    space = search_space(recipe, include=["dropout", adapting.DIMENSION])
+    rows = [_row("00", -0.40), _row("01", -0.30, **{adapting.DIMENSION: 0.1})]
+    for probe, kept in ((-0.30, True), (-0.35, False)):  # the search: the head won, then lost
+        tuning = adapting.summarise(tmp_path, recipe, space, [*rows, _probe_row(probe)],
+                                    role_name="local", stopped="", seconds=1.0,
+                                    algorithm="random", name="dev")
+        record = adapt.searched(tuning.refined, tuning)
+        note = adapt.sel02_note("coral", record, tuning)
+        assert note.startswith("the advised recipe adapts to the target images (coral)")
+        assert "not a candidate" not in note and f"scored {probe:.4f} by dev" in note
+        assert ("it is the final model (rule DA11)" in note) is kept
+        assert ("below trial 01 (-0.3000): the adapting trial 01 is the final" in note) is not kept
+        head = adapt.head_measure(record, tuning)  # measured on validation in the search
+        assert head["val_accuracy"] == 0.8 and head["kept"] is kept
+    forecast = SimpleNamespace(linear_probe=0.7, linear_probe_interval=(0.6, 0.8), advised=None,
+                               advised_interval=None, fitted_on=("a",))
+    lost = check(forecast, {"val": {"accuracy": 0.9}}, final_fine_tunes=True, probe=None,
+                 choice=note, head=head)
+    assert lost.linear_probe.measured == 0.8 and "DA11's exact linear head" in \
+        lost.linear_probe.model
+    failed = dataclasses.replace(tuning, selection={k: v for k, v in tuning.selection.items()
+                                                    if k != "linear_probe"})
+    assert "was not scored beside the search's trials" in adapt.sel02_note("coral", record,
+                                                                           failed)
+    # without a search: the exact linear head against DA09's candidates or the final model
+    record = adapt.Adaptation("entropy", 1.0, "DA10", "λ kept", criterion="dev")
+    won = dict(rule="DA11", trial="probe", kept=True, score=-0.2, val_accuracy=0.8,
+               why="the exact linear head (...) scores -0.2000, at least as well as the "
+                   "adapting final model (-0.3000)")
+    for probe, says in (
+            (won, "and the linear probe (rule DA11's exact linear head: the backbone frozen, "
+                  "L-BFGS) is the final model: the exact linear head (...) scores -0.2000"),
+            (dict(won, kept=False, why="the exact linear head scored -0.4, below it"),
+             "and the adapting model is the final model: the exact linear head scored -0.4"),
+            (dict(won, kept=False, why="not compared: the final model trained on the validation "
+                                       "images the criterion weighs (PLAN04)"),
+             "L-BFGS) was not compared: the final model trained on the validation images")):
+        note = adapt.sel02_note("entropy", dataclasses.replace(record, linear_probe=probe))
+        assert says in note and "not a candidate" not in note
+    # DA09's own source-only exact head among its candidates: chosen, or not
+    da09 = adapt.Adaptation("entropy", None, "DA09", "chosen", {"0": -0.5, EXACT: -0.3}, "dev",
+                            candidate=EXACT)
+    assert "scored -0.3000 by dev on the target, without target labels: it was chosen and is " \
+           "the final model" in adapt.sel02_note("entropy", da09)
+    other = dataclasses.replace(da09, weight=0.0, candidate="weight_0")
+    assert "the λ = 0 candidate scored higher and is the final model" in adapt.sel02_note(
+        "entropy", other)

@@ -1,6 +1,6 @@
 """What one small ``auto`` run writes besides its model: the forecast against what it measured
-(issue 18), the ONNX export inside the run's "evaluate and export" step, and its probing line
-counting the backbones as ``advise`` does."""
+(issue 18), the ONNX export inside the run's "evaluate and export" step (``--onnx`` on the
+command line), and its probing line counting the backbones as ``advise`` does."""
 
 from __future__ import annotations
 
@@ -19,17 +19,45 @@ HAS_ONNX = all(importlib.util.find_spec(m) is not None for m in ("tf2onnx", "onn
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def command_line(tmp_path_factory):
+    """The run, made by the command line: ``autotransfer auto DATASET -o OUT --time-budget 2m
+    --preset quick -b test_tiny --json`` (and ``--onnx`` with the extra). The tiny backbone has
+    no ImageNet weights, so the command's ``auto()`` is called with ``weights=None``, and with a
+    ``progress`` that records what it says. Returns the result, the texts, the keyword arguments
+    the command passed to ``auto()``, the JSON it printed and OUT."""
+    import contextlib
+    import io
+
+    import autotransfer.oneshot
+    from autotransfer.cli import main
+
     root = tmp_path_factory.mktemp("auto_outputs")
     dataset = root / "colours"
     make_colour_dataset(dataset, COUNTS, split="train")
     make_colour_dataset(dataset, {k: 4 for k in COUNTS}, split="test", seed=1)
     said: list[str] = []
+    heard: list[dict] = []
+    results = []
+
+    def untrained(*args, **kwargs):
+        heard.append(kwargs)
+        results.append(auto(*args, **kwargs | {"weights": None, "progress": said.append}))
+        return results[-1]
+
+    out, printed = root / "run", io.StringIO()
     with pytest.MonkeyPatch.context() as mp:  # a cache of its own: other tests probe the same
         mp.setenv("AUTOTRANSFER_CACHE", str(root / "cache"))  # images, and cached, none is said
-        result = auto(dataset, root / "run", time_budget="2m", preset="quick",
-                      backbones=["test_tiny"], weights=None, export_onnx=HAS_ONNX,
-                      progress=said.append)
+        mp.setattr(autotransfer.oneshot, "auto", untrained)
+        with contextlib.redirect_stdout(printed):
+            code = main(["auto", str(dataset), "-o", str(out), "--time-budget", "2m", "--preset",
+                         "quick", "-b", "test_tiny", "--json", *(["--onnx"] if HAS_ONNX else [])])
+    assert code == 0 and len(results) == 1
+    return results[0], said, heard[0], json.loads(printed.getvalue()), out
+
+
+@pytest.fixture(scope="module")
+def run(command_line):
+    result, said, *_ = command_line
     return result, said
 
 
@@ -82,22 +110,9 @@ def test_without_the_onnx_extra_auto_refuses_before_any_work(tmp_path, monkeypat
 
 
 @pytest.mark.skipif(not HAS_ONNX, reason="needs autotransfer[onnx] (tf2onnx, onnx)")
-def test_auto_onnx_on_the_command_line_converts_inside_the_run(tmp_path, capsys, monkeypatch):
-    import autotransfer.oneshot
-    from autotransfer.cli import main
-
-    heard: list[dict] = []
-
-    def untrained(*args, **kwargs):  # the tiny backbone has no ImageNet weights
-        heard.append(kwargs)
-        return auto(*args, **kwargs | {"weights": None})
-
-    monkeypatch.setattr(autotransfer.oneshot, "auto", untrained)
-    dataset = make_colour_dataset(tmp_path / "colours", COUNTS)
-    out = tmp_path / "run"
-    assert main(["auto", str(dataset), "-o", str(out), "--time-budget", "2m", "--preset", "quick",
-                 "-b", "test_tiny", "--onnx", "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert heard[0]["export_onnx"] is True  # converted inside auto(), not after it
+def test_auto_onnx_on_the_command_line_converts_inside_the_run(command_line):
+    result, _, heard, summary, out = command_line  # autotransfer auto ... --onnx --json
+    assert result.out == out
+    assert heard["export_onnx"] is True  # converted inside auto(), not after it
     assert "model/model.onnx" in summary["exports"] and (out / "model" / "model.onnx").is_file()
     assert "ONNX export (tf2onnx)" in [s["step"] for s in summary["budget"]["steps"]]

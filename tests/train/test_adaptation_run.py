@@ -36,6 +36,26 @@ def folders(tmp_path_factory):
     return make_colour_dataset(base / "source", COUNTS), _target(base / "target")
 
 
+@pytest.fixture(scope="module")
+def coral_candidates(folders, tmp_path_factory):
+    """choose_weight's first call on a head-only coral recipe: λ 0 and 1 and the exact head
+    trained into a folder, and that folder. Its runs are reused by a later call in the same
+    folder: the tests call again in a copy of it."""
+    from autotransfer.train.adaptation import choose_weight as cw
+
+    source, target_dir = folders
+    folder = tmp_path_factory.mktemp("coral_candidates") / "sel"
+    choice = cw.choose_weight(source, _recipe("coral", weight=1.0), read_target(target_dir),
+                              folder, weights=(1.0,), criterion="dev")
+    return choice, folder
+
+
+def _copy_of(folder, tmp_path):
+    import shutil
+
+    return shutil.copytree(folder, tmp_path / "sel")
+
+
 def _weights(run):
     model = keras.saving.load_model(run.model_path, compile=False)
     return model.get_weights()
@@ -111,7 +131,8 @@ def test_the_weight_is_chosen_without_target_labels_and_explained(folders, tmp_p
     assert reason.rule == "DA09" and "without target labels" in reason.text
 
 
-def test_a_head_only_recipe_also_scores_the_exact_head_without_target_labels(folders, tmp_path):
+def test_a_head_only_recipe_also_scores_the_exact_head_without_target_labels(
+        folders, coral_candidates, tmp_path):
     """Every phase trains a linear head alone: the source-only exact head (L-BFGS) is one more
     candidate, trained and scored by the same criterion, target labels unread."""
     from autotransfer.train.adaptation import choose_weight as cw
@@ -121,8 +142,8 @@ def test_a_head_only_recipe_also_scores_the_exact_head_without_target_labels(fol
     assert cw.exact_head_fits(recipe)
     assert not cw.exact_head_fits(tiny_recipe(domain_adaptation={"method": "coral"}))  # tunes
     target = read_target(target_dir)
-    choice = cw.choose_weight(source, recipe, target, tmp_path / "sel", weights=(1.0,),
-                              criterion="dev")
+    choice, trained = coral_candidates  # choose_weight(source, recipe, target, ...) trained them
+    _copy_of(trained, tmp_path)
     poisoned = target.model_copy(update={"eval_labels": {k: "blue" for k in target.eval_labels}})
     again = cw.choose_weight(source, recipe, poisoned, tmp_path / "sel", weights=(1.0,),
                              criterion="dev")  # reused runs, the same scores
@@ -139,9 +160,11 @@ def test_a_head_only_recipe_also_scores_the_exact_head_without_target_labels(fol
     assert choice.chosen_run.name == ("exact_head" if choice.exact_head else f"weight_{best}")
 
 
-def test_the_exact_head_is_chosen_when_it_scores_best(folders, tmp_path, monkeypatch):
+def test_the_exact_head_is_chosen_when_it_scores_best(folders, coral_candidates, tmp_path,
+                                                     monkeypatch):
     """The criterion ranks the exact head first: the chosen recipe is the source-only recipe with
-    the exact head, and DA09's reason says why."""
+    the exact head, and DA09's reason says why (the candidates trained, then scored again here:
+    a copy of the fixture's folder, whose finished runs choose_weight reuses)."""
     from autotransfer.train.adaptation import choose_weight as cw
     from autotransfer.train.adaptation import validate
 
@@ -154,6 +177,7 @@ def test_the_exact_head_is_chosen_when_it_scores_best(folders, tmp_path, monkeyp
     monkeypatch.setattr(validate, "scores", exact_first)
     source, target_dir = folders
     recipe = _recipe("coral", weight=1.0)
+    _copy_of(coral_candidates[1], tmp_path)
     choice = cw.choose_weight(source, recipe, read_target(target_dir), tmp_path / "sel",
                               weights=(1.0,), criterion="dev")
     assert choice.exact_head and choice.chosen_run == tmp_path / "sel" / "exact_head"

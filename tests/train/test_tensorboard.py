@@ -139,14 +139,35 @@ def test_a_run_logs_its_epochs_and_its_recipe_for_the_hparams_dashboard(tmp_path
     assert scalars(logs, "val_accuracy") == [(0, pytest.approx(result.val_accuracy))]
 
 
-def test_a_search_logs_each_trial_for_the_hparams_dashboard(tmp_path):
+@pytest.fixture(scope="module")
+def search(tmp_path_factory):
+    """A search of 3 trials, and what TensorBoard's folder of trial sessions held each time the
+    tuner said a trial ended (the trial ids and val accuracies of the sessions there)."""
+    import re
+
     from autotransfer.tuning.tuner import tune
     from tests.train.helpers import make_colour_dataset
 
-    data = make_colour_dataset(tmp_path / "ds", {"red": 6, "green": 6})
-    recipe = tiny_recipe(phases=[{"name": "head", "epochs": 2, "trainable_from": 5,
+    root = tmp_path_factory.mktemp("search_logs")
+    data = make_colour_dataset(root / "ds", {"red": 6, "green": 6})
+    recipe = tiny_recipe(phases=[{"name": "head", "epochs": 1, "trainable_from": 5,
                                   "learning_rate": 0.05, "schedule": "constant"}])
-    result = tune(data, recipe, tmp_path / "t", trials=2, verbose=0)
+    folder = root / "t" / "logs" / "trials"
+    on_the_dashboard: list[list[tuple[str, float | None]]] = []
+
+    def progress(text: str) -> None:
+        if re.fullmatch(r"Trial \d+ (completed|failed)", text):
+            sessions = sorted(p for p in folder.iterdir()) if folder.is_dir() else []
+            on_the_dashboard.append([
+                (session(p)[0]["trial"], dict(scalars(p, "val_accuracy")).get(0))
+                for p in sessions])
+
+    result = tune(data, recipe, root / "t", trials=3, progress=progress, verbose=0)
+    return result, on_the_dashboard
+
+
+def test_a_search_logs_each_trial_for_the_hparams_dashboard(search):
+    result, _ = search
     folder = result.out / "logs" / "trials"
     assert sorted(p.name for p in folder.iterdir()) == sorted(t.trial_id for t in result.trials)
     for trial in result.trials:
@@ -157,28 +178,10 @@ def test_a_search_logs_each_trial_for_the_hparams_dashboard(tmp_path):
             (0, pytest.approx(trial.val_accuracy))]
 
 
-def test_a_search_shows_each_trial_on_the_dashboard_as_the_trial_ends(tmp_path):
+def test_a_search_shows_each_trial_on_the_dashboard_as_the_trial_ends(search):
     """A user watching TensorBoard during a long search sees every trial ended so far, not all
     of them at the end: when the tuner says a trial ended, its HParams session is there."""
-    import re
-
-    from autotransfer.tuning.tuner import tune
-    from tests.train.helpers import make_colour_dataset
-
-    data = make_colour_dataset(tmp_path / "ds", {"red": 6, "green": 6})
-    recipe = tiny_recipe(phases=[{"name": "head", "epochs": 1, "trainable_from": 5,
-                                  "learning_rate": 0.05, "schedule": "constant"}])
-    folder = tmp_path / "t" / "logs" / "trials"
-    on_the_dashboard: list[list[tuple[str, float | None]]] = []
-
-    def progress(text: str) -> None:
-        if re.fullmatch(r"Trial \d+ (completed|failed)", text):
-            sessions = sorted(p for p in folder.iterdir()) if folder.is_dir() else []
-            on_the_dashboard.append([
-                (session(p)[0]["trial"], dict(scalars(p, "val_accuracy")).get(0))
-                for p in sessions])
-
-    result = tune(data, recipe, tmp_path / "t", trials=3, progress=progress, verbose=0)
+    result, on_the_dashboard = search
     ended = [(t.trial_id, None if t.val_accuracy is None else pytest.approx(t.val_accuracy))
              for t in result.trials]
     assert len(ended) == 3
