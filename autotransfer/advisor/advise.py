@@ -117,8 +117,7 @@ def decide(
     recipe = assemble(final, reasons, name=f"advised for {os.path.basename(profile.root.rstrip('/'))}",
                       seed=seed, weights=probes.weights)
     estimate = reasons.get("epoch_estimate_s")
-    # carried into every run's metrics (BUD05 re-estimates it at the input size it buys)
-    if estimate is not None and estimate.rule in ("COST01", "BUD05"):
+    if estimate is not None and estimate.rule == "COST01":  # carried into every run's metrics
         recipe = recipe.model_copy(update={"reasons": {**recipe.reasons, ESTIMATE_KEY: estimate}})
     warnings = [f.text for f in firings if f.kind == "warn"]
     return Advice(preset=chosen_preset.name, profile=profile, probes=probes, candidates=candidates,

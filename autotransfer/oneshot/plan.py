@@ -84,13 +84,8 @@ def search_skipped(split: Recipe, whole: Recipe, trials: int,
     fine_tunes = any(p.trainable_from < N_GROUPS for p in whole.phases)
     if not fine_tunes or split.total_epochs >= whole.total_epochs:
         return None
-    if doubled is not None:
-        twice = doubled()
-        # a larger input bought by twice the budget (BUD05) is another recipe, not more of this
-        # one, and the whole budget did not hold it: the whole budget does not bind this recipe
-        if (twice.total_epochs <= whole.total_epochs
-                or twice.backbone.input_size != whole.backbone.input_size):
-            return None  # the whole budget does not bind the recipe: its spare time would go unused
+    if doubled is not None and doubled().total_epochs <= whole.total_epochs:
+        return None  # the whole budget does not bind the recipe: its spare time would go unused
     return rule_text(BINDS, {"shorter": _fine_tuning_epochs(split),
                              "longer": _fine_tuning_epochs(whole)})
 

@@ -167,17 +167,3 @@ def test_the_epoch_estimate_is_carried_by_the_recipe_and_sizes_the_budget():
     epochs = [sum(p.epochs for p in decide(data, r, time_budget=150.0).recipe.phases
                   if p.trainable_from < 5) for r in (slow, fast)]
     assert epochs[0] < epochs[1]
-
-
-def test_a_budget_that_holds_the_default_input_buys_it_for_small_images_in_the_quick_preset():
-    from autotransfer.advisor.cost import ESTIMATE_KEY
-
-    data = profile({"a": 300, "b": 300}, side=64)
-    timed = report(FAR.probes[0].model_copy(update={"forward_ms": 2.0}))
-    assert decide(data, timed, preset="quick").recipe.backbone.input_size == 128  # RES02
-    tight = decide(data, timed, preset="quick", time_budget=100.0).recipe
-    assert tight.backbone.input_size == 128
-    roomy = decide(data, timed, preset="quick", time_budget=3600.0).recipe
-    assert roomy.backbone.input_size == 224 and roomy.reasons["backbone.input_size"].rule == "BUD05"
-    carried = roomy.reasons[ESTIMATE_KEY]  # re-estimated at 224 px, carried into the metrics
-    assert carried.rule == "BUD05" and carried.evidence["input_size"] == 224

@@ -282,44 +282,6 @@ def test_bud04_leaves_head_only_recipes_and_runs_without_a_budget_alone():
         assert not fired and final["finetune_epochs"] == 5
 
 
-# BUD05: 28 px images, the quick preset's 96 px (RES02); 1000 images, 2 ms, from group 3: an
-# epoch of 3.6 s at 224 px, 0.66 s at 96; BUD01 fits 10 epochs. 0.8 of the budget less 68 s
-# (fixed costs, the head's passes at 224 px) holds them at 224 px from a budget of 113 s on
-@pytest.mark.parametrize("budget, size, epochs", [
-    (112.9, 96, 20),            # not at 224 px: the spare time lengthens the 96 px recipe (BUD04)
-    (113.1, 224, 10),           # the 10 epochs at 224 px, nothing left to lengthen them
-    (68 + 3.6 * 100, 224, 20),  # plenty: 224 px, then twice the epochs (BUD04)
-])
-def test_bud05_buys_the_default_input_for_small_images_where_the_budget_holds_it(
-        budget, size, epochs):
-    final, fired = run("BUD05", {"finetune_from": 3, "finetune_epochs": 5, "epoch_scale": 0.5,
-                                 "fast_resolution": True},
-                       also=("RES02", "COST01", "BUD01", "BUD04"), n_train=1000, forward_ms=2.0,
-                       probe_size=224, median_side=28.0, budget_s=budget)
-    assert final["input_size"] == size and final["finetune_epochs"] == epochs
-    assert bool(fired) == (size == 224)
-    if fired:
-        assert final["epoch_estimate_s"] == pytest.approx(3.6)  # re-estimated at 224 px
-        assert fired[0].thresholds["fill"] == 0.8
-        assert "28 px images are upscaled to 224 px" in fired[0].text
-
-
-@pytest.mark.parametrize("decisions, overrides", [
-    ({"fast_resolution": True}, {"budget_s": NAN}),          # no budget: RES02's 96 px
-    ({"fast_resolution": False}, {"budget_s": 1e6}),         # standard preset: 224 px already
-    ({"fast_resolution": True, "finetune_from": 5}, {"budget_s": 1e6}),  # head only
-    ({"fast_resolution": True}, {"budget_s": 1e6, "median_side": 300.0}),  # large images
-])
-def test_bud05_needs_a_budget_small_images_reduced_by_the_preset_and_fine_tuning(
-        decisions, overrides):
-    start = {"finetune_from": 3, "finetune_epochs": 5, "epoch_scale": 0.5, **decisions}
-    facts_ = {"n_train": 1000, "forward_ms": 2.0, "median_side": 28.0, **overrides}
-    final, fired = run("BUD05", start, also=("RES02", "COST01", "BUD01"), **facts_)
-    assert not fired
-    small = decisions["fast_resolution"] and facts_["median_side"] < 224
-    assert final["input_size"] == (96 if small else 224)
-
-
 @pytest.mark.parametrize("overrides, decisions", [
     ({"budget_s": NAN, "forward_ms": 2.0}, {"finetune_from": 3}),  # no budget
     ({"budget_s": 100.0, "forward_ms": NAN}, {"finetune_from": 3}),  # not timed (old cache)
