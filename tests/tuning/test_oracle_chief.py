@@ -22,6 +22,13 @@ class _Served(Exception):
         self.oracle = oracle
 
 
+def as_chief(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process is a distributed search's chief (KerasTuner reads these variables)."""
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "8000")
+
+
 @pytest.mark.parametrize("shared_cache", [True, False])  # False: no store, oracle.splits alone
 def test_a_chiefs_reserve_loads_the_workers_splits_on_first_use(tmp_path, monkeypatch,
                                                                  shared_cache):
@@ -44,9 +51,7 @@ def test_a_chiefs_reserve_loads_the_workers_splits_on_first_use(tmp_path, monkey
 
     monkeypatch.setattr(tuner, "load_or_make", counted)
     monkeypatch.setattr(recipe_tuner, "RecipeTuner", serve)
-    monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
-    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
-    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "8000")
+    as_chief(monkeypatch)
     with pytest.raises(_Served) as served:
         tuner.tune(dataset, recipe, out, trials=3, time_budget=600, reserve_factor=1.2,
                    algorithm="random", verbose=0, shared_cache=shared_cache)
@@ -97,9 +102,7 @@ def test_a_chiefs_reserve_grows_as_each_workers_trial_ends_there(tmp_path, monke
         raise _Served(oracle)
 
     monkeypatch.setattr(recipe_tuner, "RecipeTuner", serve)
-    monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
-    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
-    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "8000")
+    as_chief(monkeypatch)
     with pytest.raises(_Served) as served:
         tuner.tune(dataset, recipe, out, trials=5, time_budget=36000, reserve_factor=1.2,
                    algorithm="random", verbose=0)
