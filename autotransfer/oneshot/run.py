@@ -168,7 +168,9 @@ def auto(
     # (rule DA11 compares the linear probe with it on the target instead)
     adapts = advice.recipe.domain_adaptation.needs_target
     if adapts:  # what rule DA11 did with the linear probe instead is said once it is known
-        probe_note = adapt.SEL02_ADAPTS.format(method=advice.recipe.domain_adaptation.method)
+        from autotransfer.oneshot.adapt import SEL02_ADAPTS
+
+        probe_note = SEL02_ADAPTS.format(method=advice.recipe.domain_adaptation.method)
     if budget is not None:  # rule BUD03: refuse, before any training, a budget below the floor
         with folder.refused_cleanly():
             budget_floor.floor_after_probing(
