@@ -319,15 +319,13 @@ def _chosen(record: Adaptation) -> str:
     return f"λ = {record.weight:g}" if record.weight is not None else str(record.candidate)
 
 
-def head_measure(record: Adaptation | None, tuning: Any = None) -> dict[str, Any] | None:
+def head_measure(record: Adaptation, tuning: Any = None) -> dict[str, Any] | None:
     """Rule DA11's exact linear head as :func:`autotransfer.oneshot.versus.check` reads it
     (``val_accuracy``: the training split's head on validation): without a search
     ``record.linear_probe``, after one the search's trial :data:`PROBE_TRIAL`; ``None`` when
     it was not scored."""
     from autotransfer.tuning.adapting import PROBE_TRIAL, RULE
 
-    if record is None:
-        return None
     if record.linear_probe is not None or tuning is None:
         return record.linear_probe
     probe = tuning.trial(PROBE_TRIAL)
